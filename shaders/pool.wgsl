@@ -1,0 +1,133 @@
+// Pooling over f_h x f_w windows with stride (s_h, s_w), no padding.
+//   pool_forward:  A[i, oh, ow, c] = max or mean of A_prev[i, oh*s_h .. oh*s_h+f_h, ow*s_w .. ow*s_w+f_w, c]
+//   pool_backward: dA_prev[i, h, x, c] = sum over the outputs (oh, ow) whose window covers (h, x) of
+//                  average: dA[i, oh, ow, c] / (f_h*f_w)
+//                  max, every maximum (ties = 0): dA[i, oh, ow, c] if A_prev[i, h, x, c] == max(window)
+//                  max, first maximum (ties = 1): dA[i, oh, ow, c] if (h, x) is the window's first
+//                  maximum in row-major order
+//                  (each output gradient dA[i, oh, ow, c] flows into its own window; gather form:
+//                  one thread per dA_prev element, no atomics).
+//
+// Bindings: 0 params; pool_forward: 1 a_prev (m, in_h, in_w, c), 2 unused (a_prev again), 3 a (m, out_h, out_w, c);
+// pool_backward: 1 a_prev, 2 da (m, out_h, out_w, c), 3 da_prev (m, in_h, in_w, c).
+
+const WG: u32 = 64u;
+const MODE_MAX: u32 = 0u;
+
+struct Params {
+    total: u32,
+    in_h: u32,
+    in_w: u32,
+    c: u32,
+    out_h: u32,
+    out_w: u32,
+    f_h: u32,
+    f_w: u32,
+    s_h: u32,
+    s_w: u32,
+    mode: u32,   // 0 max, 1 average
+    ties: u32,   // 0 every maximum, 1 first maximum
+    in_off: u32,
+    out_off: u32,
+    dst_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a_prev: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+fn index_in(i: u32, h: u32, x: u32, c: u32) -> u32 {
+    return p.in_off + ((i * p.in_h + h) * p.in_w + x) * p.c + c;
+}
+
+fn index_out(i: u32, oh: u32, ow: u32, c: u32) -> u32 {
+    return p.out_off + ((i * p.out_h + oh) * p.out_w + ow) * p.c + c;
+}
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// The maximum of one window, and the flat (row-major) position of its first occurrence.
+fn window_max(i: u32, oh: u32, ow: u32, c: u32) -> vec2<f32> {
+    var best = a_prev[index_in(i, oh * p.s_h, ow * p.s_w, c)];
+    var first = 0u;
+    for (var dh = 0u; dh < p.f_h; dh++) {
+        for (var dw = 0u; dw < p.f_w; dw++) {
+            let v = a_prev[index_in(i, oh * p.s_h + dh, ow * p.s_w + dw, c)];
+            if (v > best) {
+                best = v;
+                first = dh * p.f_w + dw;
+            }
+        }
+    }
+    return vec2<f32>(best, f32(first));
+}
+
+@compute @workgroup_size(WG)
+fn pool_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+        let c = idx % p.c;
+        let ow = (idx / p.c) % p.out_w;
+        let oh = (idx / (p.c * p.out_w)) % p.out_h;
+        let i = idx / (p.c * p.out_w * p.out_h);
+        var v: f32;
+        if (p.mode == MODE_MAX) {
+            v = window_max(i, oh, ow, c).x;
+        } else {
+            var sum = 0.0;
+            for (var dh = 0u; dh < p.f_h; dh++) {
+                for (var dw = 0u; dw < p.f_w; dw++) {
+                    sum += a_prev[index_in(i, oh * p.s_h + dh, ow * p.s_w + dw, c)];
+                }
+            }
+            v = sum / f32(p.f_h * p.f_w);
+        }
+        dst[p.dst_off + idx] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pool_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    let window = f32(p.f_h * p.f_w);
+    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+        let c = idx % p.c;
+        let x = (idx / p.c) % p.in_w;
+        let h = (idx / (p.c * p.in_w)) % p.in_h;
+        let i = idx / (p.c * p.in_w * p.in_h);
+        // Outputs whose window covers h: oh*s_h <= h < oh*s_h + f_h.
+        let oh_lo = select(0u, (h + 1u - p.f_h + p.s_h - 1u) / p.s_h, h + 1u > p.f_h);
+        let oh_hi = min(h / p.s_h + 1u, p.out_h);
+        let ow_lo = select(0u, (x + 1u - p.f_w + p.s_w - 1u) / p.s_w, x + 1u > p.f_w);
+        let ow_hi = min(x / p.s_w + 1u, p.out_w);
+        let mine = a_prev[index_in(i, h, x, c)];
+        var acc = 0.0;
+        for (var oh = oh_lo; oh < oh_hi; oh++) {
+            for (var ow = ow_lo; ow < ow_hi; ow++) {
+                let g = grad[index_out(i, oh, ow, c)];
+                if (p.mode == MODE_MAX) {
+                    let m = window_max(i, oh, ow, c);
+                    let pos = (h - oh * p.s_h) * p.f_w + (x - ow * p.s_w);
+                    let hit = select(mine == m.x, u32(m.y) == pos, p.ties == 1u);
+                    if (hit) {
+                        acc += g;
+                    }
+                } else {
+                    acc += g / window;
+                }
+            }
+        }
+        dst[p.dst_off + idx] = acc;
+    }
+}

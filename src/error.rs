@@ -1,0 +1,114 @@
+//! The one error type of the crate.
+
+use thiserror::Error;
+
+/// Everything that can go wrong in `wgpu-cnn`. Shape errors carry the offending shapes.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Error {
+    /// A stride of zero along some axis.
+    #[error("stride must be at least 1, got (h {0}, w {1})")]
+    ZeroStride(usize, usize),
+
+    /// A kernel (filter or pooling window) with a zero extent.
+    #[error("kernel must be at least 1x1, got {0}x{1}")]
+    ZeroKernel(usize, usize),
+
+    /// A tensor with a zero-length axis where the op needs elements.
+    #[error("{what} has an empty axis: shape {shape:?}")]
+    EmptyTensor {
+        /// Which argument.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+    },
+
+    /// An argument with the wrong number of axes.
+    #[error("{what} must have {expected} axes, got shape {shape:?}")]
+    Rank {
+        /// Which argument.
+        what: &'static str,
+        /// How many axes it must have.
+        expected: usize,
+        /// The shape it has.
+        shape: Vec<usize>,
+    },
+
+    /// The weights' input channels differ from the activation's channels.
+    #[error("channel mismatch: input {input:?} has {} channels, weights {weights:?} expect {}", input[3], weights[2])]
+    ChannelMismatch {
+        /// Input shape `(m, n_H, n_W, n_C)`.
+        input: [usize; 4],
+        /// Weight shape `(f_h, f_w, n_C_prev, n_C)`.
+        weights: [usize; 4],
+    },
+
+    /// The bias does not hold one value per output channel.
+    #[error("bias of shape {bias:?} does not match {channels} output channels: expected (1, 1, 1, {channels}) or ({channels},)")]
+    BiasShape {
+        /// The bias shape given.
+        bias: Vec<usize>,
+        /// The number of output channels of the weights.
+        channels: usize,
+    },
+
+    /// The kernel does not fit in the padded input: the output would be empty.
+    #[error("kernel {kernel:?} is larger than the padded input {padded:?} (input {input:?})")]
+    KernelTooLarge {
+        /// Input shape `(m, n_H, n_W, n_C)`.
+        input: [usize; 4],
+        /// Kernel extent `(f_h, f_w)`.
+        kernel: [usize; 2],
+        /// Padded spatial size `(n_H + top + bottom, n_W + left + right)`.
+        padded: [usize; 2],
+    },
+
+    /// Two shapes that must agree do not.
+    #[error("{what}: expected shape {expected:?}, got {got:?}")]
+    ShapeMismatch {
+        /// What was being checked.
+        what: &'static str,
+        /// The shape required.
+        expected: Vec<usize>,
+        /// The shape given.
+        got: Vec<usize>,
+    },
+
+    /// An array or window is too large for what the op can index or allocate.
+    #[error("{what} of shape {shape:?} ({bytes} bytes) exceeds the device limit of {limit} bytes")]
+    TooLarge {
+        /// Which tensor or part of it.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Bytes needed.
+        bytes: u64,
+        /// The limit that it exceeds.
+        limit: u64,
+    },
+
+    /// A tensor was used with a `Gpu` other than the one that made it.
+    #[error("tensor of shape {shape:?} belongs to another Gpu")]
+    ForeignTensor {
+        /// Shape of the tensor.
+        shape: Vec<usize>,
+    },
+
+    /// A window passed to the pooling helpers is empty.
+    #[error("window is empty")]
+    EmptyWindow,
+
+    /// No adapter matched the request.
+    #[error("no wgpu adapter found: {0}")]
+    NoAdapter(String),
+
+    /// The adapter refused to create a device.
+    #[error("could not create a device: {0}")]
+    Device(String),
+
+    /// The device reported an error (validation, out of memory, lost device).
+    #[error("device error: {0}")]
+    Gpu(String),
+}
+
+/// Result with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
