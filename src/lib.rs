@@ -8,6 +8,7 @@
 //! bias `(1, 1, 1, n_C)` or `(n_C,)`.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cpu;
 mod error;
 mod params;
@@ -18,4 +19,4 @@ pub use params::{
 };
 mod gpu;
 
-pub use gpu::{ConvCache, ConvGrads, Gpu, GpuOptions, PoolCache, Tensor};
+pub use gpu::{median, ConvCache, ConvGrads, Gpu, GpuOptions, PoolCache, Probe, Tensor};

@@ -193,14 +193,34 @@ fn smallest_max_gap(x: &Array4<f64>, params: PoolParams) -> f64 {
     gap
 }
 
+/// Replaces each element of `x` by its rank, spread evenly over `[-2, 2)`: the same order, but
+/// neighbours at least `4 / x.len()` apart, so no window is near a tie.
+fn spread_ranks(x: &Array4<f64>) -> Array4<f64> {
+    let values: Vec<f64> = x.iter().copied().collect();
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let step = 4.0 / values.len() as f64;
+    for (rank, &index) in order.iter().enumerate() {
+        ranks[index] = -2.0 + step * rank as f64;
+    }
+    Array4::from_shape_vec(x.raw_dim(), ranks).expect("same length")
+}
+
 /// Checks `pool_backward` against centered differences of `loss = sum(A * dout)`.
 fn check_pool_gradients(params: PoolParams, a_shape: [usize; 4], seed: u32) {
     let mut rng = NumpyRng::seed(seed);
-    let a_prev = rng.randn4(a_shape);
+    let a_prev = match params.mode {
+        PoolMode::Average => rng.randn4(a_shape),
+        PoolMode::Max => spread_ranks(&rng.randn4(a_shape)),
+    };
     if params.mode == PoolMode::Max {
         // Max is differentiable only away from ties; the perturbation must not reorder a window.
         let gap = smallest_max_gap(&a_prev, params);
-        assert!(gap > 100.0 * H, "{params:?}: test input has a near tie ({gap:e})");
+        assert!(
+            gap > 100.0 * H,
+            "{params:?}: test input has a near tie ({gap:e})"
+        );
     }
     let (_, cache) = pool_forward(a_prev.view(), params).expect("forward");
     let dout = rng.randn4(cache.geometry.output_shape());
@@ -267,8 +287,14 @@ fn zero_pad_reproduces_seed_example() {
 #[test]
 fn conv_single_step_reproduces_seed_example() {
     let mut rng = NumpyRng::seed(1);
-    let a_slice_prev = rng.randn(&[4, 4, 3]).into_dimensionality::<Ix3>().expect("3-d");
-    let w = rng.randn(&[4, 4, 3]).into_dimensionality::<Ix3>().expect("3-d");
+    let a_slice_prev = rng
+        .randn(&[4, 4, 3])
+        .into_dimensionality::<Ix3>()
+        .expect("3-d");
+    let w = rng
+        .randn(&[4, 4, 3])
+        .into_dimensionality::<Ix3>()
+        .expect("3-d");
     let b = rng.randn(&[1, 1, 1]);
     let z = conv_single_step(a_slice_prev.view(), w.view(), b[[0, 0, 0]]).expect("step");
     assert_close(z, -6.99908945068, TOL_12, "Z");
@@ -334,8 +360,8 @@ fn pool_forward_reproduces_seed_example_max_and_average() {
         TOL_8,
         "A (max)",
     );
-    let (a, _) = pool_forward(a_prev.view(), PoolParams::new(3, 2, PoolMode::Average))
-        .expect("average");
+    let (a, _) =
+        pool_forward(a_prev.view(), PoolParams::new(3, 2, PoolMode::Average)).expect("average");
     assert_all_close(
         &a,
         &[
@@ -599,7 +625,10 @@ fn nan_inputs_do_not_panic() {
         for ties in [Ties::EveryMax, Ties::FirstMax] {
             let params = PoolParams::new(2, 1, mode).with_ties(ties);
             let (a, cache) = pool_forward(a_prev.view(), params).expect("forward");
-            assert!(a[[0, 0, 0, 0]].is_nan(), "{params:?}: NaN propagates forward");
+            assert!(
+                a[[0, 0, 0, 0]].is_nan(),
+                "{params:?}: NaN propagates forward"
+            );
             let da = Array4::ones(a.raw_dim());
             pool_backward(da.view(), &cache).expect("backward");
         }

@@ -289,7 +289,8 @@ pub fn conv_backward<A: Real>(dz: ArrayView4<A>, cache: &ConvCache<A>) -> Result
                         .slice_mut(s![vert_start..vert_end, horiz_start..horiz_end, ..])
                         .scaled_add(dz_ihwc, &weights.slice(s![.., .., .., c]));
                     // dW[:,:,:,c] += a_slice * dZ[i, h, w, c]
-                    dw.slice_mut(s![.., .., .., c]).scaled_add(dz_ihwc, &a_slice);
+                    dw.slice_mut(s![.., .., .., c])
+                        .scaled_add(dz_ihwc, &a_slice);
                     // db[:,:,:,c] += dZ[i, h, w, c]
                     db[[0, 0, 0, c]] = db[[0, 0, 0, c]] + dz_ihwc;
                 }

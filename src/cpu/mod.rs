@@ -16,7 +16,7 @@
 //!
 //! Shapes are checked by [`ConvGeometry`](crate::ConvGeometry) and
 //! [`PoolGeometry`](crate::PoolGeometry), the one place that knows the output-size formula;
-//! bad shapes are an [`Error`](crate::Error), never a panic.
+//! bad shapes are an [`Error`], never a panic.
 //!
 //! Everything is generic over the float type ([`Real`]: `f32` or `f64`), so tests can run the
 //! reference in `f64`.

@@ -257,7 +257,8 @@ pub fn pool_backward<A: Real>(da: ArrayView4<A>, cache: &PoolCache<A>) -> Result
     let recomputed = PoolGeometry::new(shape4(&cache.a_prev), params)?;
     if recomputed != geometry {
         return Err(Error::ShapeMismatch {
-            what: "cache.geometry (output shape) does not follow from cache.a_prev and cache.params",
+            what:
+                "cache.geometry (output shape) does not follow from cache.a_prev and cache.params",
             expected: recomputed.output_shape().to_vec(),
             got: geometry.output_shape().to_vec(),
         });

@@ -9,6 +9,7 @@ mod conv;
 mod launch;
 mod pad;
 mod pool;
+mod roofline;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 pub use conv::{ConvCache, ConvGrads};
 pub(crate) use launch::{Arg, Chunk, Kernel};
 pub use pool::PoolCache;
+pub use roofline::{median, Probe};
 
 /// How to choose and limit the device. [`GpuOptions::default`] reads wgpu's environment
 /// conventions: `WGPU_BACKEND` (`vulkan`, `gl`, `metal`, `dx12`) and `WGPU_ADAPTER_NAME` (a
@@ -60,6 +62,7 @@ struct Inner {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pending: Mutex<Pending>,
     device_error: Arc<Mutex<Option<String>>>,
+    allocated: AtomicU64,
 }
 
 #[derive(Default)]
@@ -199,7 +202,7 @@ impl Gpu {
                     "backends {backends:?}, name filter {name:?}; adapters seen: {listed:?}"
                 ))
             })?;
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-cnn"),
@@ -280,6 +283,7 @@ impl Gpu {
                 modules: Mutex::default(),
                 pending: Mutex::default(),
                 device_error,
+                allocated: AtomicU64::new(0),
             }),
         }
     }
@@ -302,6 +306,12 @@ impl Gpu {
     /// Largest storage binding an op uses, in bytes; larger tensors are processed in batch chunks.
     pub fn max_binding_bytes(&self) -> u64 {
         self.inner.limits.binding_bytes
+    }
+
+    /// Bytes of device memory that ops have allocated so far (outputs and scratch; uploads
+    /// excluded). The benchmark reports the difference across one op.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.inner.allocated.load(Ordering::Relaxed)
     }
 
     pub(crate) fn limits(&self) -> LaunchLimits {
@@ -372,6 +382,7 @@ impl Gpu {
     /// A new zero-filled tensor on the device.
     pub(crate) fn empty(&self, what: &'static str, shape: &[usize]) -> Result<Tensor> {
         let bytes = self.check_buffer_size(what, shape)?;
+        self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
         let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: bytes.max(4),

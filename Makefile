@@ -1,0 +1,41 @@
+# wgpu-cnn: the two jobs a fresh machine runs.
+#   make bench   the benchmark (roofline, every op, GPU vs CPU), table + bench-results/bench.json
+#   make test    every test, on the default adapter (lavapipe / Vulkan here)
+# Both install what a fresh Debian machine lacks (libhdf5-dev, mesa-vulkan-drivers, pkg-config).
+
+CARGO ?= cargo
+APT_PACKAGES := libhdf5-dev mesa-vulkan-drivers pkg-config
+BENCH_ARGS ?=
+
+.PHONY: test test-gl bench deps lint fmt doc
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: deps
+	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --doc
+
+# The same tests on llvmpipe through OpenGL.
+test-gl: deps
+	WGPU_BACKEND=gl $(CARGO) test --release --all-targets
+
+bench: deps
+	$(CARGO) run --release --bin wgpu-cnn -- bench --json bench-results/bench.json $(BENCH_ARGS)
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+doc: deps
+	$(CARGO) doc --no-deps

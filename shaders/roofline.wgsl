@@ -1,0 +1,93 @@
+// Roofline probes for the benchmark.
+//   fma:  each thread runs `iters` rounds of 4 x 8 independent vec4 fused multiply-adds (the
+//         loop is unrolled by hand: loop overhead is large on CPU-emulated adapters)
+//         (acc = fma(acc, x, y)), then writes one number so the work cannot be removed.
+//         Flops = threads * iters * 32 * 4 * 2.
+//   copy: dst[i] = src[i] over vec4s; bytes moved = 2 * 16 * n.
+// Bindings: 0 params; 1 src (read); 2 dst (write).
+
+const WG: u32 = 64u;
+
+struct Params {
+    total: u32,   // threads (fma) or vec4 elements (copy)
+    iters: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn fma_probe(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let idx = linear_id(wid, nwg, lid);
+    if (idx >= p.total) {
+        return;
+    }
+    let x = src[0];
+    let y = src[1];
+    let s = f32(idx);
+    var a0 = vec4<f32>(s);
+    var a1 = vec4<f32>(s + 1.0);
+    var a2 = vec4<f32>(s + 2.0);
+    var a3 = vec4<f32>(s + 3.0);
+    var a4 = vec4<f32>(s + 4.0);
+    var a5 = vec4<f32>(s + 5.0);
+    var a6 = vec4<f32>(s + 6.0);
+    var a7 = vec4<f32>(s + 7.0);
+    for (var i = 0u; i < p.iters; i++) {
+        a0 = fma(a0, x, y);
+        a1 = fma(a1, x, y);
+        a2 = fma(a2, x, y);
+        a3 = fma(a3, x, y);
+        a4 = fma(a4, x, y);
+        a5 = fma(a5, x, y);
+        a6 = fma(a6, x, y);
+        a7 = fma(a7, x, y);
+        a0 = fma(a0, x, y);
+        a1 = fma(a1, x, y);
+        a2 = fma(a2, x, y);
+        a3 = fma(a3, x, y);
+        a4 = fma(a4, x, y);
+        a5 = fma(a5, x, y);
+        a6 = fma(a6, x, y);
+        a7 = fma(a7, x, y);
+        a0 = fma(a0, x, y);
+        a1 = fma(a1, x, y);
+        a2 = fma(a2, x, y);
+        a3 = fma(a3, x, y);
+        a4 = fma(a4, x, y);
+        a5 = fma(a5, x, y);
+        a6 = fma(a6, x, y);
+        a7 = fma(a7, x, y);
+        a0 = fma(a0, x, y);
+        a1 = fma(a1, x, y);
+        a2 = fma(a2, x, y);
+        a3 = fma(a3, x, y);
+        a4 = fma(a4, x, y);
+        a5 = fma(a5, x, y);
+        a6 = fma(a6, x, y);
+        a7 = fma(a7, x, y);
+    }
+    let sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+    dst[idx] = sum;
+}
+
+@compute @workgroup_size(WG)
+fn copy_probe(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+        dst[idx] = src[idx];
+    }
+}

@@ -1,0 +1,381 @@
+//! The benchmark suite: named shapes, the ops run on them, and how each is measured. Used by
+//! the `wgpu-cnn bench` binary and by the criterion benches in `benches/`.
+
+use std::time::Instant;
+
+use ndarray::{Array1, Array4, Ix4};
+use serde::Serialize;
+
+use crate::cpu;
+use crate::error::Result;
+use crate::gpu::{Gpu, Tensor};
+use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams};
+
+/// A convolution of the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvCase {
+    /// Shape name (`cifar`, `deep`, `stem`, `seed`, `signs1`, ...).
+    pub name: &'static str,
+    /// Input `(m, n_H, n_W, n_C)`.
+    pub input: [usize; 4],
+    /// Weights `(f_h, f_w, n_C_prev, n_C)`.
+    pub weights: [usize; 4],
+    /// Stride and padding.
+    pub params: ConvParams,
+}
+
+/// A pooling layer of the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolCase {
+    /// Shape name (`pool`, `seed`, `signs1`, ...).
+    pub name: &'static str,
+    /// Input `(m, n_H, n_W, n_C)`.
+    pub input: [usize; 4],
+    /// Window, stride (mode is set per op).
+    pub f: usize,
+    /// Stride.
+    pub stride: usize,
+}
+
+/// The fixed convolution shapes: the anchors, the seed's, the `signs` network's.
+pub fn conv_cases() -> Vec<ConvCase> {
+    vec![
+        ConvCase {
+            name: "cifar",
+            input: [64, 32, 32, 16],
+            weights: [3, 3, 16, 32],
+            params: ConvParams::new(1, 1),
+        },
+        ConvCase {
+            name: "deep",
+            input: [16, 16, 16, 128],
+            weights: [3, 3, 128, 128],
+            params: ConvParams::new(1, 1),
+        },
+        ConvCase {
+            name: "stem",
+            input: [16, 64, 64, 3],
+            weights: [4, 4, 3, 8],
+            params: ConvParams::new(1, 2),
+        },
+        ConvCase {
+            name: "seed",
+            input: [10, 4, 4, 3],
+            weights: [2, 2, 3, 8],
+            params: ConvParams::new(2, 2),
+        },
+        // The course's SIGNS model (seed 001): CONV2D 4x4 8 SAME -> RELU -> MAXPOOL 8x8/8 ->
+        // CONV2D 2x2 16 SAME -> RELU -> MAXPOOL 4x4/4, minibatch 64.
+        ConvCase {
+            name: "signs1",
+            input: [64, 64, 64, 3],
+            weights: [4, 4, 3, 8],
+            params: ConvParams::new(1, 0).with_padding(Padding::same((64, 64), (4, 4), (1, 1))),
+        },
+        ConvCase {
+            name: "signs2",
+            input: [64, 8, 8, 8],
+            weights: [2, 2, 8, 16],
+            params: ConvParams::new(1, 0).with_padding(Padding::same((8, 8), (2, 2), (1, 1))),
+        },
+    ]
+}
+
+/// The fixed pooling shapes.
+pub fn pool_cases() -> Vec<PoolCase> {
+    vec![
+        PoolCase {
+            name: "pool",
+            input: [64, 32, 32, 32],
+            f: 2,
+            stride: 2,
+        },
+        PoolCase {
+            name: "seed",
+            input: [2, 4, 4, 3],
+            f: 3,
+            stride: 2,
+        },
+        PoolCase {
+            name: "signs1",
+            input: [64, 64, 64, 8],
+            f: 8,
+            stride: 8,
+        },
+        PoolCase {
+            name: "signs2",
+            input: [64, 8, 8, 16],
+            f: 4,
+            stride: 4,
+        },
+    ]
+}
+
+/// One line of the benchmark's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// `op/shape`, e.g. `conv_forward/cifar`.
+    pub name: String,
+    /// The op.
+    pub op: String,
+    /// The shape name.
+    pub shape: String,
+    /// Human-readable sizes.
+    pub dims: String,
+    /// Median GPU time of one run, milliseconds.
+    pub median_ms: f64,
+    /// Arithmetic rate (compute-bound ops, roofline FMA probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gflops: Option<f64>,
+    /// Memory rate (memory-bound ops, roofline copy probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gbps: Option<f64>,
+    /// Percent of the adapter's measured roofline (FMA for flops, copy for bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roofline_pct: Option<f64>,
+    /// Largest absolute difference from the CPU reference over all outputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_err: Option<f64>,
+    /// Time of one run of the CPU reference, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<f64>,
+    /// Device bytes the op allocates (outputs and scratch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_allocated: Option<u64>,
+    /// Batch size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Median time per image, milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_image_ms: Option<f64>,
+    /// How the time was taken.
+    pub timing: &'static str,
+}
+
+impl Record {
+    fn new(op: &str, shape: &str, dims: String, median_ms: f64) -> Self {
+        Self {
+            name: format!("{op}/{shape}"),
+            op: op.to_string(),
+            shape: shape.to_string(),
+            dims,
+            median_ms,
+            gflops: None,
+            gbps: None,
+            roofline_pct: None,
+            max_err: None,
+            cpu_ms: None,
+            bytes_allocated: None,
+            batch: None,
+            per_image_ms: None,
+            timing: "wall clock, submit to completion",
+        }
+    }
+}
+
+/// Deterministic pseudo-random inputs in [-1, 1) (a small LCG; the benchmark needs no more).
+pub fn test_array(shape: [usize; 4], seed: u64) -> Array4<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    Array4::from_shape_simple_fn(shape, || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+}
+
+fn max_abs(a: &Array4<f32>, b: &Array4<f32>) -> f64 {
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| f64::from((x - y).abs()))
+        .fold(0.0, f64::max)
+}
+
+fn dims4(s: [usize; 4]) -> String {
+    format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3])
+}
+
+/// The roofline: peak FMA rate and copy bandwidth of the adapter, as two records.
+///
+/// # Errors
+/// Device errors.
+pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
+    let fma = gpu.probe_fma(1 << 16, 1024, reps)?;
+    let mut r_fma = Record::new(
+        "roofline",
+        "fma",
+        "65536 threads x 1024 x 8 vec4 FMA".into(),
+        fma.seconds * 1e3,
+    );
+    r_fma.gflops = Some(fma.rate() / 1e9);
+    r_fma.roofline_pct = Some(100.0);
+    let copy = gpu.probe_copy(64 << 20, reps)?;
+    let mut r_copy = Record::new("roofline", "copy", "64 MiB".into(), copy.seconds * 1e3);
+    r_copy.gbps = Some(copy.rate() / 1e9);
+    r_copy.roofline_pct = Some(100.0);
+    Ok((r_fma, r_copy))
+}
+
+/// What to measure besides the GPU time.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Timed repetitions (the median is reported).
+    pub reps: usize,
+    /// Run the CPU reference (time and max error).
+    pub check: bool,
+    /// Peak FMA rate, flop/s, for `roofline_pct`.
+    pub fma_peak: f64,
+    /// Copy bandwidth, bytes/s, for `roofline_pct`.
+    pub copy_peak: f64,
+}
+
+fn upload_conv(gpu: &Gpu, c: &ConvCase) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>, [Tensor; 3])> {
+    let x = test_array(c.input, 1);
+    let w = test_array(c.weights, 2);
+    let b = test_array([1, 1, 1, c.weights[3]], 3).into_shape_with_order(c.weights[3]).map_err(|_| {
+        crate::Error::ShapeMismatch {
+            what: "bias",
+            expected: vec![c.weights[3]],
+            got: vec![],
+        }
+    })?;
+    let t = [gpu.upload(&x)?, gpu.upload(&w)?, gpu.upload(&b)?];
+    Ok((x, w, b, t))
+}
+
+/// `conv_forward` on one case.
+///
+/// # Errors
+/// Shape or device errors.
+pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
+    let g = ConvGeometry::new(c.input, c.weights, c.params)?;
+    let (x, w, b, [tx, tw, tb]) = upload_conv(gpu, c)?;
+    let before = gpu.allocated_bytes();
+    let (z, _) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
+    let bytes = gpu.allocated_bytes() - before;
+    let seconds = gpu.time_median(o.reps, || gpu.conv_forward(&tx, &tw, &tb, c.params).map(drop))?;
+    let flops = g.forward_flops();
+    let dims = format!("{} * {} -> {}", dims4(c.input), dims4(c.weights), dims4(g.output_shape()));
+    let mut r = Record::new("conv_forward", c.name, dims, seconds * 1e3);
+    r.gflops = Some(flops / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
+    r.bytes_allocated = Some(bytes);
+    r.batch = Some(g.m);
+    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    if o.check {
+        let start = Instant::now();
+        let (z_ref, _) = cpu::conv_forward(x.view(), w.view(), b.view(), c.params)?;
+        r.cpu_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        r.max_err = Some(max_abs(&gpu.download::<Ix4>(&z)?, &z_ref));
+    }
+    Ok(r)
+}
+
+/// `conv_backward` (dA_prev, dW and db together) on one case.
+///
+/// # Errors
+/// Shape or device errors.
+pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
+    let g = ConvGeometry::new(c.input, c.weights, c.params)?;
+    let (x, w, b, [tx, tw, tb]) = upload_conv(gpu, c)?;
+    let dz = test_array(g.output_shape(), 4);
+    let tdz = gpu.upload(&dz)?;
+    let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
+    let before = gpu.allocated_bytes();
+    let grads = gpu.conv_backward(&tdz, &cache)?;
+    let bytes = gpu.allocated_bytes() - before;
+    let seconds = gpu.time_median(o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
+    let flops = 2.0 * g.forward_flops();
+    let dims = format!("dZ {} -> dA, dW, db", dims4(g.output_shape()));
+    let mut r = Record::new("conv_backward", c.name, dims, seconds * 1e3);
+    r.gflops = Some(flops / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
+    r.bytes_allocated = Some(bytes);
+    r.batch = Some(g.m);
+    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    if o.check {
+        let (_, ref_cache) = cpu::conv_forward(x.view(), w.view(), b.view(), c.params)?;
+        let start = Instant::now();
+        let reference = cpu::conv_backward(dz.view(), &ref_cache)?;
+        r.cpu_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        let err = max_abs(&gpu.download::<Ix4>(&grads.da_prev)?, &reference.da_prev)
+            .max(max_abs(&gpu.download::<Ix4>(&grads.dw)?, &reference.dw))
+            .max(max_abs(&gpu.download::<Ix4>(&grads.db)?, &reference.db));
+        r.max_err = Some(err);
+    }
+    Ok(r)
+}
+
+fn mode_name(mode: PoolMode) -> &'static str {
+    match mode {
+        PoolMode::Max => "max",
+        PoolMode::Average => "avg",
+    }
+}
+
+/// `pool_forward` in one mode on one case. Bytes counted: input read once, output written.
+///
+/// # Errors
+/// Shape or device errors.
+pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Result<Record> {
+    let params = PoolParams::new(c.f, c.stride, mode);
+    let g = PoolGeometry::new(c.input, params)?;
+    let x = test_array(c.input, 5);
+    let tx = gpu.upload(&x)?;
+    let before = gpu.allocated_bytes();
+    let (a, _) = gpu.pool_forward(&tx, params)?;
+    let bytes = gpu.allocated_bytes() - before;
+    let seconds = gpu.time_median(o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
+    let moved = 4.0 * (x.len() + a.len()) as f64;
+    let op = format!("pool_{}_forward", mode_name(mode));
+    let dims = format!("{} f{} s{} -> {}", dims4(c.input), c.f, c.stride, dims4(g.output_shape()));
+    let mut r = Record::new(&op, c.name, dims, seconds * 1e3);
+    r.gbps = Some(moved / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
+    r.bytes_allocated = Some(bytes);
+    r.batch = Some(g.m);
+    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    if o.check {
+        let start = Instant::now();
+        let (a_ref, _) = cpu::pool_forward(x.view(), params)?;
+        r.cpu_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        r.max_err = Some(max_abs(&gpu.download::<Ix4>(&a)?, &a_ref));
+    }
+    Ok(r)
+}
+
+/// `pool_backward` in one mode on one case. Bytes counted: `A_prev` and `dA` read once,
+/// `dA_prev` written (average mode does not need `A_prev`, but it is counted the same way).
+///
+/// # Errors
+/// Shape or device errors.
+pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Result<Record> {
+    let params = PoolParams::new(c.f, c.stride, mode);
+    let g = PoolGeometry::new(c.input, params)?;
+    let x = test_array(c.input, 5);
+    let da = test_array(g.output_shape(), 6);
+    let tx = gpu.upload(&x)?;
+    let tda = gpu.upload(&da)?;
+    let (_, cache) = gpu.pool_forward(&tx, params)?;
+    let before = gpu.allocated_bytes();
+    let dx = gpu.pool_backward(&tda, &cache)?;
+    let bytes = gpu.allocated_bytes() - before;
+    let seconds = gpu.time_median(o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
+    let moved = 4.0 * (2 * x.len() + da.len()) as f64;
+    let op = format!("pool_{}_backward", mode_name(mode));
+    let dims = format!("dA {} -> {}", dims4(g.output_shape()), dims4(c.input));
+    let mut r = Record::new(&op, c.name, dims, seconds * 1e3);
+    r.gbps = Some(moved / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
+    r.bytes_allocated = Some(bytes);
+    r.batch = Some(g.m);
+    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    if o.check {
+        let (_, ref_cache) = cpu::pool_forward(x.view(), params)?;
+        let start = Instant::now();
+        let reference = cpu::pool_backward(da.view(), &ref_cache)?;
+        r.cpu_ms = Some(start.elapsed().as_secs_f64() * 1e3);
+        r.max_err = Some(max_abs(&gpu.download::<Ix4>(&dx)?, &reference));
+    }
+    Ok(r)
+}
