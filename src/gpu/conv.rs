@@ -1,7 +1,8 @@
 //! `conv_forward` and `conv_backward` on the GPU; kernels: `shaders/conv_forward.wgsl`,
 //! `shaders/conv_backward.wgsl`.
 
-use super::launch::{to_u32, WG};
+use super::conv_gemm::GemmShape;
+use super::launch::{simple, to_u32, WG};
 use super::{Arg, Chunk, Gpu, Kernel, Tensor};
 use crate::error::{Error, Result};
 use crate::params::{check_bias, ConvGeometry, ConvParams};
@@ -10,8 +11,7 @@ const FORWARD: Kernel = Kernel {
     name: "conv_forward.wgsl",
     source: include_str!("../../shaders/conv_forward.wgsl"),
     entry: "conv_forward",
-    reads: 3,
-    writes: 1,
+    bindings: simple(3, 1),
 };
 
 const BACKWARD_SOURCE: &str = include_str!("../../shaders/conv_backward.wgsl");
@@ -20,8 +20,7 @@ const BACKWARD_DATA: Kernel = Kernel {
     name: "conv_backward.wgsl",
     source: BACKWARD_SOURCE,
     entry: "backward_data",
-    reads: 2,
-    writes: 1,
+    bindings: simple(2, 1),
 };
 
 const BACKWARD_FILTER: Kernel = Kernel {
@@ -167,6 +166,18 @@ impl Gpu {
         )?;
         check_bias(b.shape(), g.c_out)?;
         let z = self.empty("conv_forward output", &g.output_shape())?;
+        let cache = ConvCache {
+            a_prev: a_prev.clone(),
+            w: w.clone(),
+            b: b.clone(),
+            geometry: g,
+        };
+        let s = GemmShape::forward(&g);
+        if self.gemm_fits(&s) {
+            let x4 = self.pad_channels(a_prev)?;
+            self.gemm_conv(&x4, w, Some(b), &s, false, &z)?;
+            return Ok((z, cache));
+        }
         let per_image = g.out_h * g.out_w * g.c_out;
         self.launch(
             &FORWARD,
@@ -194,12 +205,6 @@ impl Gpu {
                 Ok((params, u64::from(total).div_ceil(WG)))
             },
         )?;
-        let cache = ConvCache {
-            a_prev: a_prev.clone(),
-            w: w.clone(),
-            b: b.clone(),
-            geometry: g,
-        };
         Ok((z, cache))
     }
 
@@ -239,12 +244,32 @@ impl Gpu {
         let da_prev = self.empty("conv_backward dA_prev", &g.input_shape())?;
         let dw = self.empty("conv_backward dW", &g.weight_shape())?;
         let db = self.empty("conv_backward db", &[1, 1, 1, g.c_out])?;
+        let dz4 = self.pad_channels(dz)?;
 
+        let sd = GemmShape::backward_data(&g);
+        if g.s_h == 1 && g.s_w == 1 && self.gemm_fits(&sd) {
+            self.gemm_conv(&dz4, &cache.w, None, &sd, true, &da_prev)?;
+        } else {
+            self.direct_backward_data(dz, cache, &da_prev)?;
+        }
+
+        let x4 = self.pad_channels(&cache.a_prev)?;
+        if let Some(pixels) = self.filter_window_pixels(&g, x4.byte_len()) {
+            self.gemm_filter(&x4, &dz4, &g, pixels, &dw, &db)?;
+        } else {
+            self.direct_backward_filter(dz, cache, &dw, &db)?;
+        }
+        Ok(ConvGrads { da_prev, dw, db })
+    }
+
+    /// `dA_prev` by the direct gather kernel (any stride).
+    fn direct_backward_data(&self, dz: &Tensor, cache: &ConvCache, da_prev: &Tensor) -> Result<()> {
+        let g = cache.geometry;
         let per_image = g.in_h * g.in_w * g.c_in;
         self.launch(
             &BACKWARD_DATA,
             g.m,
-            &[Arg::Whole(&cache.w), Arg::Batched(dz), Arg::Batched(&da_prev)],
+            &[Arg::Whole(&cache.w), Arg::Batched(dz), Arg::Batched(da_prev)],
             |chunk| {
                 let total = chunk.images * per_image;
                 let mut p = BackwardParams::new(&g, chunk, total)?;
@@ -252,13 +277,23 @@ impl Gpu {
                 p.a_off = chunk.offset(2);
                 Ok((p, u64::from(p.total).div_ceil(WG)))
             },
-        )?;
+        )
+    }
 
+    /// `dW` and `db` by the direct kernels (one thread per element, chunks accumulated).
+    fn direct_backward_filter(
+        &self,
+        dz: &Tensor,
+        cache: &ConvCache,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<()> {
+        let g = cache.geometry;
         let dw_len = g.f_h * g.f_w * g.c_in * g.c_out;
         self.launch(
             &BACKWARD_FILTER,
             g.m,
-            &[Arg::Batched(&cache.a_prev), Arg::Batched(dz), Arg::Whole(&dw)],
+            &[Arg::Batched(&cache.a_prev), Arg::Batched(dz), Arg::Whole(dw)],
             |chunk| {
                 let mut p = BackwardParams::new(&g, chunk, dw_len)?;
                 p.a_off = chunk.offset(0);
@@ -270,13 +305,12 @@ impl Gpu {
         self.launch(
             &BACKWARD_BIAS,
             g.m,
-            &[Arg::Batched(dz), Arg::Batched(dz), Arg::Whole(&db)],
+            &[Arg::Batched(dz), Arg::Batched(dz), Arg::Whole(db)],
             |chunk| {
                 let mut p = BackwardParams::new(&g, chunk, g.c_out)?;
                 p.dz_off = chunk.offset(0);
                 Ok((p, u64::from(p.total).div_ceil(WG)))
             },
-        )?;
-        Ok(ConvGrads { da_prev, dw, db })
+        )
     }
 }

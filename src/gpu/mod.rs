@@ -6,6 +6,7 @@
 //! [`Gpu::download`] and [`Gpu::synchronize`].
 
 mod conv;
+mod conv_gemm;
 mod launch;
 mod pad;
 mod pool;
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ndarray::{Array, ArrayBase, Data, Dimension, IxDyn};
-use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 
@@ -59,10 +59,12 @@ struct Inner {
     info: wgpu::AdapterInfo,
     limits: LaunchLimits,
     pipelines: Mutex<HashMap<PipelineKey, Arc<launch::Pipeline>>>,
-    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(&'static str, String), wgpu::ShaderModule>>,
     pending: Mutex<Pending>,
     device_error: Arc<Mutex<Option<String>>>,
     allocated: AtomicU64,
+    window_bytes: u64,
+    uniform_alignment: u64,
 }
 
 #[derive(Default)]
@@ -284,6 +286,8 @@ impl Gpu {
                 pending: Mutex::default(),
                 device_error,
                 allocated: AtomicU64::new(0),
+                window_bytes: u64::from(l.max_uniform_buffer_binding_size.min(65536)) / 16 * 16,
+                uniform_alignment: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
             }),
         }
     }
@@ -312,6 +316,17 @@ impl Gpu {
     /// excluded). The benchmark reports the difference across one op.
     pub fn allocated_bytes(&self) -> u64 {
         self.inner.allocated.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of one uniform window (a `var<uniform>` array the fast kernels read their shared
+    /// operand from): 64 KiB, or less where the device allows less.
+    pub(crate) fn window_bytes(&self) -> u64 {
+        self.inner.window_bytes
+    }
+
+    /// Alignment of uniform window offsets.
+    pub(crate) fn uniform_alignment(&self) -> u64 {
+        self.inner.uniform_alignment
     }
 
     pub(crate) fn limits(&self) -> LaunchLimits {
@@ -343,14 +358,18 @@ impl Gpu {
         } else {
             bytemuck::cast_slice(data)
         };
-        let buffer = self
-            .inner
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("tensor"),
-                contents,
-                usage: Self::TENSOR_USAGE,
-            });
+        let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tensor"),
+            size: self.padded_size(contents.len() as u64),
+            usage: Self::TENSOR_USAGE,
+            mapped_at_creation: true,
+        });
+        buffer
+            .slice(..contents.len() as u64)
+            .get_mapped_range_mut()
+            .map_err(|e| Error::Gpu(e.to_string()))?
+            .copy_from_slice(contents);
+        buffer.unmap();
         Ok(Tensor {
             gpu: self.clone(),
             buffer: Arc::new(buffer),
@@ -358,7 +377,14 @@ impl Gpu {
         })
     }
 
+    /// Every tensor buffer ends with one uniform window of slack, so that any window starting
+    /// inside the data can be bound whole.
+    fn padded_size(&self, bytes: u64) -> u64 {
+        (bytes.max(4) + self.inner.window_bytes).next_multiple_of(16)
+    }
+
     const TENSOR_USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+        .union(wgpu::BufferUsages::UNIFORM)
         .union(wgpu::BufferUsages::COPY_SRC)
         .union(wgpu::BufferUsages::COPY_DST);
 
@@ -385,7 +411,7 @@ impl Gpu {
         self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
         let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
-            size: bytes.max(4),
+            size: self.padded_size(bytes),
             usage: Self::TENSOR_USAGE,
             mapped_at_creation: false,
         });

@@ -1,6 +1,6 @@
 //! `zero_pad` on the GPU; kernel: `shaders/zero_pad.wgsl`.
 
-use super::launch::{to_u32, WG};
+use super::launch::{simple, to_u32, WG};
 use super::{Arg, Gpu, Kernel, Tensor};
 use crate::error::Result;
 use crate::params::Padding;
@@ -9,8 +9,7 @@ const ZERO_PAD: Kernel = Kernel {
     name: "zero_pad.wgsl",
     source: include_str!("../../shaders/zero_pad.wgsl"),
     entry: "zero_pad",
-    reads: 1,
-    writes: 1,
+    bindings: simple(1, 1),
 };
 
 #[repr(C)]

@@ -1,22 +1,68 @@
 //! `pool_forward` and `pool_backward` on the GPU; kernel: `shaders/pool.wgsl`.
 
-use super::launch::{to_u32, WG};
+use super::launch::{simple, to_u32, Access, WG};
 use super::{Arg, Chunk, Gpu, Kernel, Tensor};
 use crate::error::{Error, Result};
 use crate::params::{PoolGeometry, PoolMode, PoolParams, Ties};
 
+/// The general kernels (any channel count, overlapping windows).
 const FORWARD: Kernel = Kernel {
     name: "pool.wgsl",
     source: include_str!("../../shaders/pool.wgsl"),
     entry: "pool_forward",
-    reads: 2,
-    writes: 1,
+    bindings: simple(2, 1),
 };
 
 const BACKWARD: Kernel = Kernel {
     entry: "pool_backward",
     ..FORWARD
 };
+
+const FORWARD_VEC4: Kernel = Kernel {
+    name: "pool_vec4.wgsl",
+    source: include_str!("../../shaders/pool_vec4.wgsl"),
+    entry: "pool_forward",
+    bindings: &[(1, Access::Read), (3, Access::Write)],
+};
+
+const BACKWARD_VEC4: Kernel = Kernel {
+    entry: "pool_backward",
+    bindings: simple(2, 1),
+    ..FORWARD_VEC4
+};
+
+/// The uniform block of `pool_vec4.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Vec4Params {
+    total: u32,
+    x_off: u32,
+    g_off: u32,
+    d_off: u32,
+}
+
+/// The shape constants `pool_vec4.wgsl` is specialised on.
+fn vec4_spec(g: &PoolGeometry, params: &PoolParams) -> [(&'static str, u32); 11] {
+    let u = |v: usize| v as u32;
+    [
+        ("IN_H", u(g.in_h)),
+        ("IN_W", u(g.in_w)),
+        ("C4", u(g.c / 4)),
+        ("OUT_H", u(g.out_h)),
+        ("OUT_W", u(g.out_w)),
+        ("FH", u(g.f_h)),
+        ("FW", u(g.f_w)),
+        ("SH", u(g.s_h)),
+        ("SW", u(g.s_w)),
+        ("MAX_MODE", u32::from(params.mode == PoolMode::Max)),
+        ("TIES", u32::from(params.ties == Ties::FirstMax)),
+    ]
+}
+
+/// Whether the vec4 kernels apply: channels in fours, and sizes the shader can hold as constants.
+fn vec4_fits(g: &PoolGeometry) -> bool {
+    g.c % 4 == 0 && g.f_h * g.f_w <= 64 && [g.in_h, g.in_w, g.c].iter().all(|&v| v < 1 << 24)
+}
 
 /// What `pool_forward` keeps for `pool_backward` (the seeds' `(A_prev, hparameters)`).
 #[derive(Debug, Clone)]
@@ -106,6 +152,30 @@ impl Gpu {
         self.check_owner(a_prev)?;
         let g = PoolGeometry::new(a_prev.dims4("pool_forward input")?, params)?;
         let a = self.empty("pool_forward output", &g.output_shape())?;
+        let cache = PoolCache {
+            a_prev: a_prev.clone(),
+            params,
+            geometry: g,
+        };
+        if vec4_fits(&g) {
+            let windows = g.out_h * g.out_w * g.c / 4;
+            self.launch_with(
+                &FORWARD_VEC4,
+                &vec4_spec(&g, &params),
+                g.m,
+                &[Arg::Batched(a_prev), Arg::Batched(&a)],
+                |chunk| {
+                    let p = Vec4Params {
+                        total: to_u32(chunk.images * windows)?,
+                        x_off: chunk.offset(0) / 4,
+                        g_off: 0,
+                        d_off: chunk.offset(1) / 4,
+                    };
+                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                },
+            )?;
+            return Ok((a, cache));
+        }
         let per_image = g.out_h * g.out_w * g.c;
         self.launch(
             &FORWARD,
@@ -118,11 +188,6 @@ impl Gpu {
                 Ok(p.dispatch())
             },
         )?;
-        let cache = PoolCache {
-            a_prev: a_prev.clone(),
-            params,
-            geometry: g,
-        };
         Ok((a, cache))
     }
 
@@ -155,6 +220,29 @@ impl Gpu {
             });
         }
         let da_prev = self.empty("pool_backward dA_prev", &g.input_shape())?;
+        if vec4_fits(&g) && g.s_h >= g.f_h && g.s_w >= g.f_w {
+            let windows = g.out_h * g.out_w * g.c / 4;
+            self.launch_with(
+                &BACKWARD_VEC4,
+                &vec4_spec(&g, &cache.params),
+                g.m,
+                &[
+                    Arg::Batched(&cache.a_prev),
+                    Arg::Batched(da),
+                    Arg::Batched(&da_prev),
+                ],
+                |chunk| {
+                    let p = Vec4Params {
+                        total: to_u32(chunk.images * windows)?,
+                        x_off: chunk.offset(0) / 4,
+                        g_off: chunk.offset(1) / 4,
+                        d_off: chunk.offset(2) / 4,
+                    };
+                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                },
+            )?;
+            return Ok(da_prev);
+        }
         let per_image = g.in_h * g.in_w * g.c;
         self.launch(
             &BACKWARD,

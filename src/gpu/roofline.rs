@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::launch::{to_u32, WG};
+use super::launch::{simple, to_u32, WG};
 use super::{Arg, Gpu, Kernel};
 use crate::error::Result;
 
@@ -11,8 +11,7 @@ const FMA: Kernel = Kernel {
     name: "roofline.wgsl",
     source: include_str!("../../shaders/roofline.wgsl"),
     entry: "fma_probe",
-    reads: 1,
-    writes: 1,
+    bindings: simple(1, 1),
 };
 
 const COPY: Kernel = Kernel {
