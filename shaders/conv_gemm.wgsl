@@ -22,6 +22,8 @@
 const WG: u32 = 64u;
 const CB4: u32 = {{CB4}}u;
 const PX: u32 = {{PX}}u;
+const RT: u32 = {{RT}}u;
+const WGF: u32 = {{WGF}}u;
 const UBO_VEC4: u32 = {{UBO_VEC4}}u;
 
 struct Params {
@@ -141,47 +143,45 @@ fn store_z(pix: u32, q: u32, v: vec4<f32>) {
     }
 }
 
-// One lane per (channel block, tap, k4); lanes of one channel block fill whole workgroups
-// (`n_cb` blocks of `lanes_per_cb` rounded up to WG), so each workgroup reads one uniform slice of
-// the window. The window holds the dZ rows of `pixels` consecutive pixels (c4_out vec4 each).
-// Every lane also sums db (uniform work); the lane with t == 0 and k4 == 0 stores it.
+// One lane per (channel block, group of RT consecutive taps, k4); lanes of one channel block fill
+// whole workgroups of WGF (`lanes_per_cb` rounded up), so each workgroup reads one uniform slice
+// of the window. The window holds the dZ rows of `pixels` consecutive pixels (c4_out vec4 each):
+// each row read feeds RT * 4 * CB4 vec4 FMAs. Every lane also sums db (uniform work); the lane
+// owning tap 0 and k4 == 0 stores it.
 // Bindings: x = A_prev (channels padded to c4_in*4), z = dW (f_h, f_w, k_real, c_out),
 // db_out = db (c_out).
-@compute @workgroup_size(WG)
+@compute @workgroup_size(WGF)
 fn conv_filter(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    let lanes_per_cb = p.taps * p.c4_in;
-    let stride_cb = (lanes_per_cb + WG - 1u) / WG * WG;
+    let grid = nwg.x * nwg.y * WGF;
+    let groups = (p.taps + RT - 1u) / RT;
+    let lanes_per_cb = groups * p.c4_in;
+    let stride_cb = (lanes_per_cb + WGF - 1u) / WGF * WGF;
     let c4_out = (p.c_out + 3u) / 4u;
-    for (var first = (wid.y * nwg.x + wid.x) * WG; first < p.total; first += grid) {
+    for (var first = (wid.y * nwg.x + wid.x) * WGF; first < p.total; first += grid) {
         let cb = first / stride_cb;
         let r = min(first % stride_cb + lid, lanes_per_cb - 1u);
-        let t = r / p.c4_in;
+        let t0 = (r / p.c4_in) * RT;
         let k4 = r % p.c4_in;
-        let dh = t / p.f_w;
-        let dw = t % p.f_w;
-        var acc{i} = vec4<f32>(0.0); // @unroll(ACC)
+        let dh{i} = (t0 + {i}u) / p.f_w; // @unroll(RT)
+        let dw{i} = (t0 + {i}u) % p.f_w; // @unroll(RT)
+        var acc{i} = vec4<f32>(0.0); // @unroll(RT*4*CB4)
         var db{i} = vec4<f32>(0.0); // @unroll(CB4)
         // Walk the window's pixels with counters (no division per pixel).
         var ow = p.first_pixel % p.out_w;
         var oh = (p.first_pixel / p.out_w) % p.out_h;
-        var i = p.first_pixel / (p.out_w * p.out_h);
+        var im = p.first_pixel / (p.out_w * p.out_h);
         var drow = cb * CB4;
         for (var n = 0u; n < p.pixels; n++) {
-            let h = i32(oh * p.s_h + dh) - p.top;
-            let w = i32(ow * p.s_w + dw) - p.left;
-            let inside = h >= 0 && w >= 0 && u32(h) < p.in_h && u32(w) < p.in_w;
-            let xi = index_x4(i, u32(select(0, h, inside)), u32(select(0, w, inside)), k4);
-            let a = select(vec4<f32>(0.0), x[xi], inside);
+            let h{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
+            let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
+            let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
+            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
             let d{i} = win[drow + {i}u]; // @unroll(CB4)
-            acc{i} = fma(vec4<f32>(a.x), d{i}, acc{i}); // @unroll(CB4)
-            acc{i} = fma(vec4<f32>(a.y), d{i-CB4}, acc{i}); // @unroll(CB4..2*CB4)
-            acc{i} = fma(vec4<f32>(a.z), d{i-2*CB4}, acc{i}); // @unroll(2*CB4..3*CB4)
-            acc{i} = fma(vec4<f32>(a.w), d{i-3*CB4}, acc{i}); // @unroll(3*CB4..4*CB4)
+            acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
             db{i} += d{i}; // @unroll(CB4)
             drow += c4_out;
             ow += 1u;
@@ -190,13 +190,13 @@ fn conv_filter(
                 oh += 1u;
                 if (oh == p.out_h) {
                     oh = 0u;
-                    i += 1u;
+                    im += 1u;
                 }
             }
         }
         if (first % stride_cb + lid < lanes_per_cb) {
-            store_dw(t, k4, cb, {i}u, acc{i}); // @unroll(ACC)
-            if (t == 0u && k4 == 0u) {
+            store_dw(t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
+            if (t0 == 0u && k4 == 0u) {
                 store_db(cb, {i}u, db{i}); // @unroll(CB4)
             }
         }
@@ -206,7 +206,7 @@ fn conv_filter(
 // Stores acc[j * CB4 + q] = dW[t, 4*k4 + j, channels of vec4 q of block cb].
 fn store_dw(t: u32, k4: u32, cb: u32, slot: u32, v: vec4<f32>) {
     let k = k4 * 4u + slot / CB4;
-    if (k >= p.k_real) {
+    if (k >= p.k_real || t >= p.taps) {
         return;
     }
     for (var e = 0u; e < 4u; e++) {

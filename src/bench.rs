@@ -175,7 +175,9 @@ impl Record {
 
 /// Deterministic pseudo-random inputs in [-1, 1) (a small LCG; the benchmark needs no more).
 pub fn test_array(shape: [usize; 4], seed: u64) -> Array4<f32> {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     Array4::from_shape_simple_fn(shape, || {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -229,18 +231,28 @@ pub struct Options {
     pub copy_peak: f64,
 }
 
-fn upload_conv(gpu: &Gpu, c: &ConvCase) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>, [Tensor; 3])> {
+/// One conv case's host inputs and their uploads.
+struct ConvInputs {
+    x: Array4<f32>,
+    w: Array4<f32>,
+    b: Array1<f32>,
+    tx: Tensor,
+    tw: Tensor,
+    tb: Tensor,
+}
+
+fn upload_conv(gpu: &Gpu, c: &ConvCase) -> Result<ConvInputs> {
     let x = test_array(c.input, 1);
     let w = test_array(c.weights, 2);
-    let b = test_array([1, 1, 1, c.weights[3]], 3).into_shape_with_order(c.weights[3]).map_err(|_| {
-        crate::Error::ShapeMismatch {
-            what: "bias",
-            expected: vec![c.weights[3]],
-            got: vec![],
-        }
-    })?;
-    let t = [gpu.upload(&x)?, gpu.upload(&w)?, gpu.upload(&b)?];
-    Ok((x, w, b, t))
+    let b = Array1::from_iter(test_array([1, 1, 1, c.weights[3]], 3));
+    Ok(ConvInputs {
+        tx: gpu.upload(&x)?,
+        tw: gpu.upload(&w)?,
+        tb: gpu.upload(&b)?,
+        x,
+        w,
+        b,
+    })
 }
 
 /// `conv_forward` on one case.
@@ -249,13 +261,27 @@ fn upload_conv(gpu: &Gpu, c: &ConvCase) -> Result<(Array4<f32>, Array4<f32>, Arr
 /// Shape or device errors.
 pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let g = ConvGeometry::new(c.input, c.weights, c.params)?;
-    let (x, w, b, [tx, tw, tb]) = upload_conv(gpu, c)?;
+    let ConvInputs {
+        x,
+        w,
+        b,
+        tx,
+        tw,
+        tb,
+    } = upload_conv(gpu, c)?;
     let before = gpu.allocated_bytes();
     let (z, _) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
     let bytes = gpu.allocated_bytes() - before;
-    let seconds = gpu.time_median(o.reps, || gpu.conv_forward(&tx, &tw, &tb, c.params).map(drop))?;
+    let seconds = gpu.time_median(o.reps, || {
+        gpu.conv_forward(&tx, &tw, &tb, c.params).map(drop)
+    })?;
     let flops = g.forward_flops();
-    let dims = format!("{} * {} -> {}", dims4(c.input), dims4(c.weights), dims4(g.output_shape()));
+    let dims = format!(
+        "{} * {} -> {}",
+        dims4(c.input),
+        dims4(c.weights),
+        dims4(g.output_shape())
+    );
     let mut r = Record::new("conv_forward", c.name, dims, seconds * 1e3);
     r.gflops = Some(flops / seconds / 1e9);
     r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
@@ -277,7 +303,14 @@ pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
 /// Shape or device errors.
 pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let g = ConvGeometry::new(c.input, c.weights, c.params)?;
-    let (x, w, b, [tx, tw, tb]) = upload_conv(gpu, c)?;
+    let ConvInputs {
+        x,
+        w,
+        b,
+        tx,
+        tw,
+        tb,
+    } = upload_conv(gpu, c)?;
     let dz = test_array(g.output_shape(), 4);
     let tdz = gpu.upload(&dz)?;
     let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
@@ -328,7 +361,13 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     let seconds = gpu.time_median(o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
     let moved = 4.0 * (x.len() + a.len()) as f64;
     let op = format!("pool_{}_forward", mode_name(mode));
-    let dims = format!("{} f{} s{} -> {}", dims4(c.input), c.f, c.stride, dims4(g.output_shape()));
+    let dims = format!(
+        "{} f{} s{} -> {}",
+        dims4(c.input),
+        c.f,
+        c.stride,
+        dims4(g.output_shape())
+    );
     let mut r = Record::new(&op, c.name, dims, seconds * 1e3);
     r.gbps = Some(moved / seconds / 1e9);
     r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);

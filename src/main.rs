@@ -8,7 +8,10 @@ use wgpu_cnn::bench::{self, ConvCase, Options, Record};
 use wgpu_cnn::{Gpu, PoolMode};
 
 #[derive(Parser)]
-#[command(version, about = "CNN layers as WGSL kernels on wgpu: benchmark and adapter report")]
+#[command(
+    version,
+    about = "CNN layers as WGSL kernels on wgpu: benchmark and adapter report"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,7 +104,9 @@ fn run_bench(
         "adapter: {} ({:?}, driver {} {})",
         info.name, info.backend, info.driver, info.driver_info
     );
-    println!("timing: wall clock from submit to completion, median of {reps} runs after one warm-up");
+    println!(
+        "timing: wall clock from submit to completion, median of {reps} runs after one warm-up"
+    );
     println!(
         "{:<26} {:>13} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
         "op/shape", "median", "rate", "roof", "cpu ref", "max err", "allocated"
@@ -154,7 +159,7 @@ fn run_bench(
             64 => "cifar_m64",
             _ => "cifar_m256",
         };
-        if !wanted("conv_forward", name) && !(shape.as_deref() == Some("batch")) {
+        if !wanted("conv_forward", name) && shape.as_deref() != Some("batch") {
             continue;
         }
         let case = ConvCase {

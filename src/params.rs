@@ -396,10 +396,7 @@ mod tests {
             Padding::explicit(1, 1, 0, 1)
         );
         // Kernel smaller than stride needs no padding.
-        assert_eq!(
-            Padding::same((8, 8), (1, 1), (2, 2)),
-            Padding::uniform(0)
-        );
+        assert_eq!(Padding::same((8, 8), (1, 1), (2, 2)), Padding::uniform(0));
     }
 
     #[test]

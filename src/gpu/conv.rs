@@ -182,7 +182,12 @@ impl Gpu {
         self.launch(
             &FORWARD,
             g.m,
-            &[Arg::Batched(a_prev), Arg::Whole(w), Arg::Whole(b), Arg::Batched(&z)],
+            &[
+                Arg::Batched(a_prev),
+                Arg::Whole(w),
+                Arg::Whole(b),
+                Arg::Batched(&z),
+            ],
             |chunk| {
                 let total = to_u32(chunk.images * per_image)?;
                 let params = ForwardParams {
@@ -269,7 +274,11 @@ impl Gpu {
         self.launch(
             &BACKWARD_DATA,
             g.m,
-            &[Arg::Whole(&cache.w), Arg::Batched(dz), Arg::Batched(da_prev)],
+            &[
+                Arg::Whole(&cache.w),
+                Arg::Batched(dz),
+                Arg::Batched(da_prev),
+            ],
             |chunk| {
                 let total = chunk.images * per_image;
                 let mut p = BackwardParams::new(&g, chunk, total)?;
@@ -293,7 +302,11 @@ impl Gpu {
         self.launch(
             &BACKWARD_FILTER,
             g.m,
-            &[Arg::Batched(&cache.a_prev), Arg::Batched(dz), Arg::Whole(dw)],
+            &[
+                Arg::Batched(&cache.a_prev),
+                Arg::Batched(dz),
+                Arg::Whole(dw),
+            ],
             |chunk| {
                 let mut p = BackwardParams::new(&g, chunk, dw_len)?;
                 p.a_off = chunk.offset(0);

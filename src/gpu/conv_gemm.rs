@@ -60,6 +60,9 @@ const GEMM_PX_MAX: usize = 16;
 /// Output channel vec4s per lane in `conv_filter` (at most; 4 x this accumulators).
 const FILTER_CB4: usize = 4;
 
+/// Consecutive taps per lane in `conv_filter`: each `dZ` row read from the window feeds this many.
+const FILTER_TAPS: usize = 3;
+
 /// The uniform block of `conv_gemm.wgsl` (one struct for all its entry points).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -199,17 +202,31 @@ impl Gpu {
         (self.window_bytes() / 16) as usize
     }
 
-    fn spec(&self, cb4: usize) -> [(&'static str, u32); 4] {
+    fn spec(&self, cb4: usize) -> [(&'static str, u32); 6] {
+        self.full_spec(cb4, 1, 1, WG as usize)
+    }
+
+    fn full_spec(&self, cb4: usize, px: usize, rt: usize, wgf: usize) -> [(&'static str, u32); 6] {
         [
             ("CB4", cb4 as u32),
-            ("PX", Self::pixels_per_thread(cb4) as u32),
+            ("RT", rt as u32),
+            ("WGF", wgf as u32),
+            ("PX", px as u32),
             ("ACC", 4 * cb4 as u32),
             ("UBO_VEC4", self.window_vec4() as u32),
         ]
     }
 
-    fn pixels_per_thread(cb4: usize) -> usize {
-        (GEMM_ACC / cb4.max(1)).clamp(1, GEMM_PX_MAX)
+    /// Pixels per thread to try in `conv_gemm` for `cb4` channel vec4s, default first.
+    fn pixel_variants(cb4: usize) -> Vec<usize> {
+        let default = (GEMM_ACC / cb4.max(1)).clamp(1, GEMM_PX_MAX);
+        let mut v = vec![default];
+        v.extend(
+            [4, 8, 16]
+                .into_iter()
+                .filter(|&px| px != default && px * cb4 <= 2 * GEMM_ACC),
+        );
+        v
     }
 
     fn windows(&self, s: &GemmShape) -> Option<Windows> {
@@ -311,9 +328,38 @@ impl Gpu {
         };
         let packed = self.pack(w, s, &win, flip)?;
         let aux = bias.unwrap_or(&packed);
+        let key = (
+            "conv_gemm",
+            [
+                s.m, s.in_h, s.in_w, s.k_real, s.out_h, s.out_w, s.c_out, s.f_h, s.f_w, s.s_h,
+                s.s_w,
+            ]
+            .iter()
+            .map(|&v| v as i64)
+            .chain([s.top, s.left])
+            .collect(),
+        );
+        let run = |px: usize| self.gemm_launches(x, aux, bias.is_some(), &packed, s, &win, px, out);
+        let px = self.pick(key, &Self::pixel_variants(win.cb4), run)?;
+        run(px)
+    }
+
+    /// The `conv_gemm` dispatches of one convolution with `px` pixels per thread.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_launches(
+        &self,
+        x: &Tensor,
+        aux: &Tensor,
+        has_bias: bool,
+        packed: &Tensor,
+        s: &GemmShape,
+        win: &Windows,
+        px: usize,
+        out: &Tensor,
+    ) -> Result<()> {
         let per_image = s.out_h * s.out_w;
         let base = s.base_params()?;
-        let px = Self::pixels_per_thread(win.cb4) as u64;
+        let spec = self.full_spec(win.cb4, px, 1, WG as usize);
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
                 let tap_begin = tc * win.taps_per_window;
@@ -321,13 +367,13 @@ impl Gpu {
                 let offset = ((cb * win.n_tc + tc) as u64) * self.window_bytes();
                 self.launch_with(
                     &GEMM,
-                    &self.spec(win.cb4),
+                    &spec,
                     s.m,
                     &[
                         Arg::Batched(x),
                         Arg::Whole(aux),
                         Arg::Batched(out),
-                        Arg::Window(&packed, offset),
+                        Arg::Window(packed, offset),
                     ],
                     |chunk| {
                         let p = Params {
@@ -336,12 +382,12 @@ impl Gpu {
                             tap_end: to_u32(tap_end)?,
                             c_begin: to_u32(cb * win.cb4 * 4)?,
                             accumulate: u32::from(tc > 0),
-                            has_bias: u32::from(bias.is_some()),
+                            has_bias: u32::from(has_bias),
                             x_off: chunk.offset(0),
                             z_off: chunk.offset(2),
                             ..base
                         };
-                        Ok((p, u64::from(p.total).div_ceil(WG * px)))
+                        Ok((p, u64::from(p.total).div_ceil(WG * px as u64)))
                     },
                 )?;
             }
@@ -376,38 +422,57 @@ impl Gpu {
         let c4_out = g.c_out.div_ceil(4);
         let cb4 = FILTER_CB4.min(c4_out);
         let n_cb = c4_out.div_ceil(cb4);
-        let lanes = n_cb * (s.taps() * s.c4_in()).next_multiple_of(WG as usize);
         let pixels = g.m * g.out_h * g.out_w;
         let base = s.base_params()?;
         let row_bytes = (c4_out * 16) as u64;
-        let mut first = 0;
-        while first < pixels {
-            let n = window_pixels.min(pixels - first);
-            self.launch_with(
-                &FILTER,
-                &self.spec(cb4),
-                1,
-                &[
-                    Arg::Whole(x4),
-                    Arg::Whole(dw),
-                    Arg::Window(dz4, first as u64 * row_bytes),
-                    Arg::Whole(db),
-                ],
-                |_| {
-                    let p = Params {
-                        total: to_u32(lanes)?,
-                        pixels: to_u32(n)?,
-                        first_pixel: to_u32(first)?,
-                        n_cb: to_u32(n_cb)?,
-                        accumulate: u32::from(first > 0),
-                        ..base
-                    };
-                    Ok((p, (lanes as u64).div_ceil(WG)))
-                },
-            )?;
-            first += n;
-        }
-        Ok(())
+        let key = (
+            "conv_filter",
+            [
+                g.m, g.in_h, g.in_w, g.c_in, g.out_h, g.out_w, g.c_out, g.f_h, g.f_w, g.s_h, g.s_w,
+                g.pad.top, g.pad.left,
+            ]
+            .iter()
+            .map(|&v| v as i64)
+            .collect(),
+        );
+        let variants: Vec<(usize, usize)> = [(1, 64), (1, 8), (FILTER_TAPS, 64), (FILTER_TAPS, 8)]
+            .into_iter()
+            .filter(|&(rt, _)| rt <= s.taps())
+            .collect();
+        let run = |(rt, wgf): (usize, usize)| {
+            let lanes = n_cb * (s.taps().div_ceil(rt) * s.c4_in()).next_multiple_of(wgf);
+            let spec = self.full_spec(cb4, 1, rt, wgf);
+            let mut first = 0;
+            while first < pixels {
+                let n = window_pixels.min(pixels - first);
+                self.launch_with(
+                    &FILTER,
+                    &spec,
+                    1,
+                    &[
+                        Arg::Whole(x4),
+                        Arg::Whole(dw),
+                        Arg::Window(dz4, first as u64 * row_bytes),
+                        Arg::Whole(db),
+                    ],
+                    |_| {
+                        let p = Params {
+                            total: to_u32(lanes)?,
+                            pixels: to_u32(n)?,
+                            first_pixel: to_u32(first)?,
+                            n_cb: to_u32(n_cb)?,
+                            accumulate: u32::from(first > 0),
+                            ..base
+                        };
+                        Ok((p, (lanes as u64).div_ceil(wgf as u64)))
+                    },
+                )?;
+                first += n;
+            }
+            Ok(())
+        };
+        let variant = self.pick(key, &variants, run)?;
+        run(variant)
     }
 }
 

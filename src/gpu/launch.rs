@@ -125,7 +125,15 @@ const MAX_GRID: u64 = 4096;
 /// `// @unroll(RANGE)` is repeated for each `i` in `RANGE` (`N` means `0..N`, or `A..B`), with
 /// `{EXPR}` replaced by the value of `EXPR` (an integer expression in `i`, the names, `+ - *`).
 pub(crate) fn specialize(template: &str, spec: &[(&str, u32)]) -> String {
-    let value = |expr: &str, i: i64| -> i64 { Expr { text: expr.as_bytes(), pos: 0, i, spec }.sum() };
+    let value = |expr: &str, i: i64| -> i64 {
+        Expr {
+            text: expr.as_bytes(),
+            pos: 0,
+            i,
+            spec,
+        }
+        .sum()
+    };
     let mut out = String::with_capacity(template.len() * 2);
     for line in template.lines() {
         let Some((code, range)) = line
@@ -479,7 +487,8 @@ mod tests {
 
     #[test]
     fn specialize_unrolls_lines_and_fills_constants() {
-        let t = "const N: u32 = {{N}}u;\nvar a{i} = {i-N}; // @unroll(N..2*N)\nx{i}; // @unroll(N)\n";
+        let t =
+            "const N: u32 = {{N}}u;\nvar a{i} = {i-N}; // @unroll(N..2*N)\nx{i}; // @unroll(N)\n";
         assert_eq!(
             specialize(t, &[("N", 2)]),
             "const N: u32 = 2u;\nvar a2 = 0;\nvar a3 = 1;\nx0;\nx1;\n"

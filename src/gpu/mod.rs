@@ -11,6 +11,7 @@ mod launch;
 mod pad;
 mod pool;
 mod roofline;
+mod tune;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +40,9 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Cap the workgroups per dispatch dimension below the device's 65535.
     pub max_workgroups_per_dim: Option<u32>,
+    /// Skip the autotune (timing kernel variants on the first run of each shape, which waits for
+    /// the device once per shape) and use each op's default variant.
+    pub no_autotune: bool,
 }
 
 /// The limits every launch respects: the device's, or smaller ones from [`GpuOptions`].
@@ -63,6 +67,8 @@ struct Inner {
     pending: Mutex<Pending>,
     device_error: Arc<Mutex<Option<String>>>,
     allocated: AtomicU64,
+    autotune: bool,
+    tuned: Mutex<HashMap<tune::TuneKey, usize>>,
     window_bytes: u64,
     uniform_alignment: u64,
 }
@@ -75,6 +81,13 @@ struct Pending {
 
 /// Record at most this many passes before handing them to the queue.
 const PASSES_PER_SUBMIT: usize = 128;
+
+/// Bytes of a uniform window: 64 KiB or the device's uniform binding limit, a multiple of the
+/// uniform offset alignment (windows are bound at multiples of it).
+fn window_bytes(l: &wgpu::Limits) -> u64 {
+    let align = u64::from(l.min_uniform_buffer_offset_alignment.max(16));
+    l.max_uniform_buffer_binding_size.min(65536) / align * align
+}
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -111,7 +124,9 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tensor").field("shape", &self.shape).finish()
+        f.debug_struct("Tensor")
+            .field("shape", &self.shape)
+            .finish()
     }
 }
 
@@ -204,7 +219,8 @@ impl Gpu {
                     "backends {backends:?}, name filter {name:?}; adapters seen: {listed:?}"
                 ))
             })?;
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-cnn"),
@@ -286,7 +302,9 @@ impl Gpu {
                 pending: Mutex::default(),
                 device_error,
                 allocated: AtomicU64::new(0),
-                window_bytes: u64::from(l.max_uniform_buffer_binding_size.min(65536)) / 16 * 16,
+                autotune: !options.no_autotune,
+                tuned: Mutex::default(),
+                window_bytes: window_bytes(&l),
                 uniform_alignment: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
             }),
         }
@@ -535,13 +553,13 @@ impl Gpu {
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn encoder<'p>(device: &wgpu::Device, pending: &'p mut Pending) -> &'p mut wgpu::CommandEncoder {
+    fn encoder<'p>(
+        device: &wgpu::Device,
+        pending: &'p mut Pending,
+    ) -> &'p mut wgpu::CommandEncoder {
         pending.encoder.get_or_insert_with(|| {
             device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("wgpu-cnn ops"),

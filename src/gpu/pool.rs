@@ -61,7 +61,9 @@ fn vec4_spec(g: &PoolGeometry, params: &PoolParams) -> [(&'static str, u32); 11]
 
 /// Whether the vec4 kernels apply: channels in fours, and sizes the shader can hold as constants.
 fn vec4_fits(g: &PoolGeometry) -> bool {
-    g.c % 4 == 0 && g.f_h * g.f_w <= 64 && [g.in_h, g.in_w, g.c].iter().all(|&v| v < 1 << 24)
+    g.c.is_multiple_of(4)
+        && g.f_h * g.f_w <= 64
+        && [g.in_h, g.in_w, g.c].iter().all(|&v| v < 1 << 24)
 }
 
 /// What `pool_forward` keeps for `pool_backward` (the seeds' `(A_prev, hparameters)`).
@@ -247,7 +249,11 @@ impl Gpu {
         self.launch(
             &BACKWARD,
             g.m,
-            &[Arg::Batched(&cache.a_prev), Arg::Batched(da), Arg::Batched(&da_prev)],
+            &[
+                Arg::Batched(&cache.a_prev),
+                Arg::Batched(da),
+                Arg::Batched(&da_prev),
+            ],
             |chunk| {
                 let mut p = Params::new(&g, &cache.params, chunk_total(chunk, per_image))?;
                 p.in_off = chunk.offset(0);
