@@ -238,15 +238,19 @@ impl Gpu {
             return None;
         }
         let taps_per_window = self.window_vec4() / (per_k * cb4);
-        Some(Windows {
+        let win = Windows {
             cb4,
             taps_per_window,
             n_cb: s.c_out.div_ceil(4 * cb4),
             n_tc: s.taps().div_ceil(taps_per_window),
-        })
+        };
+        // The pack kernel writes all windows through one storage binding.
+        let packed_bytes = (win.n_cb * win.n_tc) as u64 * self.window_bytes();
+        (packed_bytes <= self.limits().binding_bytes).then_some(win)
     }
 
-    /// Whether `conv_gemm` can run `s` (the filter slice of one tap fits a window).
+    /// Whether `conv_gemm` can run `s`: the filter slice of one tap fits a window and the packed
+    /// filter fits a storage binding.
     pub(crate) fn gemm_fits(&self, s: &GemmShape) -> bool {
         self.windows(s).is_some()
     }
