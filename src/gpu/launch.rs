@@ -391,7 +391,10 @@ impl Gpu {
         debug_assert_eq!(args.len(), kernel.bindings.len());
         let per_chunk = self.images_per_chunk(m, args)?;
         let limits = self.limits();
-        let pipeline = self.pipeline(kernel, spec);
+        let pipeline = {
+            let _serial = self.serial();
+            self.pipeline(kernel, spec)
+        };
         let device = &self.inner.device;
         let mut first = 0;
         while first < m.max(1) {
@@ -428,6 +431,7 @@ impl Gpu {
             if workgroups == 0 {
                 continue;
             }
+            let serial = self.serial();
             let mut bytes = bytemuck::bytes_of(&params).to_vec();
             bytes.resize(bytes.len().next_multiple_of(16), 0);
             let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -473,6 +477,7 @@ impl Gpu {
             pending.passes += 1;
             let full = pending.passes >= super::PASSES_PER_SUBMIT;
             drop(pending);
+            drop(serial);
             if full {
                 self.submit();
             }

@@ -69,6 +69,8 @@ struct Inner {
     allocated: AtomicU64,
     autotune: bool,
     tuned: Mutex<HashMap<tune::TuneKey, usize>>,
+    /// On OpenGL, one thread at a time talks to the device (see [`Gpu::serial`]).
+    serial: Option<Mutex<()>>,
     window_bytes: u64,
     uniform_alignment: u64,
 }
@@ -290,6 +292,7 @@ impl Gpu {
                 })
                 .max(1),
         };
+        let serial = (info.backend == wgpu::Backend::Gl).then(Mutex::default);
         Self {
             inner: Arc::new(Inner {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
@@ -303,6 +306,7 @@ impl Gpu {
                 device_error,
                 allocated: AtomicU64::new(0),
                 autotune: !options.no_autotune,
+                serial,
                 tuned: Mutex::default(),
                 window_bytes: window_bytes(&l),
                 uniform_alignment: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
@@ -376,6 +380,7 @@ impl Gpu {
         } else {
             bytemuck::cast_slice(data)
         };
+        let _serial = self.serial();
         let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tensor"),
             size: self.padded_size(contents.len() as u64),
@@ -427,6 +432,7 @@ impl Gpu {
     pub(crate) fn empty(&self, what: &'static str, shape: &[usize]) -> Result<Tensor> {
         let bytes = self.check_buffer_size(what, shape)?;
         self.inner.allocated.fetch_add(bytes, Ordering::Relaxed);
+        let _serial = self.serial();
         let buffer = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(what),
             size: self.padded_size(bytes),
@@ -477,6 +483,7 @@ impl Gpu {
             return Err(rank_error());
         }
         let bytes = tensor.byte_len().max(4);
+        let serial = self.serial();
         let staging = self.inner.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("download"),
             size: bytes,
@@ -488,13 +495,18 @@ impl Gpu {
             let encoder = Self::encoder(&self.inner.device, &mut pending);
             encoder.copy_buffer_to_buffer(tensor.buffer(), 0, &staging, 0, bytes);
         }
+        drop(serial);
         self.submit();
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        {
+            let _serial = self.serial();
+            slice.map_async(wgpu::MapMode::Read, move |r| {
+                let _ = tx.send(r);
+            });
+        }
         self.wait()?;
+        let _serial = self.serial();
         rx.recv()
             .map_err(|e| Error::Gpu(e.to_string()))?
             .map_err(|e| Error::Gpu(e.to_string()))?;
@@ -519,6 +531,7 @@ impl Gpu {
             pending.encoder.take()
         };
         if let Some(encoder) = encoder {
+            let _serial = self.serial();
             self.inner.queue.submit([encoder.finish()]);
         }
     }
@@ -533,10 +546,12 @@ impl Gpu {
     }
 
     fn wait(&self) -> Result<()> {
+        let serial = self.serial();
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Gpu(e.to_string()))?;
+        drop(serial);
         self.take_device_error()
     }
 
@@ -550,6 +565,16 @@ impl Gpu {
             Some(message) => Err(Error::Gpu(message)),
             None => Ok(()),
         }
+    }
+
+    /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
+    /// than a few seconds for it (while another waits for the device, say); callers hold this
+    /// guard around every device call so that they queue here instead. Other backends: `None`.
+    pub(crate) fn serial(&self) -> Option<MutexGuard<'_, ()>> {
+        self.inner
+            .serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn pending(&self) -> MutexGuard<'_, Pending> {
