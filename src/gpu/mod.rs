@@ -546,12 +546,23 @@ impl Gpu {
     }
 
     fn wait(&self) -> Result<()> {
-        let serial = self.serial();
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(e.to_string()))?;
-        drop(serial);
+        // Wait in short slices: on OpenGL the wait holds wgpu's shared context, which other
+        // threads (dropping a buffer, say) may only wait a few seconds for.
+        let slice = wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: Some(std::time::Duration::from_millis(50)),
+        };
+        loop {
+            let polled = {
+                let _serial = self.serial();
+                self.inner.device.poll(slice.clone())
+            };
+            match polled {
+                Ok(_) => break,
+                Err(wgpu::PollError::Timeout) => std::thread::yield_now(),
+                Err(e) => return Err(Error::Gpu(e.to_string())),
+            }
+        }
         self.take_device_error()
     }
 
