@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cpu;
 use crate::error::Result;
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{Gpu, OpTiming, Tensor};
 use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams};
 
 /// A convolution of the suite.
@@ -148,7 +148,9 @@ pub struct Record {
     /// Median time per image, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_image_ms: Option<f64>,
-    /// How the time was taken.
+    /// Median wall-clock time, submit to completion, milliseconds.
+    pub wall_ms: f64,
+    /// How `median_ms` was taken.
     pub timing: &'static str,
 }
 
@@ -168,8 +170,18 @@ impl Record {
             bytes_allocated: None,
             batch: None,
             per_image_ms: None,
+            wall_ms: median_ms,
             timing: "wall clock, submit to completion",
         }
+    }
+
+    fn timed(op: &str, shape: &str, dims: String, timing: OpTiming) -> Self {
+        let mut r = Self::new(op, shape, dims, timing.best() * 1e3);
+        r.wall_ms = timing.wall * 1e3;
+        if timing.gpu.is_some() {
+            r.timing = "GPU timestamps, first pass start to last pass end";
+        }
+        r
     }
 }
 
@@ -203,16 +215,16 @@ fn dims4(s: [usize; 4]) -> String {
 /// Device errors.
 pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
     let fma = gpu.probe_fma(1 << 16, 1024, reps)?;
-    let mut r_fma = Record::new(
+    let mut r_fma = Record::timed(
         "roofline",
         "fma",
-        "65536 threads x 1024 x 8 vec4 FMA".into(),
-        fma.seconds * 1e3,
+        "65536 threads x 1024 x 32 vec4 FMA".into(),
+        fma.timing,
     );
     r_fma.gflops = Some(fma.rate() / 1e9);
     r_fma.roofline_pct = Some(100.0);
     let copy = gpu.probe_copy(64 << 20, reps)?;
-    let mut r_copy = Record::new("roofline", "copy", "64 MiB".into(), copy.seconds * 1e3);
+    let mut r_copy = Record::timed("roofline", "copy", "64 MiB".into(), copy.timing);
     r_copy.gbps = Some(copy.rate() / 1e9);
     r_copy.roofline_pct = Some(100.0);
     Ok((r_fma, r_copy))
@@ -272,9 +284,10 @@ pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let before = gpu.allocated_bytes();
     let (z, _) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
     let bytes = gpu.allocated_bytes() - before;
-    let seconds = gpu.time_median(o.reps, || {
+    let timing = gpu.time_op(o.reps, || {
         gpu.conv_forward(&tx, &tw, &tb, c.params).map(drop)
     })?;
+    let seconds = timing.best();
     let flops = g.forward_flops();
     let dims = format!(
         "{} * {} -> {}",
@@ -282,7 +295,7 @@ pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
         dims4(c.weights),
         dims4(g.output_shape())
     );
-    let mut r = Record::new("conv_forward", c.name, dims, seconds * 1e3);
+    let mut r = Record::timed("conv_forward", c.name, dims, timing);
     r.gflops = Some(flops / seconds / 1e9);
     r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
     r.bytes_allocated = Some(bytes);
@@ -317,10 +330,11 @@ pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let before = gpu.allocated_bytes();
     let grads = gpu.conv_backward(&tdz, &cache)?;
     let bytes = gpu.allocated_bytes() - before;
-    let seconds = gpu.time_median(o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
+    let timing = gpu.time_op(o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
+    let seconds = timing.best();
     let flops = 2.0 * g.forward_flops();
     let dims = format!("dZ {} -> dA, dW, db", dims4(g.output_shape()));
-    let mut r = Record::new("conv_backward", c.name, dims, seconds * 1e3);
+    let mut r = Record::timed("conv_backward", c.name, dims, timing);
     r.gflops = Some(flops / seconds / 1e9);
     r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
     r.bytes_allocated = Some(bytes);
@@ -358,7 +372,8 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     let before = gpu.allocated_bytes();
     let (a, _) = gpu.pool_forward(&tx, params)?;
     let bytes = gpu.allocated_bytes() - before;
-    let seconds = gpu.time_median(o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
+    let timing = gpu.time_op(o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
+    let seconds = timing.best();
     let moved = 4.0 * (x.len() + a.len()) as f64;
     let op = format!("pool_{}_forward", mode_name(mode));
     let dims = format!(
@@ -368,7 +383,7 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
         c.stride,
         dims4(g.output_shape())
     );
-    let mut r = Record::new(&op, c.name, dims, seconds * 1e3);
+    let mut r = Record::timed(&op, c.name, dims, timing);
     r.gbps = Some(moved / seconds / 1e9);
     r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
     r.bytes_allocated = Some(bytes);
@@ -399,11 +414,12 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
     let before = gpu.allocated_bytes();
     let dx = gpu.pool_backward(&tda, &cache)?;
     let bytes = gpu.allocated_bytes() - before;
-    let seconds = gpu.time_median(o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
+    let timing = gpu.time_op(o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
+    let seconds = timing.best();
     let moved = 4.0 * (2 * x.len() + da.len()) as f64;
     let op = format!("pool_{}_backward", mode_name(mode));
     let dims = format!("dA {} -> {}", dims4(g.output_shape()), dims4(c.input));
-    let mut r = Record::new(&op, c.name, dims, seconds * 1e3);
+    let mut r = Record::timed(&op, c.name, dims, timing);
     r.gbps = Some(moved / seconds / 1e9);
     r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
     r.bytes_allocated = Some(bytes);

@@ -19,4 +19,4 @@ pub use params::{
 };
 mod gpu;
 
-pub use gpu::{median, ConvCache, ConvGrads, Gpu, GpuOptions, PoolCache, Probe, Tensor};
+pub use gpu::{median, ConvCache, ConvGrads, Gpu, GpuOptions, OpTiming, PoolCache, Probe, Tensor};

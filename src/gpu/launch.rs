@@ -463,12 +463,19 @@ impl Gpu {
             let max = u64::from(limits.workgroups_per_dim);
             let x = workgroups.min(max).min(MAX_GRID);
             let y = workgroups.div_ceil(x).min(max).min(MAX_GRID.div_ceil(x));
+            let timestamps = self.next_timestamps();
             let mut pending = self.pending();
             let encoder = Gpu::encoder(device, &mut pending);
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(kernel.entry),
-                    timestamp_writes: None,
+                    timestamp_writes: timestamps.as_ref().map(|(set, first)| {
+                        wgpu::ComputePassTimestampWrites {
+                            query_set: set,
+                            beginning_of_pass_write_index: Some(*first),
+                            end_of_pass_write_index: Some(first + 1),
+                        }
+                    }),
                 });
                 pass.set_pipeline(&pipeline.pipeline);
                 pass.set_bind_group(0, &bind_group, &[]);

@@ -10,6 +10,7 @@ mod conv_gemm;
 mod launch;
 mod pad;
 mod pool;
+mod profile;
 mod roofline;
 mod tune;
 
@@ -24,7 +25,7 @@ use crate::error::{Error, Result};
 pub use conv::{ConvCache, ConvGrads};
 pub(crate) use launch::{Arg, Chunk, Kernel};
 pub use pool::PoolCache;
-pub use roofline::{median, Probe};
+pub use roofline::{median, OpTiming, Probe};
 
 /// How to choose and limit the device. [`GpuOptions::default`] reads wgpu's environment
 /// conventions: `WGPU_BACKEND` (`vulkan`, `gl`, `metal`, `dx12`) and `WGPU_ADAPTER_NAME` (a
@@ -71,6 +72,7 @@ struct Inner {
     tuned: Mutex<HashMap<tune::TuneKey, usize>>,
     /// On OpenGL, one thread at a time talks to the device (see [`Gpu::serial`]).
     serial: Option<Mutex<()>>,
+    profiler: Mutex<Option<profile::Profiler>>,
     window_bytes: u64,
     uniform_alignment: u64,
 }
@@ -307,6 +309,7 @@ impl Gpu {
                 allocated: AtomicU64::new(0),
                 autotune: !options.no_autotune,
                 serial,
+                profiler: Mutex::default(),
                 tuned: Mutex::default(),
                 window_bytes: window_bytes(&l),
                 uniform_alignment: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
