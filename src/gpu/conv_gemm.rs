@@ -57,8 +57,6 @@ const GEMM_CB4: usize = 8;
 const GEMM_ACC: usize = 64;
 /// Most pixels per thread.
 const GEMM_PX_MAX: usize = 16;
-/// Output channel vec4s per lane in `conv_filter` (at most; 4 x this accumulators).
-const FILTER_CB4: usize = 4;
 
 /// Consecutive taps per lane in `conv_filter`: each `dZ` row read from the window feeds this many.
 const FILTER_TAPS: usize = 3;
@@ -224,7 +222,7 @@ impl Gpu {
         v.extend(
             [4, 8, 16]
                 .into_iter()
-                .filter(|&px| px != default && px * cb4 <= 2 * GEMM_ACC),
+                .filter(|&px| px != default && px * cb4 <= GEMM_ACC),
         );
         v
     }
@@ -344,7 +342,8 @@ impl Gpu {
             .collect(),
         );
         let run = |px: usize| self.gemm_launches(x, aux, bias.is_some(), &packed, s, &win, px, out);
-        let px = self.pick(key, &Self::pixel_variants(win.cb4), run)?;
+        let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
+        let px = self.pick(key, macs, &Self::pixel_variants(win.cb4), run)?;
         run(px)
     }
 
@@ -424,8 +423,6 @@ impl Gpu {
     ) -> Result<()> {
         let s = GemmShape::forward(g);
         let c4_out = g.c_out.div_ceil(4);
-        let cb4 = FILTER_CB4.min(c4_out);
-        let n_cb = c4_out.div_ceil(cb4);
         let pixels = g.m * g.out_h * g.out_w;
         let base = s.base_params()?;
         let row_bytes = (c4_out * 16) as u64;
@@ -439,11 +436,20 @@ impl Gpu {
             .map(|&v| v as i64)
             .collect(),
         );
-        let variants: Vec<(usize, usize)> = [(1, 64), (1, 8), (FILTER_TAPS, 64), (FILTER_TAPS, 8)]
-            .into_iter()
-            .filter(|&(rt, _)| rt <= s.taps())
-            .collect();
-        let run = |(rt, wgf): (usize, usize)| {
+        // (taps per lane, workgroup size, output channel vec4s per lane), default first.
+        let mut variants = Vec::new();
+        for cb4 in [4, 8] {
+            for rt in [1, FILTER_TAPS] {
+                for wgf in [64, 8] {
+                    let cb4 = cb4.min(c4_out);
+                    if rt <= s.taps() && !variants.contains(&(rt, wgf, cb4)) {
+                        variants.push((rt, wgf, cb4));
+                    }
+                }
+            }
+        }
+        let run = |(rt, wgf, cb4): (usize, usize, usize)| {
+            let n_cb = c4_out.div_ceil(cb4);
             let lanes = n_cb * (s.taps().div_ceil(rt) * s.c4_in()).next_multiple_of(wgf);
             let spec = self.full_spec(cb4, 1, rt, wgf);
             let mut first = 0;
@@ -475,7 +481,8 @@ impl Gpu {
             }
             Ok(())
         };
-        let variant = self.pick(key, &variants, run)?;
+        let macs = (pixels * g.c_out * s.taps() * g.c_in) as f64;
+        let variant = self.pick(key, macs, &variants, run)?;
         run(variant)
     }
 }

@@ -44,6 +44,9 @@ pub struct GpuOptions {
     /// Skip the autotune (timing kernel variants on the first run of each shape, which waits for
     /// the device once per shape) and use each op's default variant.
     pub no_autotune: bool,
+    /// Tests only: run variant `i` (modulo the count) of every op that has variants, untimed.
+    #[doc(hidden)]
+    pub force_variant: Option<usize>,
 }
 
 /// The limits every launch respects: the device's, or smaller ones from [`GpuOptions`].
@@ -69,6 +72,7 @@ struct Inner {
     device_error: Arc<Mutex<Option<String>>>,
     allocated: AtomicU64,
     autotune: bool,
+    force_variant: Option<usize>,
     tuned: Mutex<HashMap<tune::TuneKey, usize>>,
     /// On OpenGL, one thread at a time talks to the device (see [`Gpu::serial`]).
     serial: Option<Mutex<()>>,
@@ -308,6 +312,7 @@ impl Gpu {
                 device_error,
                 allocated: AtomicU64::new(0),
                 autotune: !options.no_autotune,
+                force_variant: options.force_variant,
                 serial,
                 profiler: Mutex::default(),
                 tuned: Mutex::default(),

@@ -1,0 +1,51 @@
+//! Every kernel variant the autotune can choose gives the CPU reference's result. The autotune
+//! times variants only on large shapes, so the properties (small shapes) see the default variant;
+//! here `GpuOptions::force_variant` runs each variant in turn on shapes that take the fast paths
+//! (stride 1, channels in and out of multiples of 4, asymmetric padding, several windows).
+
+mod common;
+
+use common::numpy_rng::NumpyRng;
+use common::{compare_conv, ok, randn_f32};
+use ndarray::ArrayD;
+use wgpu_cnn::{ConvGeometry, ConvParams, Gpu, GpuOptions, Padding};
+
+/// More than the largest number of variants of any op (the filter kernel has 8).
+const VARIANTS: usize = 8;
+
+#[test]
+fn every_conv_kernel_variant_matches_cpu_reference() {
+    let cases = [
+        // (input, weights, params)
+        ([2, 9, 7, 8], [3, 3, 8, 16], ConvParams::new(1, 1)),
+        (
+            [3, 6, 11, 5],
+            [2, 4, 5, 7],
+            ConvParams::new(1, 0).with_padding(Padding::explicit(1, 0, 3, 2)),
+        ),
+        // 130 input channels: the filter of one tap needs more than one window per 4 taps.
+        ([1, 4, 3, 130], [2, 3, 130, 9], ConvParams::new(1, 1)),
+        // Forward at stride 2 (the data gradient takes the direct kernel).
+        ([2, 10, 9, 4], [3, 3, 4, 12], ConvParams::new(2, 1)),
+    ];
+    for variant in 0..VARIANTS {
+        let g = Gpu::with_options(GpuOptions {
+            force_variant: Some(variant),
+            ..Default::default()
+        })
+        .expect("a Gpu");
+        for (i, (input, weights, params)) in cases.into_iter().enumerate() {
+            let mut rng = NumpyRng::seed(7 + i as u32);
+            let x = randn_f32(&mut rng, input);
+            let w = randn_f32(&mut rng, weights);
+            let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, weights[3]]).into_dyn();
+            let out = ConvGeometry::new(input, weights, params)
+                .expect("valid conv")
+                .output_shape();
+            let dz = randn_f32(&mut rng, out);
+            let agreement = compare_conv(&g, &x, &w, &b, params, &dz)
+                .map_err(|e| format!("variant {variant}, case {i}: {e}"));
+            ok(agreement);
+        }
+    }
+}
