@@ -95,40 +95,59 @@ fn every_op_matches_cpu(g: &Gpu, [m, h, w, c]: [usize; 4], seed: u32) {
 // (a) Determinism
 // ---------------------------------------------------------------------------------------------
 
+/// Conv forward and backward on `g`: `Z`, `dA_prev`, `dW`, `db`.
+fn conv_outputs(g: &Gpu, inputs: &[Array4<f32>; 4], params: ConvParams) -> [Array4<f32>; 4] {
+    let [a, wt, b, dz] = inputs.each_ref().map(|x| g.upload(x).expect("upload"));
+    let (z, cache) = g.conv_forward(&a, &wt, &b, params).expect("forward");
+    let grads = g.conv_backward(&dz, &cache).expect("backward");
+    [z, grads.da_prev, grads.dw, grads.db].map(|t| download(g, &t))
+}
+
+/// Stride 1 and stride (2, 1) (the backward-data pass has a separate path for each), run four
+/// times on one `Gpu`, then on a fresh `Gpu` that skips the autotune: a program run twice must
+/// give the same bits whichever kernel variant the timing picked.
 #[test]
 fn conv_forward_and_backward_give_the_same_bits_on_every_run() {
-    let g = gpu();
-    let mut rng = NumpyRng::seed(7);
-    let a = g
-        .upload(&randn_f32(&mut rng, [6, 15, 13, 9]))
-        .expect("upload");
-    let wt = g
-        .upload(&randn_f32(&mut rng, [3, 4, 9, 11]))
-        .expect("upload");
-    let b = g
-        .upload(&randn_f32(&mut rng, [1, 1, 1, 11]))
-        .expect("upload");
-    let params = ConvParams::new(1, 0)
-        .with_stride(2, 1)
-        .with_padding(Padding::explicit(1, 2, 0, 1));
-    let dz = {
-        let (z, _) = g.conv_forward(&a, &wt, &b, params).expect("forward");
-        g.upload(&randn_f32(&mut rng, dims4(z.shape())))
-            .expect("upload")
-    };
-    let run = || {
-        let (z, cache) = g.conv_forward(&a, &wt, &b, params).expect("forward");
-        let grads = g.conv_backward(&dz, &cache).expect("backward");
-        [z, grads.da_prev, grads.dw, grads.db].map(|t| download(g, &t))
-    };
-    let first = run();
-    for _ in 0..3 {
-        let again = run();
-        for (what, (x, y)) in ["Z", "dA_prev", "dW", "db"]
-            .iter()
-            .zip(first.iter().zip(&again))
-        {
-            assert_same_bits(what, x, y);
+    let untuned = Gpu::with_options(GpuOptions {
+        no_autotune: true,
+        ..Default::default()
+    })
+    .expect("a Gpu without autotune");
+    for (seed, params) in [
+        (7, ConvParams::new(1, 1)),
+        (
+            8,
+            ConvParams::new(1, 0)
+                .with_stride(2, 1)
+                .with_padding(Padding::explicit(1, 2, 0, 1)),
+        ),
+    ] {
+        let mut rng = NumpyRng::seed(seed);
+        let shape = [6, 15, 13, 9];
+        let w_shape = [3, 4, 9, 11];
+        let out = wgpu_cnn::ConvGeometry::new(shape, w_shape, params)
+            .expect("valid conv")
+            .output_shape();
+        let inputs = [
+            randn_f32(&mut rng, shape),
+            randn_f32(&mut rng, w_shape),
+            randn_f32(&mut rng, [1, 1, 1, 11]),
+            randn_f32(&mut rng, out),
+        ];
+        let first = conv_outputs(gpu(), &inputs, params);
+        let runs = (0..3)
+            .map(|_| ("the same Gpu", conv_outputs(gpu(), &inputs, params)))
+            .chain([(
+                "a Gpu without autotune",
+                conv_outputs(&untuned, &inputs, params),
+            )]);
+        for (which, again) in runs {
+            for (what, (x, y)) in ["Z", "dA_prev", "dW", "db"]
+                .iter()
+                .zip(first.iter().zip(&again))
+            {
+                assert_same_bits(&format!("{what} ({params:?}, {which})"), x, y);
+            }
         }
     }
 }
@@ -260,34 +279,79 @@ fn gpu_and_tensor_are_send_and_sync() {
     assert_send_sync::<wgpu_cnn::PoolCache>();
 }
 
-/// Four threads share one `Gpu`, each running its own convolutions (forward and backward) and
-/// reading back its own results, at the same time.
+/// Four threads share one `Gpu`, each running its own convolutions (forward and backward),
+/// poolings and paddings and reading back its own results, at the same time. Each thread keeps
+/// one shape per op, so after the first round nothing waits for the device but the downloads.
 #[test]
-fn conv_from_four_threads_on_one_gpu_matches_cpu_reference() {
+fn ops_from_four_threads_on_one_gpu_match_cpu_reference() {
     let g = gpu();
     std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4u32)
+        let workers: Vec<_> = (0..4usize)
             .map(|t| {
                 scope.spawn(move || {
-                    for round in 0..6u32 {
-                        let mut rng = NumpyRng::seed(100 + 10 * t + round);
-                        let shape = [1 + t as usize, 9 + round as usize, 11, 3 + t as usize];
+                    let shape = [1 + t, 9 + t, 11, 3 + t];
+                    let c_out = 4 + 3 * t;
+                    let params = ConvParams::new(1 + t % 2, 1);
+                    let pool = PoolParams::new(2, 1 + t % 2, PoolMode::Max);
+                    for round in 0..18u32 {
+                        let mut rng = NumpyRng::seed(100 + 100 * t as u32 + round);
                         let x = randn_f32(&mut rng, shape);
-                        let wt = randn_f32(&mut rng, [3, 2, shape[3], 4 + round as usize]);
-                        let b: ArrayD<f32> =
-                            randn_f32(&mut rng, [1, 1, 1, 4 + round as usize]).into_dyn();
-                        let params = ConvParams::new(1 + (t as usize % 2), 1);
-                        let (z_ref, _) = cpu::conv_forward(
-                            to_f64(&x).view(),
-                            to_f64(&wt).view(),
-                            to_f64(&b).view(),
-                            params,
-                        )
-                        .expect("CPU forward");
-                        let dz = randn_f32(&mut rng, dims4(z_ref.shape()));
-                        compare_conv(g, &x, &wt, &b, params, &dz).map_err(|e| {
-                            format!("thread {t}, round {round}, input {shape:?}: {e}")
-                        })?;
+                        let context = |e: String| format!("thread {t}, round {round}: {e}");
+                        match round % 3 {
+                            0 => {
+                                let wt = randn_f32(&mut rng, [3, 2, shape[3], c_out]);
+                                let b: ArrayD<f32> =
+                                    randn_f32(&mut rng, [1, 1, 1, c_out]).into_dyn();
+                                let (z_ref, _) = cpu::conv_forward(
+                                    to_f64(&x).view(),
+                                    to_f64(&wt).view(),
+                                    to_f64(&b).view(),
+                                    params,
+                                )
+                                .expect("CPU forward");
+                                let dz = randn_f32(&mut rng, dims4(z_ref.shape()));
+                                compare_conv(g, &x, &wt, &b, params, &dz).map_err(context)?;
+                            }
+                            1 => {
+                                let out = wgpu_cnn::PoolGeometry::new(shape, pool)
+                                    .expect("valid pool")
+                                    .output_shape();
+                                let da = randn_f32(&mut rng, out);
+                                compare_pool(g, &x, pool, &da).map_err(context)?;
+                            }
+                            _ => {
+                                compare_zero_pad(g, &x, Padding::explicit(t, 1, 2, t))
+                                    .map_err(context)?;
+                            }
+                        }
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            ok(worker.join().expect("no panic"));
+        }
+    });
+}
+
+/// Eight threads on one `Gpu` whose small bindings split every op into many passes (so recorded
+/// work is handed to the queue while other threads record and read back theirs): every thread
+/// must read back its own results, never a buffer read before the work that fills it.
+#[test]
+fn ops_from_eight_threads_on_one_split_gpu_read_back_their_own_results() {
+    let g = gpu_with_binding_limit(4096);
+    let g = &g;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8usize)
+            .map(|t| {
+                scope.spawn(move || {
+                    for round in 0..300u32 {
+                        let mut rng = NumpyRng::seed(1000 + 1000 * t as u32 + round);
+                        let m = if t % 2 == 0 { 60 } else { 1 + t % 3 };
+                        let x = randn_f32(&mut rng, [m, 7, 5, 3]);
+                        compare_zero_pad(g, &x, Padding::explicit(1, t % 3, 2, 0))
+                            .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
                     }
                     Ok::<(), String>(())
                 })

@@ -533,13 +533,12 @@ impl Gpu {
 
     /// Hands all recorded work to the queue without waiting.
     pub fn submit(&self) {
-        let encoder = {
-            let mut pending = self.pending();
-            pending.passes = 0;
-            pending.encoder.take()
-        };
-        if let Some(encoder) = encoder {
-            let _serial = self.serial();
+        // Submit while holding the pending encoder, so that work recorded earlier is always
+        // submitted earlier, whichever thread takes it (serial first, as everywhere).
+        let _serial = self.serial();
+        let mut pending = self.pending();
+        pending.passes = 0;
+        if let Some(encoder) = pending.encoder.take() {
             self.inner.queue.submit([encoder.finish()]);
         }
     }
@@ -554,11 +553,16 @@ impl Gpu {
     }
 
     fn wait(&self) -> Result<()> {
-        // Wait in short slices: on OpenGL the wait holds wgpu's shared context, which other
-        // threads (dropping a buffer, say) may only wait a few seconds for.
+        // On OpenGL, wait in short slices: the wait holds wgpu's shared context, which other
+        // threads (dropping a buffer, say) may only wait a few seconds for. Elsewhere wait
+        // without a timeout (wgpu-core 30.0.1 can trip an assertion when timed waits race).
         let slice = wgpu::PollType::Wait {
             submission_index: None,
-            timeout: Some(std::time::Duration::from_millis(50)),
+            timeout: self
+                .inner
+                .serial
+                .as_ref()
+                .map(|_| std::time::Duration::from_millis(50)),
         };
         loop {
             let polled = {
