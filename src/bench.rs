@@ -398,8 +398,8 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     Ok(r)
 }
 
-/// `pool_backward` in one mode on one case. Bytes counted: `A_prev` and `dA` read once,
-/// `dA_prev` written (average mode does not need `A_prev`, but it is counted the same way).
+/// `pool_backward` in one mode on one case. Bytes counted: `dA` read and `dA_prev` written once,
+/// and in max mode `A_prev` read once (average mode does not read it).
 ///
 /// # Errors
 /// Shape or device errors.
@@ -416,7 +416,8 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
     let bytes = gpu.allocated_bytes() - before;
     let timing = gpu.time_op(o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
     let seconds = timing.best();
-    let moved = 4.0 * (2 * x.len() + da.len()) as f64;
+    let a_prev_reads = if mode == PoolMode::Max { x.len() } else { 0 };
+    let moved = 4.0 * (x.len() + a_prev_reads + da.len()) as f64;
     let op = format!("pool_{}_backward", mode_name(mode));
     let dims = format!("dA {} -> {}", dims4(g.output_shape()), dims4(c.input));
     let mut r = Record::timed(&op, c.name, dims, timing);

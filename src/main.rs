@@ -104,9 +104,17 @@ fn run_bench(
         "adapter: {} ({:?}, driver {} {})",
         info.name, info.backend, info.driver, info.driver_info
     );
-    println!(
-        "timing: wall clock from submit to completion, median of {reps} runs after one warm-up"
-    );
+    if gpu.has_timestamps() {
+        println!(
+            "timing: GPU timestamps (first pass start to last pass end), median of {reps} runs \
+             after one warm-up; wall clock is in the JSON (wall_ms)"
+        );
+    } else {
+        println!(
+            "timing: wall clock from submit to completion (the adapter has no timestamp queries), \
+             median of {reps} runs after one warm-up"
+        );
+    }
     println!(
         "{:<26} {:>13} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
         "op/shape", "median", "rate", "roof", "cpu ref", "max err", "allocated"
