@@ -43,9 +43,14 @@ fn index_in(i: u32, h: u32, w: u32, c4: u32) -> u32 {
     return ((i * IN_H + h) * IN_W + w) * C4 + c4;
 }
 
-// (i, oh, ow, c4) of the window with flat index idx in the chunk.
-fn window_of(idx: u32) -> vec4<u32> {
-    return vec4<u32>(idx / (C4 * OUT_W * OUT_H), (idx / (C4 * OUT_W)) % OUT_H, (idx / C4) % OUT_W, idx % C4);
+// Index of the first element (top-left, its 4 channels) of window idx = (i, oh, ow, c4) of the
+// chunk, relative to the chunk.
+fn window_start(idx: u32) -> u32 {
+    let c4 = idx % C4;
+    let ow = (idx / C4) % OUT_W;
+    let oh = (idx / (C4 * OUT_W)) % OUT_H;
+    let i = idx / (C4 * OUT_W * OUT_H);
+    return index_in(i, oh * SH, ow * SW, c4);
 }
 
 @compute @workgroup_size(WG)
@@ -56,12 +61,7 @@ fn pool_forward(
 ) {
     let grid = nwg.x * nwg.y * WG;
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
-        let win = window_of(idx);
-        let i = win.x;
-        let oh = win.y;
-        let ow = win.z;
-        let c4 = win.w;
-        let base = p.x_off + index_in(i, oh * SH, ow * SW, c4);
+        let base = p.x_off + window_start(idx);
         var r = a_prev[base];
         let v{i} = a_prev[base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(1..FH*FW)
         if (MAX_MODE) {
@@ -82,13 +82,8 @@ fn pool_backward(
 ) {
     let grid = nwg.x * nwg.y * WG;
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
-        let win = window_of(idx);
-        let i = win.x;
-        let oh = win.y;
-        let ow = win.z;
-        let c4 = win.w;
         let g = grad[p.g_off + idx];
-        let base = index_in(i, oh * SH, ow * SW, c4);
+        let base = window_start(idx);
         if (MAX_MODE) {
             let v{i} = a_prev[p.x_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(FH*FW)
             var m = v0;
