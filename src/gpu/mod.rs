@@ -420,7 +420,12 @@ impl Gpu {
         .union(wgpu::BufferUsages::COPY_DST);
 
     fn check_buffer_size(&self, what: &'static str, shape: &[usize]) -> Result<u64> {
-        let limit = self.inner.limits.buffer_bytes;
+        // The buffer also carries one uniform window of slack (see `padded_size`).
+        let limit = self
+            .inner
+            .limits
+            .buffer_bytes
+            .saturating_sub(self.inner.window_bytes + 16);
         let bytes = shape
             .iter()
             .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
