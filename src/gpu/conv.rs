@@ -249,20 +249,25 @@ impl Gpu {
         let da_prev = self.empty("conv_backward dA_prev", &g.input_shape())?;
         let dw = self.empty("conv_backward dW", &g.weight_shape())?;
         let db = self.empty("conv_backward db", &[1, 1, 1, g.c_out])?;
-        let dz4 = self.pad_channels(dz)?;
-
+        // Pad channels (copies) only for the fast paths that read them.
         let sd = GemmShape::backward_data(&g);
-        if g.s_h == 1 && g.s_w == 1 && self.gemm_fits(&sd) {
-            self.gemm_conv(&dz4, &cache.w, None, &sd, true, &da_prev)?;
+        let data_fast = g.s_h == 1 && g.s_w == 1 && self.gemm_fits(&sd);
+        let filter_pixels = self.filter_window_pixels(&g);
+        let dz4 = if data_fast || filter_pixels.is_some() {
+            Some(self.pad_channels(dz)?)
         } else {
-            self.direct_backward_data(dz, cache, &da_prev)?;
+            None
+        };
+        match (&dz4, data_fast) {
+            (Some(dz4), true) => self.gemm_conv(dz4, &cache.w, None, &sd, true, &da_prev)?,
+            _ => self.direct_backward_data(dz, cache, &da_prev)?,
         }
-
-        let x4 = self.pad_channels(&cache.a_prev)?;
-        if let Some(pixels) = self.filter_window_pixels(&g, x4.byte_len()) {
-            self.gemm_filter(&x4, &dz4, &g, pixels, &dw, &db)?;
-        } else {
-            self.direct_backward_filter(dz, cache, &dw, &db)?;
+        match (&dz4, filter_pixels) {
+            (Some(dz4), Some(pixels)) => {
+                let x4 = self.pad_channels(&cache.a_prev)?;
+                self.gemm_filter(&x4, dz4, &g, pixels, &dw, &db)?;
+            }
+            _ => self.direct_backward_filter(dz, cache, &dw, &db)?,
         }
         Ok(ConvGrads { da_prev, dw, db })
     }

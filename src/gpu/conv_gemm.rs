@@ -398,9 +398,10 @@ impl Gpu {
         Ok(())
     }
 
-    /// Pixels per `dZ` window in `conv_filter`, if the whole batch fits one binding and at
-    /// least one aligned pixel row fits a window.
-    pub(crate) fn filter_window_pixels(&self, g: &ConvGeometry, x4_bytes: u64) -> Option<usize> {
+    /// Pixels per `dZ` window in `conv_filter`, if the whole batch of `A_prev` (channels padded
+    /// to 4) fits one binding and at least one aligned pixel row fits a window.
+    pub(crate) fn filter_window_pixels(&self, g: &ConvGeometry) -> Option<usize> {
+        let x4_bytes = (g.m * g.in_h * g.in_w * g.c_in.div_ceil(4) * 16) as u64;
         let c4_out = g.c_out.div_ceil(4);
         let row_bytes = (c4_out * 16) as u64;
         let align = self.uniform_alignment();
