@@ -10,7 +10,7 @@
 // Bindings: 0 params; backward_data: 1 w, 2 dz (m, out_h, out_w, c_out), 3 da_prev (write);
 // backward_filter: 1 a_prev, 2 dz, 3 dw (write); backward_bias: 1 dz, 2 db (write).
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
 struct Params {
     total: u32,

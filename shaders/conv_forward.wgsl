@@ -6,7 +6,7 @@
 // 3 b (c_out), read; 4 z (m, out_h, out_w, c_out), write.
 // One thread per element of z. a_off / z_off: element offsets of the chunk's first image.
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
 struct Params {
     total: u32,

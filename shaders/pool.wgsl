@@ -11,7 +11,7 @@
 // Bindings: 0 params; pool_forward: 1 a_prev (m, in_h, in_w, c), 2 unused (a_prev again), 3 a (m, out_h, out_w, c);
 // pool_backward: 1 a_prev, 2 da (m, out_h, out_w, c), 3 da_prev (m, in_h, in_w, c).
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 const MODE_MAX: u32 = 0u;
 
 struct Params {
@@ -45,6 +45,11 @@ fn index_out(i: u32, oh: u32, ow: u32, c: u32) -> u32 {
     return p.out_off + ((i * p.out_h + oh) * p.out_w + ow) * p.c + c;
 }
 
+// NaN tested on the bits (no fast-math assumption can drop the test).
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
@@ -56,7 +61,8 @@ fn window_max(i: u32, oh: u32, ow: u32, c: u32) -> vec2<f32> {
     for (var dh = 0u; dh < p.f_h; dh++) {
         for (var dw = 0u; dw < p.f_w; dw++) {
             let v = a_prev[index_in(i, oh * p.s_h + dh, ow * p.s_w + dw, c)];
-            if (v > best) {
+            // NaN wins and stays: a window holding NaN has a NaN maximum at its first NaN.
+            if (!is_nan(best) && (is_nan(v) || v > best)) {
                 best = v;
                 first = dh * p.f_w + dw;
             }
@@ -119,7 +125,7 @@ fn pool_backward(
                 if (p.mode == MODE_MAX) {
                     let m = window_max(i, oh, ow, c);
                     let pos = (h - oh * p.s_h) * p.f_w + (x - ow * p.s_w);
-                    let hit = select(mine == m.x, u32(m.y) == pos, p.ties == 1u);
+                    let hit = select(mine == m.x && !is_nan(m.x), u32(m.y) == pos, p.ties == 1u);
                     if (hit) {
                         acc += g;
                     }

@@ -9,18 +9,23 @@
 // Bindings: 0 params; 1 a_prev (m, IN_H, IN_W, C4) vec4; 2 grad dA (m, OUT_H, OUT_W, C4) vec4
 // (backward only); 3 dst (write) vec4. x_off / g_off / d_off: vec4 offsets of the chunk.
 
-const WG: u32 = 64u;
-const IN_H: u32 = {{IN_H}}u;
-const IN_W: u32 = {{IN_W}}u;
-const C4: u32 = {{C4}}u;
-const OUT_H: u32 = {{OUT_H}}u;
-const OUT_W: u32 = {{OUT_W}}u;
-const FH: u32 = {{FH}}u;
-const FW: u32 = {{FW}}u;
-const SH: u32 = {{SH}}u;
-const SW: u32 = {{SW}}u;
-const MAX_MODE: bool = {{MAX_MODE}}u == 1u;
-const FIRST_MAX: bool = {{TIES}}u == 1u;
+// NaN: a window holding NaN has a NaN maximum (forward gives NaN, as numpy and PyTorch do);
+// backward routes nothing from it under TIES = 0 (NaN equals nothing) and routes to the first
+// NaN under TIES = 1. NaN is tested on the bits, so no fast-math assumption can drop the test.
+// Overrides: every shape constant below; FH and FW are also unrolled.
+
+override WG: u32 = 64u;
+override IN_H: u32;
+override IN_W: u32;
+override C4: u32;
+override OUT_H: u32;
+override OUT_W: u32;
+override FH: u32;
+override FW: u32;
+override SH: u32;
+override SW: u32;
+override MAX_MODE: u32;   // 1 max, 0 average
+override TIES: u32;       // 0 every maximum, 1 first maximum
 
 struct Params {
     total: u32,   // windows (i, oh, ow, c4) in this chunk
@@ -33,6 +38,15 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a_prev: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
+
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+    return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
+// max(a, b), NaN if either is NaN.
+fn max_nan(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return select(select(max(a, b), a, is_nan4(a)), b, is_nan4(b));
+}
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -64,8 +78,8 @@ fn pool_forward(
         let base = p.x_off + window_start(idx);
         var r = a_prev[base];
         let v{i} = a_prev[base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(1..FH*FW)
-        if (MAX_MODE) {
-            r = max(r, v{i}); // @unroll(1..FH*FW)
+        if (MAX_MODE == 1u) {
+            r = max_nan(r, v{i}); // @unroll(1..FH*FW)
         } else {
             r += v{i}; // @unroll(1..FH*FW)
             r /= f32(FH * FW);
@@ -84,17 +98,18 @@ fn pool_backward(
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
         let g = grad[p.g_off + idx];
         let base = window_start(idx);
-        if (MAX_MODE) {
+        if (MAX_MODE == 1u) {
             let v{i} = a_prev[p.x_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(FH*FW)
             var m = v0;
-            m = max(m, v{i}); // @unroll(1..FH*FW)
-            if (FIRST_MAX) {
-                // `taken` marks the components whose first maximum has been found.
+            m = max_nan(m, v{i}); // @unroll(1..FH*FW)
+            let m_nan = is_nan4(m);
+            if (TIES == 1u) {
+                // `taken` marks the components whose first maximum (or first NaN) has been found.
                 var taken = vec4<bool>(false);
-                let hit{i} = (v{i} == m) & !taken; taken = taken | hit{i}; // @unroll(FH*FW)
+                let hit{i} = (((v{i} == m) & !m_nan) | is_nan4(v{i})) & !taken; taken = taken | hit{i}; // @unroll(FH*FW)
                 dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, hit{i}); // @unroll(FH*FW)
             } else {
-                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, v{i} == m); // @unroll(FH*FW)
+                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, (v{i} == m) & !m_nan); // @unroll(FH*FW)
             }
         } else {
             let share = g / f32(FH * FW);

@@ -6,7 +6,7 @@
 //   copy: dst[i] = src[i] over vec4s; bytes moved = 2 * 16 * n.
 // Bindings: 0 params; 1 src (read); 2 dst (write).
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
 struct Params {
     total: u32,   // threads (fma) or vec4 elements (copy)

@@ -4,7 +4,7 @@
 // One thread per element of y (gather). The host binds a window of whole images; x_off and y_off
 // are the element offsets of the chunk's first image inside the windows.
 
-const WG: u32 = 64u;
+override WG: u32 = 64u;
 
 struct Params {
     total: u32,   // elements of y in this chunk

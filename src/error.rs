@@ -97,6 +97,26 @@ pub enum Error {
     #[error("window is empty")]
     EmptyWindow,
 
+    /// A value that the kernels' 32-bit index arithmetic cannot hold (a stride, a padding, an
+    /// offset), with the shapes of the op it belongs to.
+    #[error("{what} = {value} exceeds the kernels' 32-bit index limit of {limit} (input {input:?}, output {output:?})")]
+    IndexRange {
+        /// Which parameter.
+        what: &'static str,
+        /// Its value.
+        value: u64,
+        /// The largest value the kernels take.
+        limit: u64,
+        /// Shape of the op's input.
+        input: Vec<usize>,
+        /// Shape of the op's output.
+        output: Vec<usize>,
+    },
+
+    /// A kernel could not be built (a bug in this crate: the message names the kernel).
+    #[error("kernel {0}")]
+    Kernel(String),
+
     /// No adapter matched the request.
     #[error("no wgpu adapter found: {0}")]
     NoAdapter(String),

@@ -31,6 +31,7 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cpu;
 mod error;
@@ -42,4 +43,4 @@ pub use params::{
     check_bias, ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams, Ties,
 };
 
-pub use gpu::{median, ConvCache, ConvGrads, Gpu, GpuOptions, OpTiming, PoolCache, Probe, Tensor};
+pub use gpu::{ConvCache, ConvGrads, Gpu, GpuOptions, MemoryStats, PoolCache, Tensor};

@@ -78,9 +78,10 @@ fn print_record(r: &Record) {
     };
     let opt = |v: Option<f64>, fmt: &dyn Fn(f64) -> String| v.map_or("-".to_string(), fmt);
     println!(
-        "{:<26} {:>10.3} ms {:>17} {:>7} {:>11} {:>10} {:>10}  {}",
+        "{:<26} {:>10.3} ms {:>23} {:>17} {:>7} {:>11} {:>10} {:>10}  {}",
         r.name,
         r.median_ms,
+        format!("[{:.3} .. {:.3}]", r.min_ms, r.max_ms),
         rate,
         opt(r.roofline_pct, &|p| format!("{p:.1}%")),
         opt(r.cpu_ms, &|c| format!("{c:.1} ms")),
@@ -104,7 +105,11 @@ fn run_bench(
         "adapter: {} ({:?}, driver {} {})",
         info.name, info.backend, info.driver, info.driver_info
     );
-    if gpu.has_timestamps() {
+    if gpu
+        .device()
+        .features()
+        .contains(wgpu::Features::TIMESTAMP_QUERY)
+    {
         println!(
             "timing: GPU timestamps (first pass start to last pass end), median of {reps} runs \
              after one warm-up; wall clock is in the JSON (wall_ms)"
@@ -116,8 +121,8 @@ fn run_bench(
         );
     }
     println!(
-        "{:<26} {:>13} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
-        "op/shape", "median", "rate", "roof", "cpu ref", "max err", "allocated"
+        "{:<26} {:>13} {:>23} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
+        "op/shape", "median", "[min .. max] ms", "rate", "roof", "cpu ref", "max err", "peak mem"
     );
     let (fma, copy) = bench::roofline(&gpu, reps.max(3))?;
     print_record(&fma);

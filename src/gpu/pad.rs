@@ -1,30 +1,52 @@
 //! `zero_pad` on the GPU; kernel: `shaders/zero_pad.wgsl`.
 
-use super::launch::{simple, to_u32, WG};
-use super::{Arg, Gpu, Kernel, Tensor};
-use crate::error::Result;
+use super::kernels::{simple, uniform, Kernel};
+use super::launch::{count, to_u32, WG};
+use super::{Arg, Gpu, Tensor};
+use crate::error::{Error, Result};
 use crate::params::Padding;
 
-const ZERO_PAD: Kernel = Kernel {
-    name: "zero_pad.wgsl",
-    source: include_str!("../../shaders/zero_pad.wgsl"),
-    entry: "zero_pad",
-    bindings: simple(1, 1),
-};
+uniform! {
+    /// The uniform block of `zero_pad.wgsl`.
+    struct Params {
+        total: u32,
+        in_h: u32,
+        in_w: u32,
+        c: u32,
+        out_h: u32,
+        out_w: u32,
+        top: u32,
+        left: u32,
+        x_off: u32,
+        y_off: u32,
+    }
+}
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    total: u32,
-    in_h: u32,
-    in_w: u32,
-    c: u32,
-    out_h: u32,
-    out_w: u32,
-    top: u32,
-    left: u32,
-    x_off: u32,
-    y_off: u32,
+pub(crate) const ZERO_PAD: Kernel = Kernel::new::<Params>(
+    "zero_pad.wgsl",
+    include_str!("../../shaders/zero_pad.wgsl"),
+    "zero_pad",
+    simple(1, 1),
+);
+
+/// The padded shape of `input`, or an error naming both when a size overflows.
+fn padded_shape(input: [usize; 4], pad: Padding) -> Result<[usize; 4]> {
+    let [m, in_h, in_w, c] = input;
+    let out_h = in_h
+        .checked_add(pad.top)
+        .and_then(|v| v.checked_add(pad.bottom));
+    let out_w = in_w
+        .checked_add(pad.left)
+        .and_then(|v| v.checked_add(pad.right));
+    match (out_h, out_w) {
+        (Some(out_h), Some(out_w)) => Ok([m, out_h, out_w, c]),
+        _ => Err(Error::TooLarge {
+            what: "zero_pad output",
+            shape: input.to_vec(),
+            bytes: u64::MAX,
+            limit: usize::MAX as u64,
+        }),
+    }
 }
 
 impl Gpu {
@@ -42,37 +64,55 @@ impl Gpu {
     /// ```
     ///
     /// # Errors
-    /// [`crate::Error::Rank`] unless `x` has 4 axes, [`crate::Error::ForeignTensor`],
-    /// [`crate::Error::TooLarge`] when the result exceeds the device's limits.
+    /// [`Error::Rank`] unless `x` has 4 axes, [`Error::ForeignTensor`], [`Error::TooLarge`] when
+    /// the result exceeds the device's limits (or `usize`).
     pub fn zero_pad(&self, x: &Tensor, pad: impl Into<Padding>) -> Result<Tensor> {
         let pad = pad.into();
+        let shape = padded_shape(x.dims4("zero_pad input")?, pad)?;
+        let mut y = self.alloc("zero_pad output", &shape, false)?;
+        self.zero_pad_into(x, pad, &mut y)?;
+        Ok(y)
+    }
+
+    /// [`Gpu::zero_pad`] into an existing tensor `y` of the padded shape.
+    ///
+    /// # Errors
+    /// As [`Gpu::zero_pad`], and [`Error::ShapeMismatch`] when `y` is not the padded shape.
+    pub fn zero_pad_into(&self, x: &Tensor, pad: impl Into<Padding>, y: &mut Tensor) -> Result<()> {
+        let pad = pad.into();
         self.check_owner(x)?;
-        let [m, in_h, in_w, c] = x.dims4("zero_pad input")?;
-        let out_h = in_h + pad.top + pad.bottom;
-        let out_w = in_w + pad.left + pad.right;
-        let y = self.empty("zero_pad output", &[m, out_h, out_w, c])?;
+        self.check_owner(y)?;
+        let input = x.dims4("zero_pad input")?;
+        let shape = padded_shape(input, pad)?;
+        y.expect_shape("zero_pad output", &shape)?;
+        let [m, in_h, in_w, c] = input;
+        let [_, out_h, out_w, _] = shape;
+        let u = |what, v| to_u32(what, v, &input, &shape);
+        let base = Params {
+            in_h: u("input height", in_h)?,
+            in_w: u("input width", in_w)?,
+            c: u("channels", c)?,
+            out_h: u("padded height", out_h)?,
+            out_w: u("padded width", out_w)?,
+            top: u("top padding", pad.top)?,
+            left: u("left padding", pad.left)?,
+            ..Params::default()
+        };
         let per_image = out_h * out_w * c;
         self.launch(
             &ZERO_PAD,
+            &[],
             m,
-            &[Arg::Batched(x), Arg::Batched(&y)],
+            &[Arg::Batched(x), Arg::Batched(y)],
             |chunk| {
-                let total = to_u32(chunk.images * per_image)?;
-                let params = Params {
-                    total,
-                    in_h: to_u32(in_h)?,
-                    in_w: to_u32(in_w)?,
-                    c: to_u32(c)?,
-                    out_h: to_u32(out_h)?,
-                    out_w: to_u32(out_w)?,
-                    top: to_u32(pad.top)?,
-                    left: to_u32(pad.left)?,
+                let p = Params {
+                    total: count(chunk.images * per_image)?,
                     x_off: chunk.offset(0),
                     y_off: chunk.offset(1),
+                    ..base
                 };
-                Ok((params, u64::from(total).div_ceil(WG)))
+                Ok((p, u64::from(p.total).div_ceil(WG)))
             },
-        )?;
-        Ok(y)
+        )
     }
 }

@@ -1,116 +1,155 @@
-//! `pool_forward` and `pool_backward` on the GPU; kernel: `shaders/pool.wgsl`.
+//! `pool_forward` and `pool_backward` on the GPU; kernels: `shaders/pool_vec4.wgsl` (channels in
+//! fours, every size an override constant) and `shaders/pool.wgsl` (the general gather kernels).
 
-use super::launch::{simple, to_u32, Access, WG};
-use super::{Arg, Chunk, Gpu, Kernel, Tensor};
-use crate::error::{Error, Result};
+use super::kernels::{simple, uniform, Access, Kernel};
+use super::launch::{count, to_u32, WG};
+use super::{Arg, Gpu, Tensor};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::params::{PoolGeometry, PoolMode, PoolParams, Ties};
 
-/// The general kernels (any channel count, overlapping windows).
-const FORWARD: Kernel = Kernel {
-    name: "pool.wgsl",
-    source: include_str!("../../shaders/pool.wgsl"),
-    entry: "pool_forward",
-    bindings: simple(2, 1),
-};
-
-const BACKWARD: Kernel = Kernel {
-    entry: "pool_backward",
-    ..FORWARD
-};
-
-const FORWARD_VEC4: Kernel = Kernel {
-    name: "pool_vec4.wgsl",
-    source: include_str!("../../shaders/pool_vec4.wgsl"),
-    entry: "pool_forward",
-    bindings: &[(1, Access::Read), (3, Access::Write)],
-};
-
-const BACKWARD_VEC4: Kernel = Kernel {
-    entry: "pool_backward",
-    bindings: simple(2, 1),
-    ..FORWARD_VEC4
-};
-
-/// The uniform block of `pool_vec4.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Vec4Params {
-    total: u32,
-    x_off: u32,
-    g_off: u32,
-    d_off: u32,
+uniform! {
+    /// The uniform block of `pool.wgsl`.
+    struct Params {
+        total: u32,
+        in_h: u32,
+        in_w: u32,
+        c: u32,
+        out_h: u32,
+        out_w: u32,
+        f_h: u32,
+        f_w: u32,
+        s_h: u32,
+        s_w: u32,
+        mode: u32,
+        ties: u32,
+        in_off: u32,
+        out_off: u32,
+        dst_off: u32,
+    }
 }
 
-/// The shape constants `pool_vec4.wgsl` is specialised on.
-fn vec4_spec(g: &PoolGeometry, params: &PoolParams) -> [(&'static str, u32); 11] {
-    let u = |v: usize| v as u32;
-    [
-        ("IN_H", u(g.in_h)),
-        ("IN_W", u(g.in_w)),
-        ("C4", u(g.c / 4)),
-        ("OUT_H", u(g.out_h)),
-        ("OUT_W", u(g.out_w)),
-        ("FH", u(g.f_h)),
-        ("FW", u(g.f_w)),
-        ("SH", u(g.s_h)),
-        ("SW", u(g.s_w)),
+uniform! {
+    /// The uniform block of `pool_vec4.wgsl` (the sizes are override constants).
+    struct Vec4Params {
+        total: u32,
+        x_off: u32,
+        g_off: u32,
+        d_off: u32,
+    }
+}
+
+/// The general kernels (any channel count, overlapping windows).
+pub(crate) const FORWARD: Kernel = Kernel::new::<Params>(
+    "pool.wgsl",
+    include_str!("../../shaders/pool.wgsl"),
+    "pool_forward",
+    simple(2, 1),
+);
+
+pub(crate) const BACKWARD: Kernel = FORWARD.entry("pool_backward", simple(2, 1));
+
+pub(crate) const FORWARD_VEC4: Kernel = Kernel::new::<Vec4Params>(
+    "pool_vec4.wgsl",
+    include_str!("../../shaders/pool_vec4.wgsl"),
+    "pool_forward",
+    &[(1, Access::Read), (3, Access::Write)],
+);
+
+pub(crate) const BACKWARD_VEC4: Kernel = FORWARD_VEC4.entry("pool_backward", simple(2, 1));
+
+/// Largest window the vec4 kernels unroll.
+const VEC4_MAX_TAPS: usize = 64;
+
+/// The override constants of `pool_vec4.wgsl`, if the vec4 kernels apply: channels in fours, a
+/// window of at most [`VEC4_MAX_TAPS`], and sizes that fit `u32` index arithmetic.
+fn vec4_consts(g: &PoolGeometry, params: &PoolParams) -> Option<Vec<(&'static str, u32)>> {
+    if !g.c.is_multiple_of(4) || g.f_h * g.f_w > VEC4_MAX_TAPS {
+        return None;
+    }
+    let u = |v: usize| u32::try_from(v).ok().filter(|&v| v < 1 << 24);
+    Some(vec![
+        ("IN_H", u(g.in_h)?),
+        ("IN_W", u(g.in_w)?),
+        ("C4", u(g.c / 4)?),
+        ("OUT_H", u(g.out_h)?),
+        ("OUT_W", u(g.out_w)?),
+        ("FH", u(g.f_h)?),
+        ("FW", u(g.f_w)?),
+        ("SH", u(g.s_h)?),
+        ("SW", u(g.s_w)?),
         ("MAX_MODE", u32::from(params.mode == PoolMode::Max)),
         ("TIES", u32::from(params.ties == Ties::FirstMax)),
-    ]
+    ])
 }
 
-/// Whether the vec4 kernels apply: channels in fours, and sizes the shader can hold as constants.
-fn vec4_fits(g: &PoolGeometry) -> bool {
-    g.c.is_multiple_of(4)
-        && g.f_h * g.f_w <= 64
-        && [g.in_h, g.in_w, g.c].iter().all(|&v| v < 1 << 24)
+/// Every specialisation of `pool_vec4.wgsl` the ops can ask for, up to the sizes (which are
+/// overrides, so one set stands for all): windows 1..=8 x 1..=8, both modes and tie rules.
+#[cfg(test)]
+pub(crate) fn vec4_specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
+    let mut out = Vec::new();
+    for f_h in 1..=8 {
+        for f_w in 1..=8 {
+            for (mode, ties) in [
+                (PoolMode::Max, Ties::EveryMax),
+                (PoolMode::Max, Ties::FirstMax),
+                (PoolMode::Average, Ties::EveryMax),
+            ] {
+                let params = PoolParams::new(1, 1, mode)
+                    .with_kernel(f_h, f_w)
+                    .with_stride(f_h, f_w)
+                    .with_ties(ties);
+                let g = PoolGeometry::new([1, 2 * f_h, 2 * f_w, 4], params).expect("valid");
+                let consts = vec4_consts(&g, &params).expect("vec4 applies");
+                out.push((FORWARD_VEC4, consts.clone()));
+                out.push((BACKWARD_VEC4, consts));
+            }
+        }
+    }
+    out
 }
 
-/// What `pool_forward` keeps for `pool_backward` (the seeds' `(A_prev, hparameters)`).
+/// What `pool_forward` keeps for `pool_backward` (the seeds' `(A_prev, hparameters)`). Its
+/// parts can be read, not changed, so it always matches the forward pass that made it.
 #[derive(Debug, Clone)]
 pub struct PoolCache {
-    /// The input `(m, n_H_prev, n_W_prev, n_C)`.
-    pub a_prev: Tensor,
-    /// Window, stride, mode and tie rule.
-    pub params: PoolParams,
-    /// All sizes.
-    pub geometry: PoolGeometry,
+    a_prev: Tensor,
+    params: PoolParams,
+    geometry: PoolGeometry,
 }
 
-/// The uniform block of `pool.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    total: u32,
-    in_h: u32,
-    in_w: u32,
-    c: u32,
-    out_h: u32,
-    out_w: u32,
-    f_h: u32,
-    f_w: u32,
-    s_h: u32,
-    s_w: u32,
-    mode: u32,
-    ties: u32,
-    in_off: u32,
-    out_off: u32,
-    dst_off: u32,
+impl PoolCache {
+    /// The input `(m, n_H_prev, n_W_prev, n_C)`.
+    pub fn a_prev(&self) -> &Tensor {
+        &self.a_prev
+    }
+
+    /// Window, stride, mode and tie rule.
+    pub fn params(&self) -> PoolParams {
+        self.params
+    }
+
+    /// All sizes.
+    pub fn geometry(&self) -> PoolGeometry {
+        self.geometry
+    }
 }
 
 impl Params {
-    fn new(g: &PoolGeometry, params: &PoolParams, total: usize) -> Result<Self> {
+    fn new(g: &PoolGeometry, params: &PoolParams) -> Result<Self> {
+        let (input, output) = (g.input_shape(), g.output_shape());
+        let u = |what, v| to_u32(what, v, &input, &output);
         Ok(Self {
-            total: to_u32(total)?,
-            in_h: to_u32(g.in_h)?,
-            in_w: to_u32(g.in_w)?,
-            c: to_u32(g.c)?,
-            out_h: to_u32(g.out_h)?,
-            out_w: to_u32(g.out_w)?,
-            f_h: to_u32(g.f_h)?,
-            f_w: to_u32(g.f_w)?,
-            s_h: to_u32(g.s_h)?,
-            s_w: to_u32(g.s_w)?,
+            in_h: u("input height", g.in_h)?,
+            in_w: u("input width", g.in_w)?,
+            c: u("channels", g.c)?,
+            out_h: u("output height", g.out_h)?,
+            out_w: u("output width", g.out_w)?,
+            f_h: u("window height", g.f_h)?,
+            f_w: u("window width", g.f_w)?,
+            s_h: u("stride", if g.out_h == 1 { 1 } else { g.s_h })?,
+            s_w: u("stride", if g.out_w == 1 { 1 } else { g.s_w })?,
             mode: match params.mode {
                 PoolMode::Max => 0,
                 PoolMode::Average => 1,
@@ -119,24 +158,15 @@ impl Params {
                 Ties::EveryMax => 0,
                 Ties::FirstMax => 1,
             },
-            in_off: 0,
-            out_off: 0,
-            dst_off: 0,
+            ..Self::default()
         })
     }
-
-    fn dispatch(self) -> (Self, u64) {
-        (self, u64::from(self.total).div_ceil(WG))
-    }
-}
-
-fn chunk_total(chunk: &Chunk, per_image: usize) -> usize {
-    chunk.images * per_image
 }
 
 impl Gpu {
     /// Max or average pooling, no padding: `(m, n_H_prev, n_W_prev, n_C)` ->
     /// `(m, n_H, n_W, n_C)` with `n_H = (n_H_prev - f_h) / stride_h + 1` (likewise `n_W`).
+    /// A window holding NaN gives NaN (max) as the CPU reference does.
     ///
     /// ```no_run
     /// use wgpu_cnn::{Gpu, PoolMode, PoolParams};
@@ -151,24 +181,41 @@ impl Gpu {
     /// [`Error::Rank`], [`Error::ZeroStride`], [`Error::ZeroKernel`], [`Error::EmptyTensor`],
     /// [`Error::KernelTooLarge`], [`Error::ForeignTensor`], [`Error::TooLarge`].
     pub fn pool_forward(&self, a_prev: &Tensor, params: PoolParams) -> Result<(Tensor, PoolCache)> {
-        self.check_owner(a_prev)?;
         let g = PoolGeometry::new(a_prev.dims4("pool_forward input")?, params)?;
-        let a = self.empty("pool_forward output", &g.output_shape())?;
+        let mut a = self.alloc("pool_forward output", &g.output_shape(), false)?;
+        let cache = self.pool_forward_into(a_prev, params, &mut a)?;
+        Ok((a, cache))
+    }
+
+    /// [`Gpu::pool_forward`] into an existing tensor `a` of the output shape.
+    ///
+    /// # Errors
+    /// As [`Gpu::pool_forward`], and [`Error::ShapeMismatch`] when `a` is not the output shape.
+    pub fn pool_forward_into(
+        &self,
+        a_prev: &Tensor,
+        params: PoolParams,
+        a: &mut Tensor,
+    ) -> Result<PoolCache> {
+        self.check_owner(a_prev)?;
+        self.check_owner(a)?;
+        let g = PoolGeometry::new(a_prev.dims4("pool_forward input")?, params)?;
+        a.expect_shape("pool_forward output", &g.output_shape())?;
         let cache = PoolCache {
             a_prev: a_prev.clone(),
             params,
             geometry: g,
         };
-        if vec4_fits(&g) {
+        if let Some(consts) = vec4_consts(&g, &params) {
             let windows = g.out_h * g.out_w * g.c / 4;
-            self.launch_with(
+            self.launch(
                 &FORWARD_VEC4,
-                &vec4_spec(&g, &params),
+                &consts,
                 g.m,
-                &[Arg::Batched(a_prev), Arg::Batched(&a)],
+                &[Arg::Batched(a_prev), Arg::Batched(a)],
                 |chunk| {
                     let p = Vec4Params {
-                        total: to_u32(chunk.images * windows)?,
+                        total: count(chunk.images * windows)?,
                         x_off: chunk.offset(0) / 4,
                         g_off: 0,
                         d_off: chunk.offset(1) / 4,
@@ -176,26 +223,33 @@ impl Gpu {
                     Ok((p, u64::from(p.total).div_ceil(WG)))
                 },
             )?;
-            return Ok((a, cache));
+            return Ok(cache);
         }
+        let base = Params::new(&g, &params)?;
         let per_image = g.out_h * g.out_w * g.c;
         self.launch(
             &FORWARD,
+            &[],
             g.m,
-            &[Arg::Batched(a_prev), Arg::Batched(a_prev), Arg::Batched(&a)],
+            &[Arg::Batched(a_prev), Arg::Batched(a_prev), Arg::Batched(a)],
             |chunk| {
-                let mut p = Params::new(&g, &params, chunk_total(chunk, per_image))?;
-                p.in_off = chunk.offset(0);
-                p.dst_off = chunk.offset(2);
-                Ok(p.dispatch())
+                let p = Params {
+                    total: count(chunk.images * per_image)?,
+                    in_off: chunk.offset(0),
+                    dst_off: chunk.offset(2),
+                    ..base
+                };
+                Ok((p, u64::from(p.total).div_ceil(WG)))
             },
         )?;
-        Ok((a, cache))
+        Ok(cache)
     }
 
     /// Pooling backward: each output gradient `dA[i, h, w, c]` flows back into its own window
     /// (max: to the window's maximum, by the cache's tie rule; average: spread evenly).
-    /// `da` is `(m, n_H, n_W, n_C)`; the result is shaped like `A_prev`.
+    /// `da` is `(m, n_H, n_W, n_C)`; the result is shaped like `A_prev`. A window holding NaN
+    /// routes nothing under [`Ties::EveryMax`] (NaN equals nothing) and routes to its first NaN
+    /// under [`Ties::FirstMax`], as the CPU reference does.
     ///
     /// ```no_run
     /// use wgpu_cnn::{Gpu, PoolMode, PoolParams, Ties};
@@ -212,56 +266,108 @@ impl Gpu {
     /// [`Error::ShapeMismatch`] when `da` is not the forward output's shape,
     /// [`Error::ForeignTensor`], [`Error::TooLarge`].
     pub fn pool_backward(&self, da: &Tensor, cache: &PoolCache) -> Result<Tensor> {
-        self.check_owner(da)?;
         let g = cache.geometry;
-        if da.shape() != g.output_shape() {
-            return Err(Error::ShapeMismatch {
-                what: "pool_backward dA must have the forward output's shape",
-                expected: g.output_shape().to_vec(),
-                got: da.shape().to_vec(),
-            });
-        }
-        let da_prev = self.empty("pool_backward dA_prev", &g.input_shape())?;
-        if vec4_fits(&g) && g.s_h >= g.f_h && g.s_w >= g.f_w {
+        let zeroed = self.vec4_backward(&g, &cache.params).is_some();
+        let mut da_prev = self.alloc("pool_backward dA_prev", &g.input_shape(), zeroed)?;
+        self.backward_into(da, cache, &mut da_prev, zeroed)?;
+        Ok(da_prev)
+    }
+
+    /// [`Gpu::pool_backward`] into an existing tensor `da_prev` shaped like `A_prev`.
+    ///
+    /// # Errors
+    /// As [`Gpu::pool_backward`], and [`Error::ShapeMismatch`] when `da_prev` is not shaped like
+    /// `A_prev`.
+    pub fn pool_backward_into(
+        &self,
+        da: &Tensor,
+        cache: &PoolCache,
+        da_prev: &mut Tensor,
+    ) -> Result<()> {
+        self.backward_into(da, cache, da_prev, false)
+    }
+
+    /// The vec4 backward's constants, if it applies: windows that do not overlap.
+    fn vec4_backward(
+        &self,
+        g: &PoolGeometry,
+        params: &PoolParams,
+    ) -> Option<Vec<(&'static str, u32)>> {
+        (g.s_h >= g.f_h && g.s_w >= g.f_w)
+            .then(|| vec4_consts(g, params))
+            .flatten()
+    }
+
+    fn backward_into(
+        &self,
+        da: &Tensor,
+        cache: &PoolCache,
+        da_prev: &mut Tensor,
+        zeroed: bool,
+    ) -> Result<()> {
+        self.check_owner(da)?;
+        self.check_owner(da_prev)?;
+        self.check_owner(&cache.a_prev)?;
+        let g = cache.geometry;
+        da.expect_shape(
+            "pool_backward dA must have the forward output's shape",
+            &g.output_shape(),
+        )?;
+        cache
+            .a_prev
+            .expect_shape("pool cache A_prev", &g.input_shape())?;
+        da_prev.expect_shape("pool_backward dA_prev", &g.input_shape())?;
+        if let Some(consts) = self.vec4_backward(&g, &cache.params) {
+            // One thread per window writes its window; elements in no window must be zero.
+            let covered = g.s_h == g.f_h
+                && g.s_w == g.f_w
+                && g.out_h * g.s_h == g.in_h
+                && g.out_w * g.s_w == g.in_w;
+            if !covered && !zeroed {
+                self.clear(da_prev);
+            }
             let windows = g.out_h * g.out_w * g.c / 4;
-            self.launch_with(
+            return self.launch(
                 &BACKWARD_VEC4,
-                &vec4_spec(&g, &cache.params),
+                &consts,
                 g.m,
                 &[
                     Arg::Batched(&cache.a_prev),
                     Arg::Batched(da),
-                    Arg::Batched(&da_prev),
+                    Arg::Batched(da_prev),
                 ],
                 |chunk| {
                     let p = Vec4Params {
-                        total: to_u32(chunk.images * windows)?,
+                        total: count(chunk.images * windows)?,
                         x_off: chunk.offset(0) / 4,
                         g_off: chunk.offset(1) / 4,
                         d_off: chunk.offset(2) / 4,
                     };
                     Ok((p, u64::from(p.total).div_ceil(WG)))
                 },
-            )?;
-            return Ok(da_prev);
+            );
         }
+        let base = Params::new(&g, &cache.params)?;
         let per_image = g.in_h * g.in_w * g.c;
         self.launch(
             &BACKWARD,
+            &[],
             g.m,
             &[
                 Arg::Batched(&cache.a_prev),
                 Arg::Batched(da),
-                Arg::Batched(&da_prev),
+                Arg::Batched(da_prev),
             ],
             |chunk| {
-                let mut p = Params::new(&g, &cache.params, chunk_total(chunk, per_image))?;
-                p.in_off = chunk.offset(0);
-                p.out_off = chunk.offset(1);
-                p.dst_off = chunk.offset(2);
-                Ok(p.dispatch())
+                let p = Params {
+                    total: count(chunk.images * per_image)?,
+                    in_off: chunk.offset(0),
+                    out_off: chunk.offset(1),
+                    dst_off: chunk.offset(2),
+                    ..base
+                };
+                Ok((p, u64::from(p.total).div_ceil(WG)))
             },
-        )?;
-        Ok(da_prev)
+        )
     }
 }

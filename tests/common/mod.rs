@@ -209,7 +209,7 @@ pub fn compare_conv(
     let abs = |x: &Array4<f64>| x.mapv(f64::abs);
     let (z_mag, g_mag) = reference(&abs(&a64), &abs(&w64), &b64.mapv(f64::abs), &abs(&dz64))?;
 
-    let geo = cache.geometry;
+    let geo = cache.geometry();
     let terms_per_output = geo.f_h * geo.f_w * geo.c_in + 1;
     let terms_per_input = geo.f_h * geo.f_w * geo.c_out;
     let terms_per_weight = geo.m * geo.out_h * geo.out_w;

@@ -8,8 +8,14 @@ use serde::Serialize;
 
 use crate::cpu;
 use crate::error::Result;
-use crate::gpu::{Gpu, OpTiming, Tensor};
+use crate::gpu::{Gpu, Tensor};
+
+mod profile;
+mod roofline;
+
 use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams};
+pub use profile::gpu_seconds;
+pub use roofline::{probe_copy, probe_fma, time_op, time_wall, OpTiming, Probe, Spread};
 
 /// A convolution of the suite.
 #[derive(Debug, Clone, Copy)]
@@ -139,7 +145,7 @@ pub struct Record {
     /// Time of one run of the CPU reference, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<f64>,
-    /// Device bytes the op allocates (outputs and scratch).
+    /// Device bytes the op holds at its peak (outputs and temporaries).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_allocated: Option<u64>,
     /// Batch size.
@@ -148,6 +154,10 @@ pub struct Record {
     /// Median time per image, milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_image_ms: Option<f64>,
+    /// Fastest run, milliseconds (same clock as `median_ms`).
+    pub min_ms: f64,
+    /// Slowest run, milliseconds (same clock as `median_ms`).
+    pub max_ms: f64,
     /// Median wall-clock time, submit to completion, milliseconds.
     pub wall_ms: f64,
     /// How `median_ms` was taken.
@@ -170,14 +180,19 @@ impl Record {
             bytes_allocated: None,
             batch: None,
             per_image_ms: None,
+            min_ms: median_ms,
+            max_ms: median_ms,
             wall_ms: median_ms,
             timing: "wall clock, submit to completion",
         }
     }
 
     fn timed(op: &str, shape: &str, dims: String, timing: OpTiming) -> Self {
-        let mut r = Self::new(op, shape, dims, timing.best() * 1e3);
-        r.wall_ms = timing.wall * 1e3;
+        let best = timing.best();
+        let mut r = Self::new(op, shape, dims, best.median * 1e3);
+        r.min_ms = best.min * 1e3;
+        r.max_ms = best.max * 1e3;
+        r.wall_ms = timing.wall.median * 1e3;
         if timing.gpu.is_some() {
             r.timing = "GPU timestamps, first pass start to last pass end";
         }
@@ -214,7 +229,7 @@ fn dims4(s: [usize; 4]) -> String {
 /// # Errors
 /// Device errors.
 pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
-    let fma = gpu.probe_fma(1 << 16, 1024, reps)?;
+    let fma = probe_fma(gpu, 1 << 16, 1024, reps)?;
     let mut r_fma = Record::timed(
         "roofline",
         "fma",
@@ -223,7 +238,7 @@ pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
     );
     r_fma.gflops = Some(fma.rate() / 1e9);
     r_fma.roofline_pct = Some(100.0);
-    let copy = gpu.probe_copy(64 << 20, reps)?;
+    let copy = probe_copy(gpu, 64 << 20, reps)?;
     let mut r_copy = Record::timed("roofline", "copy", "64 MiB".into(), copy.timing);
     r_copy.gbps = Some(copy.rate() / 1e9);
     r_copy.roofline_pct = Some(100.0);
@@ -281,13 +296,14 @@ pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
         tw,
         tb,
     } = upload_conv(gpu, c)?;
-    let before = gpu.allocated_bytes();
+    let before = gpu.memory().live_bytes;
+    gpu.reset_peak();
     let (z, _) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
-    let bytes = gpu.allocated_bytes() - before;
-    let timing = gpu.time_op(o.reps, || {
+    let bytes = gpu.memory().peak_bytes - before;
+    let timing = time_op(gpu, o.reps, || {
         gpu.conv_forward(&tx, &tw, &tb, c.params).map(drop)
     })?;
-    let seconds = timing.best();
+    let seconds = timing.best().median;
     let flops = g.forward_flops();
     let dims = format!(
         "{} * {} -> {}",
@@ -327,11 +343,12 @@ pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let dz = test_array(g.output_shape(), 4);
     let tdz = gpu.upload(&dz)?;
     let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
-    let before = gpu.allocated_bytes();
+    let before = gpu.memory().live_bytes;
+    gpu.reset_peak();
     let grads = gpu.conv_backward(&tdz, &cache)?;
-    let bytes = gpu.allocated_bytes() - before;
-    let timing = gpu.time_op(o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
-    let seconds = timing.best();
+    let bytes = gpu.memory().peak_bytes - before;
+    let timing = time_op(gpu, o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
+    let seconds = timing.best().median;
     let flops = 2.0 * g.forward_flops();
     let dims = format!("dZ {} -> dA, dW, db", dims4(g.output_shape()));
     let mut r = Record::timed("conv_backward", c.name, dims, timing);
@@ -369,11 +386,12 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     let g = PoolGeometry::new(c.input, params)?;
     let x = test_array(c.input, 5);
     let tx = gpu.upload(&x)?;
-    let before = gpu.allocated_bytes();
+    let before = gpu.memory().live_bytes;
+    gpu.reset_peak();
     let (a, _) = gpu.pool_forward(&tx, params)?;
-    let bytes = gpu.allocated_bytes() - before;
-    let timing = gpu.time_op(o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
-    let seconds = timing.best();
+    let bytes = gpu.memory().peak_bytes - before;
+    let timing = time_op(gpu, o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
+    let seconds = timing.best().median;
     let moved = 4.0 * (x.len() + a.len()) as f64;
     let op = format!("pool_{}_forward", mode_name(mode));
     let dims = format!(
@@ -411,11 +429,12 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
     let tx = gpu.upload(&x)?;
     let tda = gpu.upload(&da)?;
     let (_, cache) = gpu.pool_forward(&tx, params)?;
-    let before = gpu.allocated_bytes();
+    let before = gpu.memory().live_bytes;
+    gpu.reset_peak();
     let dx = gpu.pool_backward(&tda, &cache)?;
-    let bytes = gpu.allocated_bytes() - before;
-    let timing = gpu.time_op(o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
-    let seconds = timing.best();
+    let bytes = gpu.memory().peak_bytes - before;
+    let timing = time_op(gpu, o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
+    let seconds = timing.best().median;
     let a_prev_reads = if mode == PoolMode::Max { x.len() } else { 0 };
     let moved = 4.0 * (x.len() + a_prev_reads + da.len()) as f64;
     let op = format!("pool_{}_backward", mode_name(mode));
@@ -434,4 +453,10 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
         r.max_err = Some(max_abs(&gpu.download::<Ix4>(&dx)?, &reference));
     }
     Ok(r)
+}
+
+/// The probe kernels, for the crate's kernel checks.
+#[cfg(test)]
+pub(crate) fn roofline_kernels() -> (crate::gpu::kernels::Kernel, crate::gpu::kernels::Kernel) {
+    (roofline::FMA, roofline::COPY)
 }

@@ -1,0 +1,66 @@
+// Lays the filter out in uniform windows for conv_gemm.wgsl: [window][t][k][q][e], window
+// wi = cb * windows_per_cb + tc, with k < c4_in*4 and q < CB4 (a vec4 over 4 output channels).
+//
+//   packed[...] = W[tap_src, k, c] = src[tap_src * tap_stride + k * k_stride + c * c_stride],
+//   tap_src = flip ? taps-1-tap : tap; zero where k >= k_real, c >= c_real or tap >= taps.
+//
+// flip = 1 with (k_stride, c_stride) = (1, c_out) packs the flipped, transposed filter of the
+// backward data pass. One thread per float of the packed buffer.
+// Bindings: 0 params; 2 src W (f_h, f_w, c_in, c_out), read; 3 packed, write.
+// Overrides: CB4 (channel vec4s per block).
+
+override WG: u32 = 64u;
+override CB4: u32;
+const UBO_VEC4: u32 = 4096u;
+
+struct Params {
+    total: u32,           // floats of the packed buffer
+    c4_in: u32,
+    k_real: u32,
+    c_real: u32,
+    k_stride: u32,
+    c_stride: u32,
+    tap_stride: u32,
+    taps: u32,
+    flip: u32,
+    taps_per_window: u32,
+    windows_per_cb: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> z: array<f32>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn pack(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    let per_window = UBO_VEC4 * 4u;
+    let k_pad = p.c4_in * 4u;
+    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+        let wi = idx / per_window;
+        let r = idx % per_window;
+        let cb = wi / p.windows_per_cb;
+        let tc = wi % p.windows_per_cb;
+        let e = r % 4u;
+        let q = (r / 4u) % CB4;
+        let k = (r / (4u * CB4)) % k_pad;
+        let tl = r / (4u * CB4 * k_pad);
+        let tap = tc * p.taps_per_window + tl;
+        let c = (cb * CB4 + q) * 4u + e;
+        var v = 0.0;
+        if (tl < p.taps_per_window && tap < p.taps && k < p.k_real && c < p.c_real) {
+            let tap_src = select(tap, p.taps - 1u - tap, p.flip != 0u);
+            v = src[tap_src * p.tap_stride + k * p.k_stride + c * p.c_stride];
+        }
+        z[idx] = v;
+    }
+}
+

@@ -1,0 +1,315 @@
+//! The implicit-GEMM convolution (`shaders/conv_gemm.wgsl`): the forward pass, and the backward
+//! data pass at stride 1 as a forward convolution over `dZ` with the flipped filter.
+
+use super::super::device::WINDOW_BYTES;
+use super::super::kernels::{uniform, Access, Kernel};
+use super::super::launch::{count, WG};
+use super::super::tune::{TuneKey, TunedOp};
+use super::super::{Arg, Gpu, Tensor};
+use super::plan::KernelGeometry;
+use crate::error::Result;
+use crate::params::ConvGeometry;
+
+uniform! {
+    /// The uniform block of `conv_gemm.wgsl`.
+    struct GemmParams {
+        total: u32,
+        in_h: u32,
+        in_w: u32,
+        c4_in: u32,
+        out_h: u32,
+        out_w: u32,
+        c_out: u32,
+        f_w: u32,
+        s_h: u32,
+        s_w: u32,
+        top: i32,
+        left: i32,
+        tap_begin: u32,
+        tap_end: u32,
+        c_begin: u32,
+        accumulate: u32,
+        has_bias: u32,
+        x_off: u32,
+        z_off: u32,
+    }
+}
+
+pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
+    "conv_gemm.wgsl",
+    include_str!("../../../shaders/conv_gemm.wgsl"),
+    "conv_gemm",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Window),
+    ],
+);
+
+/// Output channel vec4s per thread (at most).
+pub(crate) const GEMM_CB4: usize = 8;
+/// Accumulators per thread (pixels x channel vec4s) that the default pixel count aims at: each
+/// weight read from the window feeds that many pixels. Measured on lavapipe (cifar, deep, stem):
+/// 4 pixels x 8 vec4 is slower than 8 x 8, and 16 x 8 spills; 16 x 2 is best for 8 channels.
+const GEMM_ACC: usize = 64;
+/// Most pixels per thread.
+const GEMM_PX_MAX: usize = 16;
+
+/// A convolution in the GEMM kernel's terms: `X (m, in_h, in_w, k_real)` with channels read as
+/// vec4s, `f_h x f_w` taps at stride `(s_h, s_w)` shifted by `(top, left)`, giving
+/// `(m, out_h, out_w, c_out)`. All sizes fit the kernel's `u32` / `i32` params.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GemmShape {
+    pub m: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub k_real: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub c_out: usize,
+    pub f_h: usize,
+    pub f_w: usize,
+    pub s_h: usize,
+    pub s_w: usize,
+    pub top: i64,
+    pub left: i64,
+    /// The params every dispatch shares.
+    pub base: GemmParams,
+}
+
+impl GemmShape {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        g: &ConvGeometry,
+        k: &KernelGeometry,
+        (in_h, in_w, k_real): (u32, u32, u32),
+        (out_h, out_w, c_out): (u32, u32, u32),
+        (s_h, s_w): (u32, u32),
+        (top, left): (i64, i64),
+    ) -> Option<Self> {
+        let base = GemmParams {
+            in_h,
+            in_w,
+            c4_in: k_real.div_ceil(4),
+            out_h,
+            out_w,
+            c_out,
+            f_w: k.f_w,
+            s_h,
+            s_w,
+            top: i32::try_from(top).ok()?,
+            left: i32::try_from(left).ok()?,
+            ..GemmParams::default()
+        };
+        let u = |v: u32| v as usize;
+        Some(Self {
+            m: g.m,
+            in_h: u(in_h),
+            in_w: u(in_w),
+            k_real: u(k_real),
+            out_h: u(out_h),
+            out_w: u(out_w),
+            c_out: u(c_out),
+            f_h: u(k.f_h),
+            f_w: u(k.f_w),
+            s_h: u(s_h),
+            s_w: u(s_w),
+            top,
+            left,
+            base,
+        })
+    }
+
+    /// The forward pass of `g`.
+    pub fn forward(g: &ConvGeometry, k: &KernelGeometry) -> Option<Self> {
+        Self::new(
+            g,
+            k,
+            (k.in_h, k.in_w, k.c_in),
+            (k.out_h, k.out_w, k.c_out),
+            (k.s_h, k.s_w),
+            (i64::from(k.top), i64::from(k.left)),
+        )
+    }
+
+    /// `dA_prev` of `g` as a forward convolution over `dZ` (stride 1 only).
+    pub fn backward_data(g: &ConvGeometry, k: &KernelGeometry) -> Option<Self> {
+        Self::new(
+            g,
+            k,
+            (k.out_h, k.out_w, k.c_out),
+            (k.in_h, k.in_w, k.c_in),
+            (1, 1),
+            (
+                i64::from(k.f_h) - 1 - i64::from(k.top),
+                i64::from(k.f_w) - 1 - i64::from(k.left),
+            ),
+        )
+    }
+
+    pub fn c4_in(&self) -> usize {
+        self.k_real.div_ceil(4)
+    }
+
+    pub fn taps(&self) -> usize {
+        self.f_h * self.f_w
+    }
+
+    /// The tuning key: everything but the batch size.
+    fn tune_key(&self) -> TuneKey {
+        let v = [
+            self.in_h,
+            self.in_w,
+            self.k_real,
+            self.out_h,
+            self.out_w,
+            self.c_out,
+            self.f_h,
+            self.f_w,
+            self.s_h,
+            self.s_w,
+        ];
+        let mut image = [0i64; 12];
+        for (slot, v) in image.iter_mut().zip(v) {
+            *slot = v as i64;
+        }
+        image[10] = self.top;
+        image[11] = self.left;
+        TuneKey {
+            op: TunedOp::ConvGemm,
+            image,
+        }
+    }
+}
+
+/// How the filter is cut into uniform windows for `conv_gemm`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Windows {
+    pub cb4: usize,
+    pub taps_per_window: usize,
+    pub n_cb: usize,
+    pub n_tc: usize,
+}
+
+/// vec4s in one uniform window.
+pub(crate) const WINDOW_VEC4: usize = (WINDOW_BYTES / 16) as usize;
+
+/// Pixels per thread to try for `cb4` channel vec4s, default first.
+pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
+    let default = (GEMM_ACC / cb4.max(1)).clamp(1, GEMM_PX_MAX);
+    let mut v = vec![default];
+    v.extend(
+        [4, 8, 16]
+            .into_iter()
+            .filter(|&px| px != default && px * cb4 <= GEMM_ACC),
+    );
+    v
+}
+
+impl Gpu {
+    /// The windows of `s`, if the filter slice of one tap fits a window and the packed filter
+    /// fits a storage binding.
+    pub(crate) fn windows(&self, s: &GemmShape) -> Option<Windows> {
+        let per_k = s.c4_in() * 4;
+        let cb4 = GEMM_CB4.min(s.c_out.div_ceil(4)).min(WINDOW_VEC4 / per_k);
+        if cb4 == 0 {
+            return None;
+        }
+        let taps_per_window = WINDOW_VEC4 / (per_k * cb4);
+        let win = Windows {
+            cb4,
+            taps_per_window,
+            n_cb: s.c_out.div_ceil(4 * cb4),
+            n_tc: s.taps().div_ceil(taps_per_window),
+        };
+        let packed_bytes = (win.n_cb * win.n_tc) as u64 * WINDOW_BYTES;
+        (packed_bytes + 16 <= self.limits().binding_bytes).then_some(win)
+    }
+
+    /// `out = conv(x, w) (+ bias)` for `s`; `x` has its channels padded to a multiple of 4.
+    /// `flip` packs the backward-data filter.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_conv(
+        &self,
+        s: &GemmShape,
+        win: &Windows,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        flip: bool,
+        out: &Tensor,
+    ) -> Result<()> {
+        let packed = self.pack_filter(w, s, win, flip)?;
+        let aux = bias.unwrap_or(&packed);
+        let run = |px: usize| self.gemm_launches(s, win, px, x, aux, bias.is_some(), &packed, out);
+        let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
+        let px = self.pick(s.tune_key(), macs, &pixel_variants(win.cb4), run)?;
+        run(px)
+    }
+
+    /// The `conv_gemm` dispatches of one convolution with `px` pixels per thread.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_launches(
+        &self,
+        s: &GemmShape,
+        win: &Windows,
+        px: usize,
+        x: &Tensor,
+        aux: &Tensor,
+        has_bias: bool,
+        packed: &Tensor,
+        out: &Tensor,
+    ) -> Result<()> {
+        let per_image = s.out_h * s.out_w;
+        let consts = [("CB4", win.cb4 as u32), ("PX", px as u32)];
+        for cb in 0..win.n_cb {
+            for tc in 0..win.n_tc {
+                let tap_begin = tc * win.taps_per_window;
+                let tap_end = (tap_begin + win.taps_per_window).min(s.taps());
+                let offset = ((cb * win.n_tc + tc) as u64) * WINDOW_BYTES;
+                let base = GemmParams {
+                    tap_begin: tap_begin as u32,
+                    tap_end: tap_end as u32,
+                    c_begin: (cb * win.cb4 * 4) as u32,
+                    accumulate: u32::from(tc > 0),
+                    has_bias: u32::from(has_bias),
+                    ..s.base
+                };
+                self.launch(
+                    &GEMM,
+                    &consts,
+                    s.m,
+                    &[
+                        Arg::Batched(x),
+                        Arg::Whole(aux),
+                        Arg::Batched(out),
+                        Arg::Window(packed, offset),
+                    ],
+                    |chunk| {
+                        let p = GemmParams {
+                            total: count(chunk.images * per_image)?,
+                            x_off: chunk.offset(0),
+                            z_off: chunk.offset(2),
+                            ..base
+                        };
+                        Ok((p, u64::from(p.total).div_ceil(WG * px as u64)))
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every specialisation of `conv_gemm.wgsl` the ops can ask for.
+#[cfg(test)]
+pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
+    let mut out = Vec::new();
+    for cb4 in 1..=GEMM_CB4 {
+        for px in pixel_variants(cb4) {
+            out.push((GEMM, vec![("CB4", cb4 as u32), ("PX", px as u32)]));
+        }
+    }
+    out
+}

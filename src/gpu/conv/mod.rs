@@ -1,0 +1,247 @@
+//! `conv_forward` and `conv_backward` on the GPU.
+//!
+//! | file | what |
+//! |---|---|
+//! | `plan.rs` | the sizes in kernel terms, checked once, and the path of each product |
+//! | `gemm.rs` | the implicit GEMM (forward; backward data at stride 1) |
+//! | `filter.rs` | the filter gradient by windows of `dZ` rows |
+//! | `pack.rs` | filter packing into uniform windows, channel padding of activations |
+//! | `direct.rs` | the direct gather kernels for everything else |
+
+mod direct;
+mod filter;
+mod gemm;
+mod pack;
+mod plan;
+
+use super::{Gpu, Tensor};
+use crate::error::Result;
+use crate::params::{check_bias, ConvGeometry, ConvParams};
+use plan::{ConvPlan, FilterPath, Path};
+
+/// What `conv_forward` keeps for `conv_backward` (the seeds' `(A_prev, W, b, hparameters)`),
+/// with the plan of the convolution. Its parts can be read, not changed, so it always matches
+/// the forward pass that made it.
+#[derive(Debug, Clone)]
+pub struct ConvCache {
+    a_prev: Tensor,
+    w: Tensor,
+    b: Tensor,
+    plan: ConvPlan,
+}
+
+impl ConvCache {
+    /// The input `(m, n_H_prev, n_W_prev, n_C_prev)`.
+    pub fn a_prev(&self) -> &Tensor {
+        &self.a_prev
+    }
+
+    /// The weights `(f_h, f_w, n_C_prev, n_C)`.
+    pub fn w(&self) -> &Tensor {
+        &self.w
+    }
+
+    /// The bias, as given.
+    pub fn b(&self) -> &Tensor {
+        &self.b
+    }
+
+    /// All sizes.
+    pub fn geometry(&self) -> ConvGeometry {
+        self.plan.geometry
+    }
+}
+
+/// Gradients from `conv_backward`.
+#[derive(Debug, Clone)]
+pub struct ConvGrads {
+    /// `dA_prev`, shaped like `A_prev`.
+    pub da_prev: Tensor,
+    /// `dW`, shaped like `W`.
+    pub dw: Tensor,
+    /// `db`, `(1, 1, 1, n_C)`.
+    pub db: Tensor,
+}
+
+impl Gpu {
+    /// The convolution forward pass,
+    /// `Z[i, h, w, c] = sum_{dh, dw, k} A_pad[i, h*s_h + dh, w*s_w + dw, k] * W[dh, dw, k, c] + b[c]`
+    /// (the bias added once), and the cache for [`Gpu::conv_backward`].
+    ///
+    /// Shapes: `a_prev` `(m, n_H_prev, n_W_prev, n_C_prev)`, `w` `(f_h, f_w, n_C_prev, n_C)`,
+    /// `b` `(1, 1, 1, n_C)` or `(n_C,)`; `Z` is `(m, n_H, n_W, n_C)` with
+    /// `n_H = (n_H_prev + top + bottom - f_h) / stride_h + 1` (likewise `n_W`).
+    ///
+    /// ```no_run
+    /// use ndarray::{Array1, Array4};
+    /// use wgpu_cnn::{ConvParams, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let x = gpu.upload(&Array4::<f32>::ones((10, 4, 4, 3)))?;
+    /// let w = gpu.upload(&Array4::<f32>::ones((2, 2, 3, 8)))?;
+    /// let b = gpu.upload(&Array1::<f32>::zeros(8))?;
+    /// let (z, _cache) = gpu.conv_forward(&x, &w, &b, ConvParams::new(2, 2))?;
+    /// assert_eq!(z.shape(), &[10, 4, 4, 8]);
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::Rank`], [`crate::Error::ZeroStride`], [`crate::Error::ZeroKernel`],
+    /// [`crate::Error::EmptyTensor`], [`crate::Error::ChannelMismatch`],
+    /// [`crate::Error::KernelTooLarge`], [`crate::Error::BiasShape`],
+    /// [`crate::Error::ForeignTensor`], [`crate::Error::TooLarge`] (one image or the weights
+    /// exceed a binding), [`crate::Error::IndexRange`] (a size beyond the kernels' 32 bits).
+    pub fn conv_forward(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        params: ConvParams,
+    ) -> Result<(Tensor, ConvCache)> {
+        let g = ConvGeometry::new(
+            a_prev.dims4("conv_forward input")?,
+            w.dims4("conv_forward weights")?,
+            params,
+        )?;
+        let mut z = self.alloc("conv_forward output", &g.output_shape(), false)?;
+        let cache = self.conv_forward_into(a_prev, w, b, params, &mut z)?;
+        Ok((z, cache))
+    }
+
+    /// [`Gpu::conv_forward`] into an existing tensor `z` of the output shape.
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_forward`], and [`crate::Error::ShapeMismatch`] when `z` is not the output
+    /// shape.
+    pub fn conv_forward_into(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        params: ConvParams,
+        z: &mut Tensor,
+    ) -> Result<ConvCache> {
+        for t in [a_prev, w, b, &*z] {
+            self.check_owner(t)?;
+        }
+        let g = ConvGeometry::new(
+            a_prev.dims4("conv_forward input")?,
+            w.dims4("conv_forward weights")?,
+            params,
+        )?;
+        check_bias(b.shape(), g.c_out)?;
+        z.expect_shape("conv_forward output", &g.output_shape())?;
+        let plan = self.conv_plan(&g)?;
+        match plan.forward {
+            Path::Gemm(s, win) => {
+                let x4 = self.pad_channels(a_prev)?;
+                self.gemm_conv(&s, &win, &x4, w, Some(b), false, z)?;
+            }
+            Path::Direct => self.direct_forward(&plan.kernel, a_prev, w, b, z)?,
+        }
+        Ok(ConvCache {
+            a_prev: a_prev.clone(),
+            w: w.clone(),
+            b: b.clone(),
+            plan,
+        })
+    }
+
+    /// The convolution backward pass: from `dZ` `(m, n_H, n_W, n_C)` and the forward cache,
+    /// `dA_prev` (shaped like `A_prev`), `dW` (like `W`) and `db` `(1, 1, 1, n_C)`:
+    /// `dA_pad[i, h*s+dh, w*s+dw, k] += W[dh, dw, k, c] * dZ[i, h, w, c]` (padding cut off),
+    /// `dW[dh, dw, k, c] += A_pad[i, h*s+dh, w*s+dw, k] * dZ[i, h, w, c]`,
+    /// `db[c] = sum dZ[..., c]`. Every thread gathers the terms of the one element it writes:
+    /// no atomics, the same bits on every run.
+    ///
+    /// ```no_run
+    /// use ndarray::{Array1, Array4};
+    /// use wgpu_cnn::{ConvParams, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let x = gpu.upload(&Array4::<f32>::ones((2, 5, 5, 3)))?;
+    /// let w = gpu.upload(&Array4::<f32>::ones((3, 3, 3, 4)))?;
+    /// let b = gpu.upload(&Array1::<f32>::zeros(4))?;
+    /// let (z, cache) = gpu.conv_forward(&x, &w, &b, ConvParams::new(1, 1))?;
+    /// let grads = gpu.conv_backward(&z, &cache)?;
+    /// assert_eq!(grads.dw.shape(), &[3, 3, 3, 4]);
+    /// assert_eq!(grads.db.shape(), &[1, 1, 1, 4]);
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] when `dz` is not the forward output's shape,
+    /// [`crate::Error::ForeignTensor`], [`crate::Error::TooLarge`].
+    pub fn conv_backward(&self, dz: &Tensor, cache: &ConvCache) -> Result<ConvGrads> {
+        let g = cache.plan.geometry;
+        let mut grads = ConvGrads {
+            da_prev: self.alloc("conv_backward dA_prev", &g.input_shape(), false)?,
+            dw: self.alloc("conv_backward dW", &g.weight_shape(), false)?,
+            db: self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?,
+        };
+        self.conv_backward_into(dz, cache, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`Gpu::conv_backward`] into existing gradient tensors (shaped like `A_prev`, `W` and
+    /// `(1, 1, 1, n_C)`).
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_backward`], and [`crate::Error::ShapeMismatch`] when a gradient tensor has
+    /// the wrong shape.
+    pub fn conv_backward_into(
+        &self,
+        dz: &Tensor,
+        cache: &ConvCache,
+        grads: &mut ConvGrads,
+    ) -> Result<()> {
+        let ConvGrads { da_prev, dw, db } = grads;
+        for t in [dz, &cache.a_prev, &cache.w, &*da_prev, &*dw, &*db] {
+            self.check_owner(t)?;
+        }
+        let plan = &cache.plan;
+        let g = plan.geometry;
+        dz.expect_shape(
+            "conv_backward dZ must have the forward output's shape",
+            &g.output_shape(),
+        )?;
+        da_prev.expect_shape("conv_backward dA_prev", &g.input_shape())?;
+        dw.expect_shape("conv_backward dW", &g.weight_shape())?;
+        db.expect_shape("conv_backward db", &[1, 1, 1, g.c_out])?;
+        // Pad channels (copies) only for the fast paths that read them.
+        let needs_dz4 = matches!(plan.backward_data, Path::Gemm(..))
+            || matches!(plan.backward_filter, FilterPath::Windowed(_));
+        let dz4 = if needs_dz4 {
+            Some(self.pad_channels(dz)?)
+        } else {
+            None
+        };
+        match (&dz4, plan.backward_data) {
+            (Some(dz4), Path::Gemm(s, win)) => {
+                self.gemm_conv(&s, &win, dz4, &cache.w, None, true, da_prev)?
+            }
+            _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
+        }
+        match (&dz4, plan.backward_filter) {
+            (Some(dz4), FilterPath::Windowed(pixels)) => {
+                let x4 = self.pad_channels(&cache.a_prev)?;
+                self.gemm_filter(&plan.kernel, pixels, &x4, dz4, dw, db)?;
+            }
+            _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
+        }
+        Ok(())
+    }
+}
+
+/// Every specialisation of the convolution kernels the ops can ask for.
+#[cfg(test)]
+pub(crate) fn specializations() -> Vec<(super::kernels::Kernel, Vec<(&'static str, u32)>)> {
+    let mut out = vec![
+        (direct::FORWARD, vec![]),
+        (direct::BACKWARD_DATA, vec![]),
+        (direct::BACKWARD_FILTER, vec![]),
+        (direct::BACKWARD_BIAS, vec![]),
+    ];
+    out.extend(gemm::specializations());
+    out.extend(filter::specializations());
+    out.extend(pack::specializations());
+    out
+}

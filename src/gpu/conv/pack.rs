@@ -1,0 +1,128 @@
+//! Packing for the fast paths: the filter into uniform windows (`shaders/conv_pack.wgsl`), and
+//! activations into whole vec4s of channels (`shaders/pad_channels.wgsl`). Both write pooled
+//! temporaries that are given back as soon as the op is recorded.
+
+use super::super::kernels::{simple, uniform, Access, Kernel};
+use super::super::launch::{count, WG};
+use super::super::{Arg, Gpu, Tensor};
+use super::gemm::{GemmShape, Windows, WINDOW_VEC4};
+use crate::error::Result;
+
+uniform! {
+    /// The uniform block of `conv_pack.wgsl`.
+    struct PackParams {
+        total: u32,
+        c4_in: u32,
+        k_real: u32,
+        c_real: u32,
+        k_stride: u32,
+        c_stride: u32,
+        tap_stride: u32,
+        taps: u32,
+        flip: u32,
+        taps_per_window: u32,
+        windows_per_cb: u32,
+    }
+}
+
+uniform! {
+    /// The uniform block of `pad_channels.wgsl`.
+    struct PadParams {
+        total: u32,
+        c4: u32,
+        c_src: u32,
+        x_off: u32,
+        y_off: u32,
+    }
+}
+
+pub(crate) const PACK: Kernel = Kernel::new::<PackParams>(
+    "conv_pack.wgsl",
+    include_str!("../../../shaders/conv_pack.wgsl"),
+    "pack",
+    &[(2, Access::Read), (3, Access::Write)],
+);
+
+pub(crate) const PAD_CHANNELS: Kernel = Kernel::new::<PadParams>(
+    "pad_channels.wgsl",
+    include_str!("../../../shaders/pad_channels.wgsl"),
+    "pad_channels",
+    simple(1, 1),
+);
+
+impl Gpu {
+    /// `x` with its channels (last axis) padded with zeros to a multiple of 4 (a pooled
+    /// temporary), or `x` itself.
+    pub(crate) fn pad_channels(&self, x: &Tensor) -> Result<Tensor> {
+        let [m, h, w, c] = x.dims4("pad_channels input")?;
+        if c % 4 == 0 {
+            return Ok(x.clone());
+        }
+        let c4 = c.div_ceil(4);
+        let y = self.alloc("channels padded to 4", &[m, h, w, c4 * 4], false)?;
+        let per_image = h * w * c4 * 4;
+        self.launch(
+            &PAD_CHANNELS,
+            &[],
+            m,
+            &[Arg::Batched(x), Arg::Batched(&y)],
+            |chunk| {
+                let p = PadParams {
+                    total: count(chunk.images * per_image)?,
+                    c4: count(c4)?,
+                    c_src: count(c)?,
+                    x_off: chunk.offset(0),
+                    y_off: chunk.offset(1),
+                };
+                Ok((p, u64::from(p.total).div_ceil(WG)))
+            },
+        )?;
+        Ok(y)
+    }
+
+    /// Packs `w` `(f_h, f_w, c_in, c_out)` into uniform windows for `s` (a pooled temporary);
+    /// `flip` packs the flipped, transposed filter of the backward data pass.
+    pub(crate) fn pack_filter(
+        &self,
+        w: &Tensor,
+        s: &GemmShape,
+        win: &Windows,
+        flip: bool,
+    ) -> Result<Tensor> {
+        let [_, _, c_in, c_out] = w.dims4("weights")?;
+        let floats = win.n_cb * win.n_tc * WINDOW_VEC4 * 4;
+        let packed = self.alloc("packed weights", &[floats], false)?;
+        let (k_stride, c_stride) = if flip { (1, c_out) } else { (c_out, 1) };
+        let p = PackParams {
+            total: count(floats)?,
+            c4_in: count(s.c4_in())?,
+            k_real: count(s.k_real)?,
+            c_real: count(s.c_out)?,
+            k_stride: count(k_stride)?,
+            c_stride: count(c_stride)?,
+            tap_stride: count(c_in * c_out)?,
+            taps: count(s.taps())?,
+            flip: u32::from(flip),
+            taps_per_window: count(win.taps_per_window)?,
+            windows_per_cb: count(win.n_tc)?,
+        };
+        self.launch(
+            &PACK,
+            &[("CB4", win.cb4 as u32)],
+            1,
+            &[Arg::Whole(w), Arg::Whole(&packed)],
+            |_| Ok((p, u64::from(p.total).div_ceil(WG))),
+        )?;
+        Ok(packed)
+    }
+}
+
+/// Every specialisation of the packing kernels the ops can ask for.
+#[cfg(test)]
+pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
+    let mut out = vec![(PAD_CHANNELS, vec![])];
+    for cb4 in 1..=super::gemm::GEMM_CB4 {
+        out.push((PACK, vec![("CB4", cb4 as u32)]));
+    }
+    out
+}

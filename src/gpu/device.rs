@@ -1,0 +1,259 @@
+//! The device: the adapter that was chosen, its limits, and every choice that is specific to an
+//! adapter ([`Quirks`]), decided once, here, when the device is opened.
+//!
+//! Also the two things every other part needs to talk to wgpu safely: the OpenGL serialisation
+//! guard ([`Device::serial`]) and the wait for the device ([`Device::wait`]).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, Result};
+
+/// How to choose and limit the device. [`GpuOptions::default`] reads wgpu's environment
+/// conventions: `WGPU_BACKEND` (`vulkan`, `gl`, `metal`, `dx12`) and `WGPU_ADAPTER_NAME` (a
+/// case-insensitive substring of the adapter's name).
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Backends to consider; `None` means `WGPU_BACKEND`, or all of them.
+    pub backends: Option<wgpu::Backends>,
+    /// Substring of the adapter name; `None` means `WGPU_ADAPTER_NAME`, or the first adapter.
+    pub adapter_name: Option<String>,
+    /// Cap the bytes bound per storage binding below the device's
+    /// `max_storage_buffer_binding_size` (to exercise the split path, or to leave room).
+    pub max_binding_bytes: Option<u64>,
+    /// Cap the bytes of one buffer below the device's `max_buffer_size`.
+    pub max_buffer_bytes: Option<u64>,
+    /// Cap the workgroups per dispatch dimension below the device's 65535.
+    pub max_workgroups_per_dim: Option<u32>,
+    /// Skip the autotune (timing kernel variants on the first run of each shape, which waits for
+    /// the device once per shape) and use each op's default variant.
+    pub no_autotune: bool,
+    /// Tests only: run variant `i` (modulo the count) of every op that has variants, untimed.
+    #[doc(hidden)]
+    pub force_variant: Option<usize>,
+}
+
+/// The limits every launch respects: the device's, or smaller ones from [`GpuOptions`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Largest storage binding, in bytes.
+    pub binding_bytes: u64,
+    /// Largest buffer, in bytes.
+    pub buffer_bytes: u64,
+    /// Alignment of storage binding offsets.
+    pub offset_alignment: u64,
+    /// Alignment of uniform binding offsets.
+    pub uniform_alignment: u64,
+    /// Workgroups per dispatch dimension.
+    pub workgroups_per_dim: u32,
+}
+
+/// Bytes of a uniform window (the `var<uniform>` array that the fast convolution kernels read
+/// their shared operand from). The kernels declare it as `array<vec4<f32>, 4096>`.
+pub(crate) const WINDOW_BYTES: u64 = 65536;
+
+/// What is specific to the adapter. Every choice that was measured on one adapter and would be
+/// wrong on another lives here, with the measurement behind it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quirks {
+    /// Most workgroups one dispatch launches per dimension product; kernels loop over the rest.
+    /// On a CPU-emulated adapter (lavapipe, llvmpipe) far fewer, longer workgroups run faster: a
+    /// 64 MiB copy ran at 1.2 GB/s with one workgroup per 64 vec4s and 3.8 GB/s capped at 4096.
+    /// A discrete GPU wants the whole grid (up to the device's per-dimension limit).
+    pub grid_cap: u64,
+    /// Dispatches recorded before the pending work is handed to the queue, so that the device
+    /// starts while the host records more (and the uniform ring stays small).
+    pub dispatches_per_submit: usize,
+    /// Whether the fast convolution paths may read their shared operand from 64 KiB uniform
+    /// windows. Uniform reads at a uniform address are broadcast loads on GPUs and on lavapipe
+    /// (one scalar load against one load per lane for storage: measured 35 against 80 cycles
+    /// per 8-lane vec4 load). Needs `max_uniform_buffer_binding_size >= 64 KiB`.
+    pub uniform_windows: bool,
+    /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
+    /// than a few seconds for it (while another waits for the device, say): one thread at a time
+    /// talks to the device, and waits are cut into 50 ms slices.
+    pub serialize: bool,
+}
+
+impl Quirks {
+    fn for_adapter(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
+        let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
+        Self {
+            grid_cap: if cpu_adapter { 4096 } else { 1 << 20 },
+            dispatches_per_submit: 128,
+            uniform_windows: u64::from(limits.max_uniform_buffer_binding_size) >= WINDOW_BYTES,
+            serialize: info.backend == wgpu::Backend::Gl,
+        }
+    }
+}
+
+/// The wgpu device and queue, with what was decided about them.
+pub(crate) struct Device {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: Limits,
+    pub quirks: Quirks,
+    /// Errors the device reported outside any error scope (kept for the next wait).
+    uncaptured: Arc<Mutex<Option<String>>>,
+    serial: Option<Mutex<()>>,
+}
+
+impl Device {
+    /// Opens the adapter that `options` (or wgpu's environment conventions) choose.
+    pub async fn open(options: &GpuOptions) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if let Some(backends) = options.backends {
+            desc.backends = backends;
+        }
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let name = options
+            .adapter_name
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+            .map(|n| n.to_lowercase());
+        let adapters = instance.enumerate_adapters(backends).await;
+        let listed: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?})", i.name, i.backend)
+            })
+            .collect();
+        let adapter = adapters
+            .into_iter()
+            .find(|a| {
+                name.as_deref()
+                    .is_none_or(|n| a.get_info().name.to_lowercase().contains(n))
+            })
+            .ok_or_else(|| {
+                Error::NoAdapter(format!(
+                    "backends {backends:?}, name filter {name:?}; adapters seen: {listed:?}"
+                ))
+            })?;
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-cnn"),
+                required_features: features,
+                required_limits: adapter.limits(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let slot = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        Ok(Self::wrap(
+            device,
+            queue,
+            adapter.get_info(),
+            options,
+            uncaptured,
+        ))
+    }
+
+    /// A device the caller already has; its uncaptured-error handler stays in place.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::wrap(device, queue, info, &GpuOptions::default(), Arc::default())
+    }
+
+    fn wrap(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        options: &GpuOptions,
+        uncaptured: Arc<Mutex<Option<String>>>,
+    ) -> Self {
+        let l = device.limits();
+        // Element indices of one binding stay inside u32 arithmetic in the kernels.
+        let binding_bytes = l
+            .max_storage_buffer_binding_size
+            .min(l.max_buffer_size)
+            .min(1 << 31);
+        let limits = Limits {
+            binding_bytes: options
+                .max_binding_bytes
+                .map_or(binding_bytes, |b| b.min(binding_bytes)),
+            buffer_bytes: options
+                .max_buffer_bytes
+                .map_or(l.max_buffer_size, |b| b.min(l.max_buffer_size)),
+            offset_alignment: u64::from(l.min_storage_buffer_offset_alignment.max(4)),
+            uniform_alignment: u64::from(l.min_uniform_buffer_offset_alignment.max(16)),
+            workgroups_per_dim: options
+                .max_workgroups_per_dim
+                .map_or(l.max_compute_workgroups_per_dimension, |w| {
+                    w.clamp(1, l.max_compute_workgroups_per_dimension)
+                })
+                .max(1),
+        };
+        let quirks = Quirks::for_adapter(&info, &l);
+        Self {
+            device,
+            queue,
+            info,
+            limits,
+            quirks,
+            uncaptured,
+            serial: quirks.serialize.then(Mutex::default),
+        }
+    }
+
+    /// Held around every call into wgpu on OpenGL (see [`Quirks::serialize`]); `None` elsewhere.
+    pub fn serial(&self) -> Option<MutexGuard<'_, ()>> {
+        self.serial
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `create` inside a validation error scope and returns its error, if any, to the
+    /// caller (instead of to whichever op waits next). Callers hold [`Device::serial`].
+    pub fn scoped<T>(&self, create: impl FnOnce(&wgpu::Device) -> T) -> Result<T> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = create(&self.device);
+        match pollster::block_on(scope.pop()) {
+            Some(e) => Err(Error::Gpu(e.to_string())),
+            None => Ok(value),
+        }
+    }
+
+    /// Blocks until the device has finished everything submitted.
+    ///
+    /// On OpenGL the wait is cut into 50 ms slices: it holds wgpu's shared context, which other
+    /// threads (dropping a buffer, say) may only wait a few seconds for. Elsewhere it waits
+    /// without a timeout (wgpu-core 30.0.1 can trip an assertion when timed waits race).
+    pub fn wait(&self) -> Result<()> {
+        let slice = wgpu::PollType::Wait {
+            submission_index: None,
+            timeout: self
+                .serial
+                .as_ref()
+                .map(|_| std::time::Duration::from_millis(50)),
+        };
+        loop {
+            let polled = {
+                let _serial = self.serial();
+                self.device.poll(slice.clone())
+            };
+            match polled {
+                Ok(_) => break,
+                Err(wgpu::PollError::Timeout) => std::thread::yield_now(),
+                Err(e) => return Err(Error::Gpu(e.to_string())),
+            }
+        }
+        self.take_uncaptured()
+    }
+
+    fn take_uncaptured(&self) -> Result<()> {
+        let mut slot = self.uncaptured.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take() {
+            Some(message) => Err(Error::Gpu(message)),
+            None => Ok(()),
+        }
+    }
+}
