@@ -4,11 +4,12 @@
 //                    (this is dA_pad with the padding cut off: padded positions are never computed)
 //   backward_filter: dW[dh, dw, k, c] = sum_{i, oh, ow} A_pad[i, oh*s_h + dh, ow*s_w + dw, k] * dZ[i, oh, ow, c]
 //   backward_bias:   db[c] = sum_{i, oh, ow} dZ[i, oh, ow, c]
-// dW and db reduce over the batch; when the batch is split into chunks, `accumulate` = 1 adds the
-// chunk's sum to what earlier chunks wrote (in chunk order, so the result is deterministic).
+// dW and db reduce over the batch. Each dispatch covers the output rows oh_begin .. oh_end of the
+// images of its chunk (the host keeps every thread's loop within the adapter's loop budget);
+// `accumulate` = 1 adds the dispatch's sum to what earlier ones wrote, in order: deterministic.
 //
 // Bindings: 0 params; backward_data: 1 w, 2 dz (m, out_h, out_w, c_out), 3 da_prev (write);
-// backward_filter: 1 a_prev, 2 dz, 3 dw (write); backward_bias: 1 dz, 2 db (write).
+// backward_filter: 1 a_prev, 2 dz, 3 dw (write); backward_bias: 1 unused (dz again), 2 dz, 3 db (write).
 
 override WG: u32 = 64u;
 
@@ -30,6 +31,8 @@ struct Params {
     a_off: u32,
     dz_off: u32,
     accumulate: u32,
+    oh_begin: u32,    // backward_filter / backward_bias: the band of output rows
+    oh_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -109,7 +112,7 @@ fn backward_filter(
         let dh = idx / (p.c_out * p.c_in * p.f_w);
         var acc = 0.0;
         for (var i = 0u; i < p.images; i++) {
-            for (var oh = 0u; oh < p.out_h; oh++) {
+            for (var oh = p.oh_begin; oh < p.oh_end; oh++) {
                 let hp = oh * p.s_h + dh;
                 if (hp < p.top || hp - p.top >= p.in_h) {
                     continue;
@@ -140,9 +143,12 @@ fn backward_bias(
     let grid = nwg.x * nwg.y * WG;
     for (var c = linear_id(wid, nwg, lid); c < p.total; c += grid) {
         var acc = 0.0;
-        let n = p.images * p.out_h * p.out_w;
-        for (var j = 0u; j < n; j++) {
-            acc += src0[p.dz_off + j * p.c_out + c];
+        for (var i = 0u; i < p.images; i++) {
+            for (var oh = p.oh_begin; oh < p.oh_end; oh++) {
+                for (var ow = 0u; ow < p.out_w; ow++) {
+                    acc += src1[index_dz(i, oh, ow, c)];
+                }
+            }
         }
         if (p.accumulate != 0u) {
             acc += dst[c];

@@ -113,6 +113,20 @@ pub enum Error {
         output: Vec<usize>,
     },
 
+    /// Work that one thread of a kernel would loop over for longer than the adapter runs a
+    /// loop (see `Gpu::loop_budget`), which the kernel cannot split.
+    #[error("{what} needs {iterations} loop iterations in one thread; the adapter stops loops after {limit} (shapes {shapes:?})")]
+    AdapterLimit {
+        /// Which op and loop.
+        what: &'static str,
+        /// Iterations one thread would run.
+        iterations: u64,
+        /// What the adapter allows.
+        limit: u64,
+        /// The shapes of the op.
+        shapes: Vec<Vec<usize>>,
+    },
+
     /// A kernel could not be built (a bug in this crate: the message names the kernel).
     #[error("kernel {0}")]
     Kernel(String),

@@ -68,6 +68,13 @@ pub(crate) struct Quirks {
     /// (one scalar load against one load per lane for storage: measured 35 against 80 cycles
     /// per 8-lane vec4 load). Needs `max_uniform_buffer_binding_size >= 64 KiB`.
     pub uniform_windows: bool,
+    /// Most loop iterations one invocation of a kernel may run, all its loops together, if the
+    /// adapter stops loops silently: Mesa's llvmpipe (lavapipe on Vulkan, llvmpipe on GL) ends
+    /// any loop after 65535 iterations of all the invocation's loops (`LP_MAX_TGSI_LOOP_ITERATIONS`),
+    /// so a longer reduction returns a partial sum without any error (measured: a serial `db`
+    /// over 80000 pixels summed the first ~65600). Kernels with long serial loops split their
+    /// work to stay within it, or refuse with a typed error.
+    pub loop_budget: Option<u64>,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time
     /// talks to the device, and waits are cut into 50 ms slices.
@@ -82,6 +89,10 @@ impl Quirks {
             dispatches_per_submit: 128,
             uniform_windows: u64::from(limits.max_uniform_buffer_binding_size) >= WINDOW_BYTES,
             serialize: info.backend == wgpu::Backend::Gl,
+            loop_budget: [&info.name, &info.driver]
+                .iter()
+                .any(|s| s.to_lowercase().contains("llvmpipe"))
+                .then_some(65535),
         }
     }
 }

@@ -99,6 +99,48 @@ fn binding_size(bytes: u64) -> u64 {
 }
 
 impl Gpu {
+    /// Most loop iterations one kernel invocation may run on this adapter (`None`: no limit).
+    /// Mesa's llvmpipe (lavapipe, and llvmpipe through OpenGL) silently ends any loop after
+    /// 65535 iterations of all of an invocation's loops; kernels with long serial loops split
+    /// their work to stay within it.
+    pub fn loop_budget(&self) -> Option<u64> {
+        self.quirks().loop_budget
+    }
+
+    /// Iterations of a kernel's grid-stride loop for `total` threads' worth of work.
+    pub(crate) fn grid_iterations(&self, total: u64) -> u64 {
+        let threads = self
+            .quirks()
+            .grid_cap
+            .min(u64::from(self.limits().workgroups_per_dim).pow(2))
+            * WG;
+        total.div_ceil(threads).max(1)
+    }
+
+    /// Errors when a kernel whose threads each run `per_item` loop iterations for each of
+    /// `items` elements (in a grid-stride loop) would exceed the adapter's loop budget.
+    pub(crate) fn check_loops(
+        &self,
+        what: &'static str,
+        items: u64,
+        per_item: u64,
+        shapes: &[&[usize]],
+    ) -> Result<()> {
+        let Some(limit) = self.loop_budget() else {
+            return Ok(());
+        };
+        let iterations = self.grid_iterations(items).saturating_mul(per_item);
+        if iterations + 64 > limit {
+            return Err(Error::AdapterLimit {
+                what,
+                iterations,
+                limit,
+                shapes: shapes.iter().map(|s| s.to_vec()).collect(),
+            });
+        }
+        Ok(())
+    }
+
     /// Images per chunk so that every batched binding (plus alignment slack) fits the limit.
     fn images_per_chunk(&self, m: usize, args: &[Arg]) -> Result<usize> {
         let limits = self.limits();
@@ -143,12 +185,25 @@ impl Gpu {
         consts: &[(&'static str, u32)],
         m: usize,
         args: &[Arg],
+        work: impl FnMut(&Chunk) -> Result<(P, u64)>,
+    ) -> Result<()> {
+        self.launch_capped(kernel, consts, m, usize::MAX, args, work)
+    }
+
+    /// [`Gpu::launch`] with at most `max_images` images per chunk.
+    pub(crate) fn launch_capped<P: Uniform>(
+        &self,
+        kernel: &Kernel,
+        consts: &[(&'static str, u32)],
+        m: usize,
+        max_images: usize,
+        args: &[Arg],
         mut work: impl FnMut(&Chunk) -> Result<(P, u64)>,
     ) -> Result<()> {
         for arg in args {
             self.check_owner(arg.tensor())?;
         }
-        let per_chunk = self.images_per_chunk(m, args)?;
+        let per_chunk = self.images_per_chunk(m, args)?.min(max_images.max(1));
         let limits = self.limits();
         let quirks = self.inner.device.quirks;
         let mut planned = Vec::new();

@@ -175,7 +175,7 @@ impl Pool {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Destroys every free buffer; returns how many bytes that released.
+    /// Lets go of every free buffer; returns how many bytes that released.
     pub fn trim(&self) -> u64 {
         let mut guard = self.lock();
         let free = &mut *guard;
@@ -183,10 +183,9 @@ impl Pool {
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         for map in [&mut free.tensors, &mut free.staging] {
             for (_, buffers) in std::mem::take(map) {
-                for (id, buffer) in buffers {
-                    buffer.destroy();
-                    retired.push(id);
-                }
+                // Dropped, not destroyed: work already recorded may still read the buffer;
+                // wgpu frees it when that work is done and no bind group names it.
+                retired.extend(buffers.into_keys());
             }
         }
         free.pooled_bytes = 0;

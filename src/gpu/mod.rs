@@ -216,6 +216,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_invalid_binding_is_the_failing_ops_error_and_poisons_nothing() {
+        let gpu = Gpu::new().expect("an adapter");
+        let x = gpu
+            .upload(&ndarray::Array4::<f32>::ones((1, 4, 4, 4)))
+            .unwrap();
+        let y = gpu.alloc("y", &[1, 6, 6, 4], false).unwrap();
+        let params = [0u8; std::mem::size_of::<pad::Params>()];
+        let past_the_end = recorder::Binding {
+            buffer: x.buffer(),
+            id: x.buffer_id(),
+            offset: 0,
+            size: x.buffer().size() + 256,
+        };
+        let fine = recorder::Binding {
+            buffer: y.buffer(),
+            id: y.buffer_id(),
+            offset: 0,
+            size: 256,
+        };
+        {
+            let _serial = gpu.inner.device.serial();
+            let pipeline = gpu.pipeline(&pad::ZERO_PAD, &[]).unwrap();
+            // Refused by our checks, before anything is recorded.
+            let e = gpu
+                .recorder()
+                .dispatch(
+                    &gpu.inner.device,
+                    &gpu.inner.pool,
+                    &pipeline,
+                    &params,
+                    &[past_the_end, fine],
+                    (1, 1),
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&e, Error::Kernel(m) if m.contains("zero_pad.wgsl")),
+                "{e}"
+            );
+            // What wgpu itself refuses inside a scope is returned, not left for a download.
+            let e = gpu
+                .inner
+                .device
+                .scoped(|d| {
+                    d.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: None,
+                        layout: &pipeline.layout,
+                        entries: &[wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: x.buffer().as_entire_binding(),
+                        }],
+                    })
+                })
+                .unwrap_err();
+            assert!(matches!(e, Error::Gpu(_)), "{e}");
+        }
+        let z = gpu.zero_pad(&x, 1).unwrap();
+        let z: ndarray::Array4<f32> = gpu.download(&z).unwrap();
+        assert_eq!(z.sum(), 64.0);
+    }
+
+    #[test]
     fn gpu_and_tensor_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Gpu>();

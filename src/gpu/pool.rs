@@ -111,7 +111,13 @@ pub(crate) fn vec4_specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> 
 }
 
 /// What `pool_forward` keeps for `pool_backward` (the seeds' `(A_prev, hparameters)`). Its
-/// parts can be read, not changed, so it always matches the forward pass that made it.
+/// parts can be read, not changed, so it always matches the forward pass that made it:
+///
+/// ```compile_fail
+/// fn edit(cache: &mut wgpu_cnn::PoolCache, other: wgpu_cnn::PoolGeometry) {
+///     cache.geometry = other; // private: a cache cannot disagree with its tensors
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct PoolCache {
     a_prev: Tensor,
@@ -134,6 +140,11 @@ impl PoolCache {
     pub fn geometry(&self) -> PoolGeometry {
         self.geometry
     }
+}
+
+/// Loop iterations of one scan of a window in `pool.wgsl`.
+fn window_loops(g: &PoolGeometry) -> u64 {
+    1 + g.f_h as u64 * (1 + g.f_w as u64)
 }
 
 impl Params {
@@ -227,6 +238,12 @@ impl Gpu {
         }
         let base = Params::new(&g, &params)?;
         let per_image = g.out_h * g.out_w * g.c;
+        self.check_loops(
+            "pool_forward (general kernel)",
+            (g.m * per_image) as u64,
+            window_loops(&g),
+            &[a_prev.shape()],
+        )?;
         self.launch(
             &FORWARD,
             &[],
@@ -349,6 +366,17 @@ impl Gpu {
         }
         let base = Params::new(&g, &cache.params)?;
         let per_image = g.in_h * g.in_w * g.c;
+        // Each element visits the windows that cover it and, for max, scans each of them.
+        let covers = |f: usize, s: usize, out: usize| f.div_ceil(s).min(out) as u64;
+        let per_window = 1 + window_loops(&g);
+        let per_item =
+            1 + covers(g.f_h, g.s_h, g.out_h) * (1 + covers(g.f_w, g.s_w, g.out_w) * per_window);
+        self.check_loops(
+            "pool_backward (general kernel)",
+            (g.m * per_image) as u64,
+            per_item,
+            &[da.shape(), cache.a_prev.shape()],
+        )?;
         self.launch(
             &BACKWARD,
             &[],

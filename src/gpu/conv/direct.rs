@@ -6,7 +6,7 @@ use super::super::kernels::{simple, uniform, Kernel};
 use super::super::launch::{count, WG};
 use super::super::{Arg, Gpu, Tensor};
 use super::plan::KernelGeometry;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 uniform! {
     /// The uniform block of `conv_forward.wgsl`.
@@ -49,6 +49,8 @@ uniform! {
         a_off: u32,
         dz_off: u32,
         accumulate: u32,
+        oh_begin: u32,
+        oh_end: u32,
     }
 }
 
@@ -101,6 +103,14 @@ impl Gpu {
         z: &Tensor,
     ) -> Result<()> {
         let per_image = k.per_image_out();
+        let per_thread =
+            |c: u32| 1 + u64::from(k.f_h) * (1 + u64::from(k.f_w) * (1 + u64::from(c)));
+        self.check_loops(
+            "conv_forward (direct kernel)",
+            (k.m * per_image) as u64,
+            per_thread(k.c_in),
+            &[a_prev.shape(), w.shape()],
+        )?;
         let base = ForwardParams {
             in_h: k.in_h,
             in_w: k.in_w,
@@ -147,6 +157,13 @@ impl Gpu {
         da_prev: &Tensor,
     ) -> Result<()> {
         let per_image = k.per_image_in();
+        let per_thread = 1 + u64::from(k.f_h) * (1 + u64::from(k.f_w) * (1 + u64::from(k.c_out)));
+        self.check_loops(
+            "conv_backward dA_prev (direct kernel)",
+            (k.m * per_image) as u64,
+            per_thread,
+            &[dz.shape(), w.shape()],
+        )?;
         let base = BackwardParams::new(k);
         self.launch(
             &BACKWARD_DATA,
@@ -166,7 +183,9 @@ impl Gpu {
         )
     }
 
-    /// `dW` and `db` by the direct kernels (one thread per element, chunks accumulated in order).
+    /// `dW` and `db` by the direct kernels: one thread per element reduces over the batch, in
+    /// bands of output rows and chunks of images small enough for the adapter's loop budget,
+    /// accumulated in order.
     pub(crate) fn direct_backward_filter(
         &self,
         k: &KernelGeometry,
@@ -175,40 +194,85 @@ impl Gpu {
         dw: &Tensor,
         db: &Tensor,
     ) -> Result<()> {
+        let (rows, images) = self.filter_bands(k, dw.len(), &[a_prev.shape(), dz.shape()])?;
         let base = BackwardParams::new(k);
         let dw_len = dw.len();
-        self.launch(
-            &BACKWARD_FILTER,
-            &[],
-            k.m,
-            &[Arg::Batched(a_prev), Arg::Batched(dz), Arg::Whole(dw)],
-            |chunk| {
-                let p = BackwardParams {
-                    total: count(dw_len)?,
-                    images: count(chunk.images)?,
-                    a_off: chunk.offset(0),
-                    dz_off: chunk.offset(1),
-                    accumulate: u32::from(chunk.first > 0),
-                    ..base
-                };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
-            },
-        )?;
-        self.launch(
-            &BACKWARD_BIAS,
-            &[],
-            k.m,
-            &[Arg::Batched(dz), Arg::Batched(dz), Arg::Whole(db)],
-            |chunk| {
-                let p = BackwardParams {
-                    total: base.c_out,
-                    images: count(chunk.images)?,
-                    dz_off: chunk.offset(0),
-                    accumulate: u32::from(chunk.first > 0),
-                    ..base
-                };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
-            },
-        )
+        let mut oh_begin = 0;
+        while oh_begin < k.out_h {
+            let oh_end = (oh_begin + rows).min(k.out_h);
+            let band = BackwardParams {
+                oh_begin,
+                oh_end,
+                ..base
+            };
+            let first_band = oh_begin == 0;
+            self.launch_capped(
+                &BACKWARD_FILTER,
+                &[],
+                k.m,
+                images,
+                &[Arg::Batched(a_prev), Arg::Batched(dz), Arg::Whole(dw)],
+                |chunk| {
+                    let p = BackwardParams {
+                        total: count(dw_len)?,
+                        images: count(chunk.images)?,
+                        a_off: chunk.offset(0),
+                        dz_off: chunk.offset(1),
+                        accumulate: u32::from(chunk.first > 0 || !first_band),
+                        ..band
+                    };
+                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                },
+            )?;
+            self.launch_capped(
+                &BACKWARD_BIAS,
+                &[],
+                k.m,
+                images,
+                &[Arg::Batched(dz), Arg::Batched(dz), Arg::Whole(db)],
+                |chunk| {
+                    let p = BackwardParams {
+                        total: base.c_out,
+                        images: count(chunk.images)?,
+                        dz_off: chunk.offset(1),
+                        accumulate: u32::from(chunk.first > 0 || !first_band),
+                        ..band
+                    };
+                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                },
+            )?;
+            oh_begin = oh_end;
+        }
+        Ok(())
+    }
+
+    /// Output rows per band and images per chunk for the direct filter and bias kernels, so
+    /// that one thread's loops stay within the adapter's loop budget.
+    fn filter_bands(
+        &self,
+        k: &KernelGeometry,
+        outputs: usize,
+        shapes: &[&[usize]],
+    ) -> Result<(u32, usize)> {
+        let Some(budget) = self.loop_budget() else {
+            return Ok((k.out_h, usize::MAX));
+        };
+        // One thread: grid iterations x (1 + images x (1 + rows x (1 + out_w))), with slack.
+        let per_thread = (budget - 64) / self.grid_iterations(outputs.max(k.c_out as usize) as u64);
+        let row = 1 + u64::from(k.out_w);
+        let image = 1 + u64::from(k.out_h) * row;
+        if per_thread > image + 1 {
+            return Ok((k.out_h, ((per_thread - 1) / image) as usize));
+        }
+        let rows = per_thread.saturating_sub(2) / row;
+        if rows == 0 {
+            return Err(Error::AdapterLimit {
+                what: "conv_backward dW (direct kernel): one output row",
+                iterations: row + 2,
+                limit: budget,
+                shapes: shapes.iter().map(|s| s.to_vec()).collect(),
+            });
+        }
+        Ok((rows as u32, 1))
     }
 }

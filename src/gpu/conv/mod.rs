@@ -21,7 +21,13 @@ use plan::{ConvPlan, FilterPath, Path};
 
 /// What `conv_forward` keeps for `conv_backward` (the seeds' `(A_prev, W, b, hparameters)`),
 /// with the plan of the convolution. Its parts can be read, not changed, so it always matches
-/// the forward pass that made it.
+/// the forward pass that made it:
+///
+/// ```compile_fail
+/// fn edit(cache: &mut wgpu_cnn::ConvCache, other: wgpu_cnn::ConvGeometry) {
+///     cache.geometry = other; // private: a cache cannot disagree with its tensors
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ConvCache {
     a_prev: Tensor,
