@@ -20,22 +20,23 @@ deps:
 	fi
 
 test: deps
-	$(CARGO) test --release --all-targets
-	$(CARGO) test --release --doc
+	$(CARGO) test --release --all-targets --all-features
+	$(CARGO) test --release --doc --all-features
 
 # The same tests on llvmpipe through OpenGL.
 test-gl: deps
-	WGPU_BACKEND=gl $(CARGO) test --release --all-targets
+	WGPU_BACKEND=gl $(CARGO) test --release --all-targets --all-features
 
 bench: deps
-	$(CARGO) run --release --bin wgpu-cnn -- bench --json bench-results/bench.json $(BENCH_ARGS)
+	$(CARGO) run --release --features bench --bin wgpu-cnn -- bench --json bench-results/bench.json $(BENCH_ARGS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets --all-features -- -D warnings
 	$(CARGO) clippy --release --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
 
 doc: deps
-	$(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --all-features

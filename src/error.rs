@@ -144,5 +144,5 @@ pub enum Error {
     Gpu(String),
 }
 
-/// Result with the crate's [`Error`].
+/// Result with the crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

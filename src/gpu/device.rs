@@ -87,7 +87,7 @@ impl Quirks {
         Self {
             grid_cap: if cpu_adapter { 4096 } else { 1 << 20 },
             dispatches_per_submit: 128,
-            uniform_windows: u64::from(limits.max_uniform_buffer_binding_size) >= WINDOW_BYTES,
+            uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             serialize: info.backend == wgpu::Backend::Gl,
             loop_budget: [&info.name, &info.driver]
                 .iter()

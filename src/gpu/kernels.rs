@@ -125,12 +125,13 @@ pub(crate) struct Pipeline {
 }
 
 type Consts = Vec<(&'static str, u32)>;
+type PipelineKey = (&'static str, &'static str, Consts);
 
 /// Modules and pipelines of one `Gpu`.
 #[derive(Default)]
 pub(crate) struct KernelCache {
     modules: Mutex<HashMap<(&'static str, Consts), wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str, Consts), Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
 }
 
 impl KernelCache {

@@ -211,6 +211,21 @@ impl Gpu {
     }
 }
 
+#[cfg(feature = "bench")]
+impl Gpu {
+    /// The benchmark's access to the recorder (timestamps).
+    pub(crate) fn with_recorder<T>(&self, f: impl FnOnce(&mut recorder::Recorder) -> T) -> T {
+        let _serial = self.inner.device.serial();
+        f(&mut self.recorder())
+    }
+
+    /// The benchmark's access to the pending encoder, no pass open.
+    pub(crate) fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
+        let _serial = self.inner.device.serial();
+        f(self.recorder().commands(&self.inner.device))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,20 +296,5 @@ mod tests {
         fn check<T: Send + Sync>() {}
         check::<Gpu>();
         check::<Tensor>();
-    }
-}
-
-#[cfg(feature = "bench")]
-impl Gpu {
-    /// The benchmark's access to the recorder (timestamps).
-    pub(crate) fn with_recorder<T>(&self, f: impl FnOnce(&mut recorder::Recorder) -> T) -> T {
-        let _serial = self.inner.device.serial();
-        f(&mut self.recorder())
-    }
-
-    /// The benchmark's access to the pending encoder, no pass open.
-    pub(crate) fn with_encoder<T>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> T) -> T {
-        let _serial = self.inner.device.serial();
-        f(self.recorder().commands(&self.inner.device))
     }
 }

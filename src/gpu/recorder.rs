@@ -118,8 +118,8 @@ impl Recorder {
         } else {
             16
         };
-        let ok = b.offset % align == 0
-            && b.size % 4 == 0
+        let ok = b.offset.is_multiple_of(align)
+            && b.size.is_multiple_of(4)
             && b.size >= min
             && b.size <= max
             && b.offset

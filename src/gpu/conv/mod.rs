@@ -137,10 +137,11 @@ impl Gpu {
         check_bias(b.shape(), g.c_out)?;
         z.expect_shape("conv_forward output", &g.output_shape())?;
         let plan = self.conv_plan(&g)?;
-        match plan.forward {
-            Path::Gemm(s, win) => {
+        match &plan.forward {
+            Path::Gemm(gemm) => {
+                let (s, win) = &**gemm;
                 let x4 = self.pad_channels(a_prev)?;
-                self.gemm_conv(&s, &win, &x4, w, Some(b), false, z)?;
+                self.gemm_conv(s, win, &x4, w, Some(b), false, z)?;
             }
             Path::Direct => self.direct_forward(&plan.kernel, a_prev, w, b, z)?,
         }
@@ -220,9 +221,10 @@ impl Gpu {
         } else {
             None
         };
-        match (&dz4, plan.backward_data) {
-            (Some(dz4), Path::Gemm(s, win)) => {
-                self.gemm_conv(&s, &win, dz4, &cache.w, None, true, da_prev)?
+        match (&dz4, &plan.backward_data) {
+            (Some(dz4), Path::Gemm(gemm)) => {
+                let (s, win) = &**gemm;
+                self.gemm_conv(s, win, dz4, &cache.w, None, true, da_prev)?
             }
             _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
         }

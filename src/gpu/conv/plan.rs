@@ -73,9 +73,9 @@ impl KernelGeometry {
 }
 
 /// How the forward pass or the backward data pass runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Path {
-    Gemm(GemmShape, Windows),
+    Gemm(Box<(GemmShape, Windows)>),
     Direct,
 }
 
@@ -88,7 +88,7 @@ pub(crate) enum FilterPath {
 }
 
 /// The plan of one convolution.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConvPlan {
     pub geometry: ConvGeometry,
     pub kernel: KernelGeometry,
@@ -132,7 +132,9 @@ impl Gpu {
         };
         let padded = [s.m, s.in_h, s.in_w, s.c4_in() * 4];
         match self.windows(&s) {
-            Some(win) if s.k_real % 4 == 0 || self.temporary_fits(padded) => Path::Gemm(s, win),
+            Some(win) if s.k_real % 4 == 0 || self.temporary_fits(padded) => {
+                Path::Gemm(Box::new((s, win)))
+            }
             _ => Path::Direct,
         }
     }
