@@ -74,7 +74,7 @@ pub enum Error {
     },
 
     /// An array or window is too large for what the op can index or allocate.
-    #[error("{what} of shape {shape:?} ({bytes} bytes) exceeds the device limit of {limit} bytes")]
+    #[error("{what} of shape {shape:?} ({bytes} bytes) exceeds the limit of {limit} bytes")]
     TooLarge {
         /// Which tensor or part of it.
         what: &'static str,
@@ -84,6 +84,29 @@ pub enum Error {
         bytes: u64,
         /// The limit that it exceeds.
         limit: u64,
+    },
+
+    /// A size computed from shapes and hyperparameters (a padded extent such as
+    /// `n_H + top + bottom`) does not fit in `usize`. Checked before anything is allocated.
+    #[error("{what} overflows usize: operands {operands:?}, input shape {input:?}")]
+    SizeOverflow {
+        /// The size and its formula, e.g. `"padded height n_H + top + bottom"`.
+        what: &'static str,
+        /// The operands of the formula, in its order.
+        operands: Vec<usize>,
+        /// Shape of the input the size belongs to.
+        input: Vec<usize>,
+    },
+
+    /// The host's allocator refused an array below the size limit (out of memory).
+    #[error("could not allocate {bytes} bytes on the host for {what} of shape {shape:?}")]
+    HostOutOfMemory {
+        /// Which tensor.
+        what: &'static str,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Bytes requested.
+        bytes: u64,
     },
 
     /// A tensor was used with a `Gpu` other than the one that made it.

@@ -62,7 +62,7 @@ fn zero_pad_with_padding_that_overflows_is_an_error() {
     let e = gpu
         .zero_pad(&x, Padding::explicit(0, usize::MAX - 3, 0, 0))
         .unwrap_err();
-    assert!(matches!(e, Error::TooLarge { .. }), "{e}");
+    assert!(matches!(e, Error::SizeOverflow { .. }), "{e}");
     assert!(e.to_string().contains("[1, 4, 4, 3]"), "{e}");
     // Large but representable: the device's buffer limit.
     let e = gpu.zero_pad(&x, 1 << 20).unwrap_err();

@@ -1,19 +1,25 @@
-//! Convolution, forward and backward: the seeds' `conv_single_step`, `conv_forward` and
-//! `conv_backward`.
+//! Convolution, forward and backward: the numpy exercises' `conv_single_step`, `conv_forward`
+//! and `conv_backward`.
 
-use ndarray::{s, Array1, Array4, ArrayView, ArrayView3, ArrayView4, Axis, Dimension};
+use std::ops::Range;
 
-use super::{shape4, zero_pad, zeros4, Real};
+use ndarray::{
+    s, Array1, Array3, Array4, ArrayView, ArrayView3, ArrayView4, Axis, Dim, Dimension, Zip,
+};
+
+use super::{filled, shape4, try_array, try_map, zeros4, Real};
 use crate::error::{Error, Result};
-use crate::params::{check_bias, ConvGeometry, ConvParams};
+use crate::params::{check_bias, ConvGeometry, ConvParams, Padding};
 
 /// Applies one filter `w` with bias `b` at one position: `sum(a_slice_prev * w) + b`.
 ///
-/// `a_slice_prev` and `w` both have shape `(f_h, f_w, n_C_prev)`. The bias is added once (seeds
-/// 000, 001 and 004 add it to every product; seed 003 and its printed outputs add it once).
+/// `a_slice_prev` and `w` both have shape `(f_h, f_w, n_C_prev)`. The bias is added once per
+/// output element (three versions of the numpy exercises add it to every product, counting it
+/// `f_h * f_w * n_C_prev` times; the printed expected outputs add it once). The products are
+/// summed as they are made, without a temporary array.
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] when `w` does not have the shape of `a_slice_prev`.
+/// [`Error::ShapeMismatch`] when `w` does not have the shape of `a_slice_prev`. Never panics.
 ///
 /// # Example
 /// ```
@@ -35,14 +41,51 @@ pub fn conv_single_step<A: Real>(a_slice_prev: ArrayView3<A>, w: ArrayView3<A>, 
         });
     }
     // Element-wise product between a_slice_prev and W, summed over all entries.
-    let s = &a_slice_prev * &w;
-    let z = s.sum();
+    let z = Zip::from(a_slice_prev)
+        .and(w)
+        .fold(A::zero(), |sum, &a, &w| sum + a * w);
     // Add the bias, once.
     Ok(z + b)
 }
 
-/// What [`conv_backward`] needs from [`conv_forward`]: the seeds' `(A_prev, W, b, hparameters)`,
-/// with the hyperparameters as the layer's [`ConvGeometry`].
+/// The part of a window `start..start + f` of a padded axis that lies inside the input, where
+/// the input occupies `before..before + n` of that axis (`before` is the padding on that side):
+/// as indices of the input, and as indices of the window. Both ranges are empty when the window
+/// lies entirely in the padding.
+///
+/// `start + f` and `before + n` are at most the padded extent, which [`ConvGeometry`] has
+/// checked to fit in `usize`.
+fn inside_input(start: usize, f: usize, before: usize, n: usize) -> (Range<usize>, Range<usize>) {
+    let lo = start.max(before);
+    let hi = (start + f).min(before + n);
+    if lo >= hi {
+        return (0..0, 0..0);
+    }
+    (lo - before..hi - before, lo - start..hi - start)
+}
+
+/// The window `A_pad[vert_start..vert_start + f_h, horiz_start..horiz_start + f_w, :]` of one
+/// zero-padded image, read from the unpadded image `a_prev` `(n_H_prev, n_W_prev, n_C_prev)`:
+/// the part inside the image is copied, the rest lies in the padding and is 0. The padded image
+/// itself is never made, so a huge padding costs nothing.
+fn padded_window<A: Real>(
+    a_prev: ArrayView3<A>,
+    pad: Padding,
+    (vert_start, horiz_start): (usize, usize),
+    (f_h, f_w): (usize, usize),
+) -> Result<Array3<A>> {
+    let (n_h_prev, n_w_prev, n_c_prev) = a_prev.dim();
+    let (rows, window_rows) = inside_input(vert_start, f_h, pad.top, n_h_prev);
+    let (cols, window_cols) = inside_input(horiz_start, f_w, pad.left, n_w_prev);
+    let mut window = filled("window of A_prev_pad", Dim([f_h, f_w, n_c_prev]), A::zero())?;
+    window
+        .slice_mut(s![window_rows, window_cols, ..])
+        .assign(&a_prev.slice(s![rows, cols, ..]));
+    Ok(window)
+}
+
+/// What [`conv_backward`] needs from [`conv_forward`]: the numpy exercises'
+/// `(A_prev, W, b, hparameters)`, with the hyperparameters as the layer's [`ConvGeometry`].
 ///
 /// Shapes: `a_prev` `(m, n_H_prev, n_W_prev, n_C_prev)`, `w` `(f_h, f_w, n_C_prev, n_C)`, `b`
 /// `(n_C,)`; they agree with `geometry` (when built by [`conv_forward`]).
@@ -78,14 +121,18 @@ pub struct ConvCache<A> {
 /// `Z[i,h,w,c] = sum_{dh,dw,k} A_pad[i, h*s_h+dh, w*s_w+dw, k] * W[dh,dw,k,c] + b[c]`.
 ///
 /// Shapes: `a_prev` `(m, n_H_prev, n_W_prev, n_C_prev)`, `w` `(f_h, f_w, n_C_prev, n_C)`, `b`
-/// `(1, 1, 1, n_C)` (the seeds) or `(n_C,)`; `Z` is `(m, n_H, n_W, n_C)` with the sizes of
-/// [`ConvGeometry`]. Returns `Z` and the cache for [`conv_backward`].
+/// `(1, 1, 1, n_C)` (as in the numpy exercises) or `(n_C,)`; `Z` is `(m, n_H, n_W, n_C)` with
+/// the sizes of [`ConvGeometry`]. Returns `Z` and the cache for [`conv_backward`].
+///
+/// The padded input `A_pad` is not materialised: each window is read from `a_prev`, with 0 where
+/// it covers padding. Memory is `Z`, the cache's copies of the inputs and one window.
 ///
 /// # Errors
 /// From [`ConvGeometry::new`]: [`Error::ZeroStride`], [`Error::ZeroKernel`],
-/// [`Error::EmptyTensor`], [`Error::ChannelMismatch`], [`Error::KernelTooLarge`]. From
-/// [`check_bias`]: [`Error::BiasShape`]. [`Error::TooLarge`] when the padded input or the
-/// output cannot be indexed.
+/// [`Error::EmptyTensor`], [`Error::ChannelMismatch`], [`Error::SizeOverflow`],
+/// [`Error::KernelTooLarge`]. From [`check_bias`]: [`Error::BiasShape`]. [`Error::TooLarge`]
+/// when `Z` or a cached copy exceeds [`MAX_HOST_BYTES`](super::MAX_HOST_BYTES), before
+/// anything is allocated; [`Error::HostOutOfMemory`] when the allocator refuses. Never panics.
 ///
 /// # Example
 /// ```
@@ -93,7 +140,7 @@ pub struct ConvCache<A> {
 /// use wgpu_cnn::cpu::conv_forward;
 /// use wgpu_cnn::ConvParams;
 ///
-/// // The seeds' shapes: 10 images 4x4x3, 8 filters 2x2, pad 2, stride 2.
+/// // The exercises' shapes: 10 images 4x4x3, 8 filters 2x2, pad 2, stride 2.
 /// let a_prev = Array4::<f64>::ones((10, 4, 4, 3));
 /// let w = Array4::<f64>::ones((2, 2, 3, 8));
 /// let b = Array::from_elem((1, 1, 1, 8), 1.0);
@@ -103,6 +150,11 @@ pub struct ConvCache<A> {
 /// assert_eq!(z[[0, 1, 1, 0]], 13.0);
 /// // The window at (0, 0) covers only padding.
 /// assert_eq!(z[[0, 0, 0, 0]], 1.0);
+///
+/// // Padding 2^16 and stride 2^17: a 2x2 output, without a padded copy of 2^34 elements.
+/// let (z, _) = conv_forward(a_prev.view(), w.view(), b.view(), ConvParams::new(1 << 17, 1 << 16))?;
+/// assert_eq!(z.shape(), &[10, 2, 2, 8]);
+/// assert!(z.iter().all(|&v| v == 1.0)); // both windows lie in the padding: only the bias
 /// # Ok::<(), wgpu_cnn::Error>(())
 /// ```
 pub fn conv_forward<A: Real, D: Dimension>(
@@ -114,9 +166,12 @@ pub fn conv_forward<A: Real, D: Dimension>(
     let geometry = ConvGeometry::new(shape4(&a_prev), shape4(&w), params)?;
     check_bias(b.shape(), geometry.c_out)?;
     // `(1, 1, 1, n_C)` or `(n_C,)`: either way, n_C values in order.
-    let b: Array1<A> = b.iter().copied().collect();
-    // The loops below use `w` for the column, as the seeds do; the weights (the seeds' `W`) are
-    // `weights`.
+    let b: Array1<A> = try_array("b", Dim([geometry.c_out]), b.iter().copied())?;
+    // The cache's copies first: a view (a broadcast) may be far larger than its memory.
+    let cached_a_prev = try_map("cache A_prev", a_prev, |&v| v)?;
+    let cached_w = try_map("cache W", w, |&v| v)?;
+    // The loops below use `w` for the column, as the numpy exercises do; the weights (their `W`)
+    // are `weights`.
     let weights = w;
 
     let ConvGeometry {
@@ -126,6 +181,7 @@ pub fn conv_forward<A: Real, D: Dimension>(
         c_out: n_c,
         s_h,
         s_w,
+        pad,
         out_h: n_h,
         out_w: n_w,
         ..
@@ -133,34 +189,35 @@ pub fn conv_forward<A: Real, D: Dimension>(
 
     // Initialize the output volume Z with zeros.
     let mut z = zeros4("Z", geometry.output_shape())?;
-    // Create A_prev_pad by padding A_prev.
-    let a_prev_pad_all = zero_pad(a_prev, geometry.pad)?;
 
     for i in 0..m {
-        // Select the ith training example's padded activation.
-        let a_prev_pad = a_prev_pad_all.index_axis(Axis(0), i);
+        // Select the ith training example's activation (padded as it is read).
+        let a_prev_i = a_prev.index_axis(Axis(0), i);
         for h in 0..n_h {
             for w in 0..n_w {
+                // Find the corners of the current "slice" in the padded image
+                // (vert_end = vert_start + f_h, horiz_end = horiz_start + f_w).
+                let vert_start = h * s_h;
+                let horiz_start = w * s_w;
+                // The (3D) slice a_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :],
+                // zeros where it covers padding. The same for every filter c.
+                let a_slice_prev =
+                    padded_window(a_prev_i, pad, (vert_start, horiz_start), (f_h, f_w))?;
                 for c in 0..n_c {
-                    // Find the corners of the current "slice".
-                    let vert_start = h * s_h;
-                    let vert_end = vert_start + f_h;
-                    let horiz_start = w * s_w;
-                    let horiz_end = horiz_start + f_w;
-                    // Use the corners to define the (3D) slice of a_prev_pad.
-                    let a_slice_prev =
-                        a_prev_pad.slice(s![vert_start..vert_end, horiz_start..horiz_end, ..]);
                     // Convolve the slice with filter c and its bias to get one output neuron.
-                    z[[i, h, w, c]] =
-                        conv_single_step(a_slice_prev, weights.slice(s![.., .., .., c]), b[c])?;
+                    z[[i, h, w, c]] = conv_single_step(
+                        a_slice_prev.view(),
+                        weights.slice(s![.., .., .., c]),
+                        b[c],
+                    )?;
                 }
             }
         }
     }
 
     let cache = ConvCache {
-        a_prev: a_prev.to_owned(),
-        w: weights.to_owned(),
+        a_prev: cached_a_prev,
+        w: cached_w,
         b,
         geometry,
     };
@@ -170,7 +227,7 @@ pub fn conv_forward<A: Real, D: Dimension>(
 /// The gradients returned by [`conv_backward`].
 ///
 /// Shapes: `da_prev` `(m, n_H_prev, n_W_prev, n_C_prev)`, `dw` `(f_h, f_w, n_C_prev, n_C)`, `db`
-/// `(1, 1, 1, n_C)` (as in the seeds).
+/// `(1, 1, 1, n_C)` (as in the numpy exercises).
 ///
 /// # Example
 /// ```
@@ -201,18 +258,20 @@ pub struct ConvGrads<A> {
 /// Backward pass of [`conv_forward`], from `dZ` (the gradient of the cost with respect to `Z`):
 ///
 /// - `dA_pad[i, h*s_h+dh, w*s_w+dw, k] += W[dh,dw,k,c] * dZ[i,h,w,c]`, then the padding is cut
-///   off (any padding, including 0);
+///   off (any padding, including 0): here the terms that land in the padding are dropped as
+///   they are made, and `dA_prev` is accumulated directly;
 /// - `dW[dh,dw,k,c] += A_pad[i, h*s_h+dh, w*s_w+dw, k] * dZ[i,h,w,c]`;
 /// - `db[c] = sum dZ[..., c]`.
 ///
 /// `dz` must have the forward output's shape `(m, n_H, n_W, n_C)`. The shapes of the result are
-/// those of [`ConvGrads`].
+/// those of [`ConvGrads`]. As in [`conv_forward`], the padded input is never materialised.
 ///
 /// # Errors
 /// [`Error::ShapeMismatch`] when `dz` is not `cache.geometry.output_shape()`, or when a
 /// hand-built cache disagrees with itself (`a_prev` or `w` not of the geometry's shapes, or a
-/// geometry that [`ConvGeometry::new`] would not compute from them). [`Error::TooLarge`] when
-/// the padded input cannot be indexed.
+/// geometry that [`ConvGeometry::new`] would not compute from them); the errors of
+/// [`ConvGeometry::new`] for a hand-built geometry it rejects. [`Error::TooLarge`] or
+/// [`Error::HostOutOfMemory`] when a gradient cannot be allocated. Never panics.
 ///
 /// # Example
 /// ```
@@ -261,33 +320,36 @@ pub fn conv_backward<A: Real>(dz: ArrayView4<A>, cache: &ConvCache<A>) -> Result
         ..
     } = geometry;
 
-    // Initialize dA_prev (padded), dW, db with the correct shapes.
-    let mut da_prev_pad_all = zeros4("dA_prev_pad", geometry.padded_shape())?;
-    let mut dw = Array4::zeros(weights.raw_dim());
-    let mut db = Array4::zeros((1, 1, 1, n_c));
-    // Pad A_prev.
-    let a_prev_pad_all = zero_pad(cache.a_prev.view(), pad)?;
+    // Initialize dA_prev, dW, db with the correct shapes.
+    let mut da_prev = zeros4("dA_prev", geometry.input_shape())?;
+    let mut dw = zeros4("dW", geometry.weight_shape())?;
+    let mut db = zeros4("db", [1, 1, 1, n_c])?;
 
     for i in 0..m {
-        // Select the ith training example from A_prev_pad and dA_prev_pad.
-        let a_prev_pad = a_prev_pad_all.index_axis(Axis(0), i);
-        let mut da_prev_pad = da_prev_pad_all.index_axis_mut(Axis(0), i);
+        // Select the ith training example from A_prev (padded as it is read) and dA_prev.
+        let a_prev = cache.a_prev.index_axis(Axis(0), i);
+        let mut da_prev_i = da_prev.index_axis_mut(Axis(0), i);
         for h in 0..n_h {
             for w in 0..n_w {
+                // Find the corners of the current "slice" in the padded image
+                // (vert_end = vert_start + f_h, horiz_end = horiz_start + f_w).
+                let vert_start = h * s_h;
+                let horiz_start = w * s_w;
+                // The slice a_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :], zeros
+                // where it covers padding.
+                let a_slice = padded_window(a_prev, pad, (vert_start, horiz_start), (f_h, f_w))?;
+                // The rows and columns of the window inside the image: as indices of dA_prev,
+                // and of the window (and so of W). The rest lies in the padding that is cut off.
+                let (rows, window_rows) = inside_input(vert_start, f_h, pad.top, n_h_prev);
+                let (cols, window_cols) = inside_input(horiz_start, f_w, pad.left, n_w_prev);
                 for c in 0..n_c {
-                    // Find the corners of the current "slice".
-                    let vert_start = h * s_h;
-                    let vert_end = vert_start + f_h;
-                    let horiz_start = w * s_w;
-                    let horiz_end = horiz_start + f_w;
-                    // Use the corners to define the slice from a_prev_pad.
-                    let a_slice =
-                        a_prev_pad.slice(s![vert_start..vert_end, horiz_start..horiz_end, ..]);
                     let dz_ihwc = dz[[i, h, w, c]];
-                    // da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] += W[:,:,:,c] * dZ[i, h, w, c]
-                    da_prev_pad
-                        .slice_mut(s![vert_start..vert_end, horiz_start..horiz_end, ..])
-                        .scaled_add(dz_ihwc, &weights.slice(s![.., .., .., c]));
+                    // da_prev_pad[vert_start:vert_end, horiz_start:horiz_end, :] += W[:,:,:,c] * dZ[i, h, w, c],
+                    // without the part in the padding.
+                    let w_c = weights.slice(s![window_rows.clone(), window_cols.clone(), .., c]);
+                    da_prev_i
+                        .slice_mut(s![rows.clone(), cols.clone(), ..])
+                        .scaled_add(dz_ihwc, &w_c);
                     // dW[:,:,:,c] += a_slice * dZ[i, h, w, c]
                     dw.slice_mut(s![.., .., .., c])
                         .scaled_add(dz_ihwc, &a_slice);
@@ -297,16 +359,6 @@ pub fn conv_backward<A: Real>(dz: ArrayView4<A>, cache: &ConvCache<A>) -> Result
             }
         }
     }
-
-    // Cut the padding off (works for any padding, including 0).
-    let da_prev = da_prev_pad_all
-        .slice(s![
-            ..,
-            pad.top..pad.top + n_h_prev,
-            pad.left..pad.left + n_w_prev,
-            ..
-        ])
-        .to_owned();
     Ok(ConvGrads { da_prev, dw, db })
 }
 

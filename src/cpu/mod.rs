@@ -1,25 +1,90 @@
-//! The CPU reference path: the seeds' numpy functions, written again on `ndarray`.
+//! The CPU reference path: the convolution and pooling layers of the numpy exercises this crate
+//! started from, written again on `ndarray`.
 //!
-//! This module is the oracle every GPU kernel is checked against, so it reads like the seeds:
-//! the same names (`zero_pad`, `conv_single_step`, `conv_forward`, `conv_backward`,
-//! `pool_forward`, `create_mask_from_window`, `distribute_value`, `pool_backward`), the same
-//! loop order (`i`, `h`, `w`, `c`), NHWC layout, and slices that look like the numpy slices
-//! (`a_prev_pad.slice(s![vert_start..vert_end, horiz_start..horiz_end, ..])`). Obvious beats
-//! fast.
+//! This module is the oracle every GPU kernel is checked against, so it reads like those
+//! exercises: the same function names, the same loop order (`i`, `h`, `w`, `c`), NHWC layout,
+//! and slices that look like the numpy slices
+//! (`a_prev.slice(s![i, vert_start..vert_end, horiz_start..horiz_end, c])`). Obvious beats
+//! fast. Everything is generic over the float type ([`Real`]: `f32` or `f64`), so tests can run
+//! the reference in `f64`.
 //!
-//! It differs from the seeds where the seeds are wrong (see `SPEC.md`):
+//! # Shapes (NHWC)
 //!
-//! - the bias is added once per output element, not once per product;
-//! - pooling backward reads `dA[i, h, w, c]`, which is right for every stride;
-//! - `pad = 0` works (no `X[pad:-pad]`), and padding may differ on each side;
-//! - stride and kernel may differ between height and width.
+//! | tensor | shape |
+//! |---|---|
+//! | input `A_prev`, its gradient `dA_prev` | `(m, n_H_prev, n_W_prev, n_C_prev)` |
+//! | weights `W`, their gradient `dW` | `(f_h, f_w, n_C_prev, n_C)` |
+//! | bias `b` | `(1, 1, 1, n_C)` or `(n_C,)`; its gradient `db` is `(1, 1, 1, n_C)` |
+//! | convolution output `Z`, its gradient `dZ` | `(m, n_H, n_W, n_C)` |
+//! | pooling output `A`, its gradient `dA` | `(m, n_H, n_W, n_C_prev)` (channels unchanged) |
 //!
-//! Shapes are checked by [`ConvGeometry`](crate::ConvGeometry) and
-//! [`PoolGeometry`](crate::PoolGeometry), the one place that knows the output-size formula;
-//! bad shapes are an [`Error`], never a panic.
+//! Along each axis the output size is
 //!
-//! Everything is generic over the float type ([`Real`]: `f32` or `f64`), so tests can run the
-//! reference in `f64`.
+//! ```text
+//! n_out = floor((n_in + pad_before + pad_after - f) / stride) + 1
+//! ```
+//!
+//! with `f` the kernel (filter or window) extent on that axis; pooling has no padding. Stride,
+//! kernel and padding may differ between height and width, and padding may differ on each side
+//! ([`Padding`](crate::Padding)). The formula lives in one place,
+//! [`ConvGeometry`](crate::ConvGeometry) and [`PoolGeometry`](crate::PoolGeometry), which check
+//! every shape with overflow-checked arithmetic; bad shapes are an [`Error`], never a panic.
+//! Below, `s_h`, `s_w` are the strides and `A_pad` is `A_prev` with zero padding, that is
+//! `A_pad[i, h, w, k] = A_prev[i, h - top, w - left, k]` inside the input and 0 elsewhere.
+//!
+//! # What each function computes
+//!
+//! - [`zero_pad`]`(X, pad)`: `X` with `top`/`bottom` rows and `left`/`right` columns of zeros
+//!   added around height and width of every image, shape
+//!   `(m, n_H + top + bottom, n_W + left + right, n_C)`; `pad = 0` returns a copy.
+//! - [`conv_single_step`]`(a_slice_prev, W, b)`: `sum(a_slice_prev * W) + b`, both slices
+//!   `(f_h, f_w, n_C_prev)`, the bias added once.
+//! - [`conv_forward`]`(A_prev, W, b, params)`:
+//!   `Z[i,h,w,c] = sum_{dh,dw,k} A_pad[i, h*s_h+dh, w*s_w+dw, k] * W[dh,dw,k,c] + b[c]`,
+//!   sums over `dh < f_h`, `dw < f_w`, `k < n_C_prev`. Returns `Z` and a [`ConvCache`].
+//! - [`conv_backward`]`(dZ, cache)`: with the same sums,
+//!   - `dA_prev[i, h_in, w_in, k] = sum W[dh,dw,k,c] * dZ[i,h,w,c]` over every
+//!     `(h, w, c, dh, dw)` with `h*s_h + dh = h_in + top` and `w*s_w + dw = w_in + left`
+//!     (the gradient that lands in the padding is dropped);
+//!   - `dW[dh,dw,k,c] = sum_{i,h,w} A_pad[i, h*s_h+dh, w*s_w+dw, k] * dZ[i,h,w,c]`;
+//!   - `db[c] = sum_{i,h,w} dZ[i,h,w,c]`.
+//! - [`pool_forward`]`(A_prev, params)`: over the window
+//!   `A_prev[i, h*s_h .. h*s_h+f_h, w*s_w .. w*s_w+f_w, c]`, `A[i,h,w,c]` is its maximum
+//!   ([`PoolMode::Max`](crate::PoolMode::Max), NaN if it holds NaN) or its mean
+//!   ([`PoolMode::Average`](crate::PoolMode::Average)). Returns `A` and a [`PoolCache`].
+//! - [`create_mask_from_window`]`(x)`: `x == max(x)`, true at every element equal to the
+//!   maximum; [`first_max_mask`]`(x)`: true only at the first of them in row-major order.
+//! - [`distribute_value`]`(dz, (n_H, n_W))`: an `(n_H, n_W)` matrix whose every entry is
+//!   `dz / (n_H * n_W)`.
+//! - [`pool_backward`]`(dA, cache)`: each output gradient `dA[i,h,w,c]` flows into its own
+//!   window of `dA_prev` (overlapping windows add up). Max: it goes to the window's maximum;
+//!   with [`Ties::EveryMax`](crate::Ties::EveryMax) (the exercises' mask,
+//!   [`create_mask_from_window`]) every element equal to the maximum receives all of it, with
+//!   [`Ties::FirstMax`](crate::Ties::FirstMax) ([`first_max_mask`], PyTorch's rule) only the
+//!   first in row-major window order. Average: it is spread evenly, `dA[i,h,w,c] / (f_h * f_w)`
+//!   to every element of the window ([`distribute_value`]).
+//!
+//! # Defects of the original numpy exercises that this crate does not copy
+//!
+//! - (a) Three versions of `conv_single_step` add the bias inside the element-wise product
+//!   (`np.multiply(a_slice_prev, W) + b`, then the sum), which counts it `f * f * n_C_prev`
+//!   times. Here it is added once per output element.
+//! - (b) Pooling backward in two versions reads `dA[i, vert_start, horiz_start, c]`, the
+//!   gradient at the window's input corner, which is the output position only at stride 1.
+//!   Here each output gradient `dA[i,h,w,c]` flows into its own window, for every stride.
+//! - (c) Cutting the padding off with the `X[pad:-pad]` idiom breaks for `pad = 0` (the slice
+//!   `0:-0` is empty). `pad = 0` works here, and the padding may differ on each side.
+//!
+//! # Memory
+//!
+//! No function here aborts the process on a huge allocation. The padded input is never
+//! materialised by the convolution: windows are read from the unpadded input, positions in the
+//! padding count as 0, so a huge padding costs nothing when the output is small. Every array the
+//! reference allocates (outputs, gradients, the copies in the caches) is checked first: its
+//! element count must be indexable (fit in `isize`) and its size at most [`MAX_HOST_BYTES`],
+//! else [`Error::TooLarge`] names the shape, the bytes and the limit, before anything is
+//! allocated. Below the limit the memory is reserved with `Vec::try_reserve_exact`, and a
+//! refusal is [`Error::HostOutOfMemory`].
 //!
 //! ```
 //! use ndarray::Array4;
@@ -48,12 +113,12 @@ pub use pool::{
     PoolCache,
 };
 
-use ndarray::{Array, ArrayBase, Data, Dim, Dimension, Ix4};
+use ndarray::{Array, ArrayBase, ArrayView, Data, Dim, Dimension, Ix4};
 
 use crate::error::{Error, Result};
 
 /// The float types the CPU reference runs in: `f32` (what the GPU computes) and `f64` (what the
-/// gradient checks and the seed numbers need).
+/// gradient checks and the numbers printed by the numpy exercises need).
 ///
 /// ```
 /// use wgpu_cnn::cpu::Real;
@@ -90,33 +155,91 @@ fn shape4<S: Data>(x: &ArrayBase<S, Ix4>) -> [usize; 4] {
     [m, h, w, c]
 }
 
-/// An array of `shape` filled with `value`, or [`Error::TooLarge`] when its element count or its
-/// size in bytes would overflow `isize` (where `ndarray` would panic).
-fn filled<A: Real, D: Dimension>(what: &'static str, shape: D, value: A) -> Result<Array<A, D>> {
-    let limit = isize::MAX.unsigned_abs() as u64;
-    let elements = shape
-        .slice()
+/// The largest array, in bytes, that the CPU reference allocates: 16 GiB (`1 << 34`).
+///
+/// Every output, gradient and cached copy is checked against it before it is allocated; a
+/// larger one is [`Error::TooLarge`] with this `limit`. The reference is an oracle for test-sized
+/// layers; 16 GiB is far above what they need and below what would be reasonable to fill.
+pub const MAX_HOST_BYTES: u64 = 1 << 34;
+
+/// The element count of an array of `shape` holding `T`s, checked before allocating it.
+///
+/// # Errors
+/// [`Error::TooLarge`] when the product of the non-empty axes, in bytes, overflows `isize`
+/// (ndarray cannot index such an array, even with an empty axis; `limit` is `isize::MAX`), or
+/// when the array's size exceeds [`MAX_HOST_BYTES`] (`limit` is that).
+fn checked_len<T>(what: &'static str, shape: &[usize]) -> Result<usize> {
+    let size = std::mem::size_of::<T>().max(1) as u64;
+    // The bytes of the non-empty axes, saturated: what the error reports.
+    let bytes = shape
         .iter()
         .filter(|&&n| n != 0)
-        .try_fold(1usize, |acc, &n| acc.checked_mul(n));
-    let bytes = elements.and_then(|n| n.checked_mul(std::mem::size_of::<A>()));
-    match bytes {
-        Some(bytes) if bytes as u64 <= limit => Ok(Array::from_elem(shape, value)),
-        _ => Err(Error::TooLarge {
-            what,
-            shape: shape.slice().to_vec(),
-            bytes: shape
-                .slice()
-                .iter()
-                .fold(std::mem::size_of::<A>() as u64, |acc, &n| {
-                    acc.saturating_mul(n as u64)
-                }),
-            limit,
-        }),
+        .fold(size, |acc, &n| acc.saturating_mul(n as u64));
+    let too_large = |limit| Error::TooLarge {
+        what,
+        shape: shape.to_vec(),
+        bytes,
+        limit,
+    };
+    let index_limit = isize::MAX.unsigned_abs() as u64;
+    if bytes > index_limit {
+        return Err(too_large(index_limit));
     }
+    if shape.contains(&0) {
+        return Ok(0);
+    }
+    if bytes > MAX_HOST_BYTES {
+        return Err(too_large(MAX_HOST_BYTES));
+    }
+    // bytes <= isize::MAX, so the element count fits in usize.
+    Ok(shape.iter().product())
 }
 
-/// A 4-d array of zeros, checked like [`filled`].
+/// An array of `shape` whose elements, in row-major order, are the first elements of `values`;
+/// checked by [`checked_len`], then allocated with `try_reserve_exact`.
+///
+/// # Errors
+/// [`Error::TooLarge`] from [`checked_len`]; [`Error::HostOutOfMemory`] when the allocator
+/// refuses; [`Error::ShapeMismatch`] when `values` runs out early (a bug of the caller).
+fn try_array<T, D: Dimension>(
+    what: &'static str,
+    shape: D,
+    values: impl IntoIterator<Item = T>,
+) -> Result<Array<T, D>> {
+    let len = checked_len::<T>(what, shape.slice())?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(len)
+        .map_err(|_| Error::HostOutOfMemory {
+            what,
+            shape: shape.slice().to_vec(),
+            bytes: (len as u64).saturating_mul(std::mem::size_of::<T>() as u64),
+        })?;
+    data.extend(values.into_iter().take(len));
+    let got = data.len();
+    Array::from_shape_vec(shape.clone(), data).map_err(|_| Error::ShapeMismatch {
+        what,
+        expected: shape.slice().to_vec(),
+        got: vec![got],
+    })
+}
+
+/// An array of `shape` filled with `value`, checked like [`try_array`].
+fn filled<T: Clone, D: Dimension>(what: &'static str, shape: D, value: T) -> Result<Array<T, D>> {
+    try_array(what, shape, std::iter::repeat(value))
+}
+
+/// A 4-d array of zeros, checked like [`try_array`].
 fn zeros4<A: Real>(what: &'static str, shape: [usize; 4]) -> Result<Array<A, Ix4>> {
     filled(what, Dim(shape), A::zero())
+}
+
+/// `f` applied to every element of `x`, as a new array of `x`'s shape, checked like
+/// [`try_array`]. With `Clone::clone`, an owned copy that cannot abort the process (a view may
+/// be a broadcast far larger than its memory).
+fn try_map<T, U, D: Dimension>(
+    what: &'static str,
+    x: ArrayView<T, D>,
+    f: impl FnMut(&T) -> U,
+) -> Result<Array<U, D>> {
+    try_array(what, x.raw_dim(), x.iter().map(f))
 }

@@ -1,14 +1,15 @@
-//! Pooling, forward and backward: the seeds' `pool_forward`, `create_mask_from_window`,
-//! `distribute_value` and `pool_backward`, plus [`first_max_mask`] for PyTorch's tie rule.
+//! Pooling, forward and backward: the numpy exercises' `pool_forward`,
+//! `create_mask_from_window`, `distribute_value` and `pool_backward`, plus [`first_max_mask`]
+//! for PyTorch's tie rule.
 
 use ndarray::{s, Array2, Array4, ArrayView2, ArrayView4, Axis, Ix2, Zip};
 
-use super::{filled, real_from_usize, shape4, zeros4, Real};
+use super::{filled, real_from_usize, shape4, try_map, zeros4, Real};
 use crate::error::{Error, Result};
 use crate::params::{PoolGeometry, PoolMode, PoolParams, Ties};
 
-/// What [`pool_backward`] needs from [`pool_forward`]: the seeds' `(A_prev, hparameters)`, with
-/// the mode and tie rule in `params` and the sizes in `geometry`.
+/// What [`pool_backward`] needs from [`pool_forward`]: the numpy exercises'
+/// `(A_prev, hparameters)`, with the mode and tie rule in `params` and the sizes in `geometry`.
 ///
 /// `a_prev` has shape `(m, n_H_prev, n_W_prev, n_C)`.
 ///
@@ -56,9 +57,13 @@ fn window_max<A: Real>(x: ArrayView2<A>) -> Result<A> {
 /// with the sizes of [`PoolGeometry`]. Returns the output and the cache for [`pool_backward`].
 /// A window holding NaN gives NaN in both modes.
 ///
+/// Pooling has no padding, so windows are slices of `a_prev` itself; nothing padded is made.
+///
 /// # Errors
 /// From [`PoolGeometry::new`]: [`Error::ZeroStride`], [`Error::ZeroKernel`],
-/// [`Error::EmptyTensor`], [`Error::KernelTooLarge`].
+/// [`Error::EmptyTensor`], [`Error::KernelTooLarge`]. [`Error::TooLarge`] or
+/// [`Error::HostOutOfMemory`] when the output or the cache's copy of `a_prev` cannot be
+/// allocated (checked before allocating). Never panics.
 ///
 /// # Example
 /// ```
@@ -79,6 +84,8 @@ pub fn pool_forward<A: Real>(
     params: PoolParams,
 ) -> Result<(Array4<A>, PoolCache<A>)> {
     let geometry = PoolGeometry::new(shape4(&a_prev), params)?;
+    // The cache's copy first: a view (a broadcast) may be far larger than its memory.
+    let cached_a_prev = try_map("cache A_prev", a_prev, |&v| v)?;
     let PoolGeometry {
         m,
         c: n_c,
@@ -118,21 +125,23 @@ pub fn pool_forward<A: Real>(
     }
 
     let cache = PoolCache {
-        a_prev: a_prev.to_owned(),
+        a_prev: cached_a_prev,
         params,
         geometry,
     };
     Ok((a, cache))
 }
 
-/// The seeds' mask: `x == max(x)`, true at every element equal to the window's maximum (so at
-/// each of several equal maxima).
+/// The numpy exercises' mask: `x == np.max(x)`, true at every element equal to the window's
+/// maximum (so at each of several equal maxima).
 ///
 /// `x` is one window `(f_h, f_w)`; the mask has its shape. A window holding NaN has a NaN
 /// maximum, which equals nothing: the mask is all false (as in numpy).
 ///
 /// # Errors
-/// [`Error::EmptyWindow`] when `x` has no elements.
+/// [`Error::EmptyWindow`] when `x` has no elements; [`Error::TooLarge`] or
+/// [`Error::HostOutOfMemory`] when the mask cannot be allocated (a broadcast view may be far
+/// larger than its memory).
 ///
 /// # Example
 /// ```
@@ -147,8 +156,20 @@ pub fn pool_forward<A: Real>(
 /// # Ok::<(), wgpu_cnn::Error>(())
 /// ```
 pub fn create_mask_from_window<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>> {
+    let mut mask = false_mask(x)?;
+    // mask = (x == np.max(x))
     let max = window_max(x)?;
-    Ok(x.mapv(|v| v == max))
+    Zip::from(&mut mask).and(x).for_each(|m, &v| *m = v == max);
+    Ok(mask)
+}
+
+/// An all-false mask of `x`'s shape, made before the window is scanned: a view (a broadcast)
+/// may be far larger than its memory, and is then refused at once.
+fn false_mask<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>> {
+    if x.is_empty() {
+        return Err(Error::EmptyWindow);
+    }
+    filled("mask", x.raw_dim(), false)
 }
 
 /// PyTorch's mask: true only at the first element equal to the window's maximum, in row-major
@@ -158,7 +179,8 @@ pub fn create_mask_from_window<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>
 /// `x` is one window `(f_h, f_w)`; the mask has its shape and exactly one true element.
 ///
 /// # Errors
-/// [`Error::EmptyWindow`] when `x` has no elements.
+/// [`Error::EmptyWindow`] when `x` has no elements; [`Error::TooLarge`] or
+/// [`Error::HostOutOfMemory`] when the mask cannot be allocated.
 ///
 /// # Example
 /// ```
@@ -170,8 +192,8 @@ pub fn create_mask_from_window<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>
 /// # Ok::<(), wgpu_cnn::Error>(())
 /// ```
 pub fn first_max_mask<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>> {
+    let mut mask = false_mask(x)?;
     let max = window_max(x)?;
-    let mut mask = Array2::from_elem(x.raw_dim(), false);
     // A NaN maximum means the window holds NaN; otherwise it holds none.
     let first = x.indexed_iter().find(|&(_, &v)| v == max || v.is_nan());
     if let Some((index, _)) = first {
@@ -184,16 +206,20 @@ pub fn first_max_mask<A: Real>(x: ArrayView2<A>) -> Result<Array2<bool>> {
 /// `dz / (n_H * n_W)` (the gradient of an average).
 ///
 /// # Errors
-/// [`Error::EmptyWindow`] when `n_H` or `n_W` is 0; [`Error::TooLarge`] when the window cannot
-/// be indexed.
+/// [`Error::EmptyWindow`] when `n_H` or `n_W` is 0; [`Error::TooLarge`] when `n_H * n_W`
+/// overflows or the matrix exceeds [`MAX_HOST_BYTES`](super::MAX_HOST_BYTES), before anything is
+/// allocated; [`Error::HostOutOfMemory`] when the allocator refuses it. Never panics.
 ///
 /// # Example
 /// ```
 /// use ndarray::arr2;
 /// use wgpu_cnn::cpu::distribute_value;
+/// use wgpu_cnn::Error;
 ///
 /// assert_eq!(distribute_value(2.0_f64, (2, 2))?, arr2(&[[0.5, 0.5], [0.5, 0.5]]));
 /// assert!(distribute_value(2.0_f64, (0, 2)).is_err());
+/// // 2^40 elements: an error, not an abort.
+/// assert!(matches!(distribute_value(2.0_f64, (1 << 20, 1 << 20)), Err(Error::TooLarge { .. })));
 /// # Ok::<(), wgpu_cnn::Error>(())
 /// ```
 pub fn distribute_value<A: Real>(dz: A, shape: (usize, usize)) -> Result<Array2<A>> {
@@ -205,8 +231,10 @@ pub fn distribute_value<A: Real>(dz: A, shape: (usize, usize)) -> Result<Array2<
     let size = n_h.checked_mul(n_w).ok_or_else(|| Error::TooLarge {
         what: "distribute_value window",
         shape: vec![n_h, n_w],
-        bytes: (n_h as u64).saturating_mul(n_w as u64),
-        limit: isize::MAX.unsigned_abs() as u64,
+        bytes: (n_h as u64)
+            .saturating_mul(n_w as u64)
+            .saturating_mul(std::mem::size_of::<A>() as u64),
+        limit: super::MAX_HOST_BYTES,
     })?;
     // The value to distribute on the matrix.
     let average = dz / real_from_usize(size);
@@ -215,11 +243,11 @@ pub fn distribute_value<A: Real>(dz: A, shape: (usize, usize)) -> Result<Array2<
 }
 
 /// Backward pass of [`pool_forward`]: each output gradient `dA[i,h,w,c]` flows back into its own
-/// window of `dA_prev` (for every stride; seeds 001 and 003 read `dA[i, vert_start,
-/// horiz_start, c]`, right only for stride 1). Overlapping windows add up.
+/// window of `dA_prev` (for every stride; two versions of the numpy exercises read
+/// `dA[i, vert_start, horiz_start, c]`, right only for stride 1). Overlapping windows add up.
 ///
 /// - [`PoolMode::Max`]: the gradient goes to the window's maximum. With
-///   [`Ties::EveryMax`] (the seeds' [`create_mask_from_window`]) every element equal to the
+///   [`Ties::EveryMax`] (the exercises' [`create_mask_from_window`]) every element equal to the
 ///   maximum receives all of it; with [`Ties::FirstMax`] ([`first_max_mask`]) only the first.
 /// - [`PoolMode::Average`]: the gradient is spread evenly ([`distribute_value`]).
 ///
@@ -229,7 +257,9 @@ pub fn distribute_value<A: Real>(dz: A, shape: (usize, usize)) -> Result<Array2<
 /// # Errors
 /// [`Error::ShapeMismatch`] when `da` is not `cache.geometry.output_shape()`, or when a
 /// hand-built cache disagrees with itself (a geometry that [`PoolGeometry::new`] would not
-/// compute from `cache.a_prev` and `cache.params`).
+/// compute from `cache.a_prev` and `cache.params`); the errors of [`PoolGeometry::new`] for
+/// hand-built parameters it rejects. [`Error::TooLarge`] or [`Error::HostOutOfMemory`] when
+/// `dA_prev` cannot be allocated. Never panics.
 ///
 /// # Example
 /// ```
@@ -283,7 +313,7 @@ pub fn pool_backward<A: Real>(da: ArrayView4<A>, cache: &PoolCache<A>) -> Result
     } = geometry;
 
     // Initialize dA_prev with zeros.
-    let mut da_prev = Array4::zeros(cache.a_prev.raw_dim());
+    let mut da_prev = zeros4("dA_prev", geometry.input_shape())?;
     for i in 0..m {
         // Select training example i from A_prev.
         let a_prev = cache.a_prev.index_axis(Axis(0), i);

@@ -3,8 +3,10 @@
 use super::kernels::{simple, uniform, Kernel};
 use super::launch::{count, to_u32, WG};
 use super::{Arg, Gpu, Tensor};
-use crate::error::{Error, Result};
-use crate::params::Padding;
+use crate::error::Result;
+#[cfg(doc)]
+use crate::error::Error;
+use crate::params::{padded_extent, Padding};
 
 uniform! {
     /// The uniform block of `zero_pad.wgsl`.
@@ -29,24 +31,17 @@ pub(crate) const ZERO_PAD: Kernel = Kernel::new::<Params>(
     simple(1, 1),
 );
 
-/// The padded shape of `input`, or an error naming both when a size overflows.
+/// The padded shape of `input`, or [`Error::SizeOverflow`] naming the sizes.
 fn padded_shape(input: [usize; 4], pad: Padding) -> Result<[usize; 4]> {
     let [m, in_h, in_w, c] = input;
-    let out_h = in_h
-        .checked_add(pad.top)
-        .and_then(|v| v.checked_add(pad.bottom));
-    let out_w = in_w
-        .checked_add(pad.left)
-        .and_then(|v| v.checked_add(pad.right));
-    match (out_h, out_w) {
-        (Some(out_h), Some(out_w)) => Ok([m, out_h, out_w, c]),
-        _ => Err(Error::TooLarge {
-            what: "zero_pad output",
-            shape: input.to_vec(),
-            bytes: u64::MAX,
-            limit: usize::MAX as u64,
-        }),
-    }
+    let h = "padded height n_H + top + bottom";
+    let w = "padded width n_W + left + right";
+    Ok([
+        m,
+        padded_extent(h, in_h, pad.top, pad.bottom, &input)?,
+        padded_extent(w, in_w, pad.left, pad.right, &input)?,
+        c,
+    ])
 }
 
 impl Gpu {
@@ -64,8 +59,9 @@ impl Gpu {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Rank`] unless `x` has 4 axes, [`Error::ForeignTensor`], [`Error::TooLarge`] when
-    /// the result exceeds the device's limits (or `usize`).
+    /// [`Error::Rank`] unless `x` has 4 axes, [`Error::ForeignTensor`], [`Error::SizeOverflow`]
+    /// when a padded size overflows `usize`, [`Error::TooLarge`] when the result exceeds the
+    /// device's limits.
     pub fn zero_pad(&self, x: &Tensor, pad: impl Into<Padding>) -> Result<Tensor> {
         let pad = pad.into();
         let shape = padded_shape(x.dims4("zero_pad input")?, pad)?;
