@@ -150,6 +150,33 @@ pub enum Error {
         shapes: Vec<Vec<usize>>,
     },
 
+    /// A group count that does not divide the channels (or is zero).
+    #[error("{groups} groups do not divide {channels} channels")]
+    Groups {
+        /// Groups asked for.
+        groups: usize,
+        /// Channels of the input.
+        channels: usize,
+    },
+
+    /// A class label not below the number of classes.
+    #[error("label {label} of example {index} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// Row of the label.
+        index: usize,
+        /// The label.
+        label: usize,
+        /// Number of classes (columns of the scores).
+        classes: usize,
+    },
+
+    /// Batch norm in test mode before any running statistics exist.
+    #[error("batch norm in test mode needs running statistics; run it in train mode first (channels {channels})")]
+    NoRunningStats {
+        /// Channels of the input.
+        channels: usize,
+    },
+
     /// A kernel could not be built (a bug in this crate: the message names the kernel).
     #[error("kernel {0}")]
     Kernel(String),

@@ -36,9 +36,11 @@ pub mod bench;
 pub mod cpu;
 mod error;
 mod gpu;
+mod layers;
 mod params;
 
 pub use error::{Error, Result};
+pub use layers::{AdamConfig, BatchNorm, GroupNorm, Labels, MomentumConfig, NormMode, SgdConfig};
 pub use params::{
     check_bias, ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams, Ties,
 };

@@ -3,9 +3,9 @@
 use super::kernels::{simple, uniform, Kernel};
 use super::launch::{count, to_u32, WG};
 use super::{Arg, Gpu, Tensor};
-use crate::error::Result;
 #[cfg(doc)]
 use crate::error::Error;
+use crate::error::Result;
 use crate::params::{padded_extent, Padding};
 
 uniform! {
