@@ -3,13 +3,12 @@
 //                    x + left = ow*s_w + dw for some output (oh, ow):  W[dh, dw, k, c] * dZ[i, oh, ow, c]
 //                    (this is dA_pad with the padding cut off: padded positions are never computed)
 //   backward_filter: dW[dh, dw, k, c] = sum_{i, oh, ow} A_pad[i, oh*s_h + dh, ow*s_w + dw, k] * dZ[i, oh, ow, c]
-//   backward_bias:   db[c] = sum_{i, oh, ow} dZ[i, oh, ow, c]
-// dW and db reduce over the batch. Each dispatch covers the output rows oh_begin .. oh_end of the
+// (db is a deterministic reduction of dZ, reduce.wgsl.) dW reduces over the batch. Each dispatch covers the output rows oh_begin .. oh_end of the
 // images of its chunk (the host keeps every thread's loop within the adapter's loop budget);
 // `accumulate` = 1 adds the dispatch's sum to what earlier ones wrote, in order: deterministic.
 //
 // Bindings: 0 params; backward_data: 1 w, 2 dz (m, out_h, out_w, c_out), 3 da_prev (write);
-// backward_filter: 1 a_prev, 2 dz, 3 dw (write); backward_bias: 1 unused (dz again), 2 dz, 3 db (write).
+// backward_filter: 1 a_prev, 2 dz, 3 dw (write).
 
 override WG: u32 = 64u;
 
@@ -31,7 +30,7 @@ struct Params {
     a_off: u32,
     dz_off: u32,
     accumulate: u32,
-    oh_begin: u32,    // backward_filter / backward_bias: the band of output rows
+    oh_begin: u32,    // backward_filter: the band of output rows
     oh_end: u32,
 }
 
@@ -130,29 +129,5 @@ fn backward_filter(
             acc += dst[idx];
         }
         dst[idx] = acc;
-    }
-}
-
-// One thread per db element; bindings: src0 = dZ, src1 unused (bound to dZ again), dst = db.
-@compute @workgroup_size(WG)
-fn backward_bias(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var c = linear_id(wid, nwg, lid); c < p.total; c += grid) {
-        var acc = 0.0;
-        for (var i = 0u; i < p.images; i++) {
-            for (var oh = p.oh_begin; oh < p.oh_end; oh++) {
-                for (var ow = 0u; ow < p.out_w; ow++) {
-                    acc += src1[index_dz(i, oh, ow, c)];
-                }
-            }
-        }
-        if (p.accumulate != 0u) {
-            acc += dst[c];
-        }
-        dst[c] = acc;
     }
 }

@@ -229,3 +229,43 @@ fn long_reductions_are_split_within_the_adapters_loop_budget() {
     );
     drop(z);
 }
+
+#[test]
+fn conv_db_is_bitwise_the_same_whatever_the_batch_chunking() {
+    // Both adapters take the direct filter path (the padded input exceeds a binding); they
+    // split the batch into chunks of different sizes. db comes from the fixed-order tree
+    // reduction, so the bits agree; and they agree with an f64 sum to f32 rounding.
+    let mut rng = common::numpy_rng::NumpyRng::seed(5);
+    let x = common::randn_f32(&mut rng, [6, 40, 40, 3]);
+    let dz = common::randn_f32(&mut rng, [6, 40, 40, 5]);
+    let w = common::randn_f32(&mut rng, [3, 3, 3, 5]);
+    let b = Array1::<f32>::zeros(5);
+    let mut results = Vec::new();
+    for binding in [64 << 10, 100 << 10, 140_000] {
+        let g = Gpu::with_options(GpuOptions {
+            max_binding_bytes: Some(binding),
+            ..Default::default()
+        })
+        .unwrap();
+        let (_, cache) = g
+            .conv_forward(
+                &g.upload(&x).unwrap(),
+                &g.upload(&w).unwrap(),
+                &g.upload(&b).unwrap(),
+                ConvParams::new(1, 1),
+            )
+            .unwrap();
+        let grads = g.conv_backward(&g.upload(&dz).unwrap(), &cache).unwrap();
+        results.push(g.download::<Ix4>(&grads.db).unwrap());
+    }
+    assert_eq!(results[0], results[1], "db differs between chunkings");
+    assert_eq!(results[0], results[2], "db differs between chunkings");
+    for c in 0..5 {
+        let exact: f64 = dz.iter().skip(c).step_by(5).map(|&v| f64::from(v)).sum();
+        let got = f64::from(results[0][[0, 0, 0, c]]);
+        assert!(
+            (got - exact).abs() < 1e-3,
+            "db[{c}] = {got}, f64 sum {exact}"
+        );
+    }
+}

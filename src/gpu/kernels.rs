@@ -239,6 +239,7 @@ mod tests {
         all.push((super::super::pool::FORWARD, vec![]));
         all.push((super::super::pool::BACKWARD, vec![]));
         all.push((super::super::pad::ZERO_PAD, vec![]));
+        all.extend(super::super::reduce::specializations());
         #[cfg(feature = "bench")]
         {
             all.push((crate::bench::roofline_kernels().0, vec![]));

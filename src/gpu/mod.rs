@@ -23,6 +23,7 @@ mod memory;
 mod pad;
 mod pool;
 pub(crate) mod recorder;
+mod reduce;
 mod tensor;
 mod transfer;
 pub(crate) mod tune;

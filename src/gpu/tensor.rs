@@ -57,6 +57,27 @@ impl Tensor {
         Arc::ptr_eq(&self.block, &other.block)
     }
 
+    /// The same data with another shape of as many elements (no copy: the result shares the
+    /// buffer, like `ndarray`'s `into_shape` on a standard-layout array).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the element counts differ.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if len != Some(self.len()) {
+            return Err(Error::ShapeMismatch {
+                what: "reshape needs as many elements",
+                expected: self.shape.clone(),
+                got: shape.to_vec(),
+            });
+        }
+        Ok(Tensor {
+            gpu: self.gpu.clone(),
+            block: self.block.clone(),
+            shape: shape.to_vec(),
+        })
+    }
+
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         &self.block.buffer
     }

@@ -70,8 +70,6 @@ pub(crate) const BACKWARD_DATA: Kernel = Kernel::new::<BackwardParams>(
 
 pub(crate) const BACKWARD_FILTER: Kernel = BACKWARD_DATA.entry("backward_filter", simple(2, 1));
 
-pub(crate) const BACKWARD_BIAS: Kernel = BACKWARD_DATA.entry("backward_bias", simple(2, 1));
-
 impl BackwardParams {
     fn new(k: &KernelGeometry) -> Self {
         Self {
@@ -183,9 +181,9 @@ impl Gpu {
         )
     }
 
-    /// `dW` and `db` by the direct kernels: one thread per element reduces over the batch, in
-    /// bands of output rows and chunks of images small enough for the adapter's loop budget,
-    /// accumulated in order.
+    /// `dW` by the direct kernel: one thread per element reduces over the batch, in bands of
+    /// output rows and chunks of images small enough for the adapter's loop budget, accumulated
+    /// in order; `db` by the deterministic reduction (`reduce.rs`).
     pub(crate) fn direct_backward_filter(
         &self,
         k: &KernelGeometry,
@@ -224,29 +222,14 @@ impl Gpu {
                     Ok((p, u64::from(p.total).div_ceil(WG)))
                 },
             )?;
-            self.launch_capped(
-                &BACKWARD_BIAS,
-                &[],
-                k.m,
-                images,
-                &[Arg::Batched(dz), Arg::Batched(dz), Arg::Whole(db)],
-                |chunk| {
-                    let p = BackwardParams {
-                        total: base.c_out,
-                        images: count(chunk.images)?,
-                        dz_off: chunk.offset(1),
-                        accumulate: u32::from(chunk.first > 0 || !first_band),
-                        ..band
-                    };
-                    Ok((p, u64::from(p.total).div_ceil(WG)))
-                },
-            )?;
             oh_begin = oh_end;
         }
+        let pixels = (k.out_h * k.out_w) as usize;
+        self.row_sums(dz, None, (k.m, pixels, k.c_out as usize), false, Some(db))?;
         Ok(())
     }
 
-    /// Output rows per band and images per chunk for the direct filter and bias kernels, so
+    /// Output rows per band and images per chunk for the direct filter kernel, so
     /// that one thread's loops stay within the adapter's loop budget.
     fn filter_bands(
         &self,

@@ -246,7 +246,6 @@ pub(crate) fn specializations() -> Vec<(super::kernels::Kernel, Vec<(&'static st
         (direct::FORWARD, vec![]),
         (direct::BACKWARD_DATA, vec![]),
         (direct::BACKWARD_FILTER, vec![]),
-        (direct::BACKWARD_BIAS, vec![]),
     ];
     out.extend(gemm::specializations());
     out.extend(filter::specializations());
