@@ -45,4 +45,7 @@ pub use params::{
     check_bias, ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams, Ties,
 };
 
-pub use gpu::{ConvCache, ConvGrads, Gpu, GpuOptions, MemoryStats, PoolCache, Tensor};
+pub use gpu::{
+    Adam, AffineCache, AffineGrads, ConvCache, ConvGrads, Gpu, GpuOptions, MemoryStats, PoolCache,
+    ReluCache, Sgd, SgdMomentum, Tensor,
+};

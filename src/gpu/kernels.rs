@@ -240,6 +240,18 @@ mod tests {
         all.push((super::super::pool::BACKWARD, vec![]));
         all.push((super::super::pad::ZERO_PAD, vec![]));
         all.extend(super::super::reduce::specializations());
+        for k in [
+            super::super::relu::FORWARD,
+            super::super::relu::BACKWARD,
+            super::super::layout::PERMUTE,
+            super::super::optim::SGD,
+            super::super::optim::MOMENTUM,
+            super::super::optim::ADAM,
+            super::super::affine::MATMUL,
+            super::super::affine::SOFTMAX,
+        ] {
+            all.push((k, vec![]));
+        }
         #[cfg(feature = "bench")]
         {
             all.push((crate::bench::roofline_kernels().0, vec![]));

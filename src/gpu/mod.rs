@@ -15,15 +15,19 @@
 //! Work is recorded into one pending command encoder; nothing waits for the device except
 //! [`Gpu::download`], [`Gpu::synchronize`] and the first run of a tuned op on a new shape.
 
+mod affine;
 mod conv;
 mod device;
 pub(crate) mod kernels;
 pub(crate) mod launch;
+mod layout;
 mod memory;
+mod optim;
 mod pad;
 mod pool;
 pub(crate) mod recorder;
 mod reduce;
+mod relu;
 mod tensor;
 mod transfer;
 pub(crate) mod tune;
@@ -34,10 +38,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
+pub use affine::{AffineCache, AffineGrads};
 pub use conv::{ConvCache, ConvGrads};
 pub use device::GpuOptions;
 pub use memory::MemoryStats;
+pub use optim::{Adam, Sgd, SgdMomentum};
 pub use pool::PoolCache;
+pub use relu::ReluCache;
 pub use tensor::Tensor;
 
 pub(crate) use launch::Arg;

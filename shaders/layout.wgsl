@@ -1,0 +1,41 @@
+// Axis permutation of a 4-D tensor (NCHW <-> NHWC, OIHW -> HWIO), one thread per output element:
+//   y[o0, o1, o2, o3] = x[o0 * s0 + o1 * s1 + o2 * s2 + o3 * s3]
+// where (d0, d1, d2, d3) is the output shape and s_k the input stride of output axis k.
+// Bindings: 0 params; 1 x, read; 2 y, write.
+
+override WG: u32 = 64u;
+
+struct Params {
+    total: u32,
+    d1: u32,
+    d2: u32,
+    d3: u32,
+    s0: u32,
+    s1: u32,
+    s2: u32,
+    s3: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn permute4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+        let o3 = i % p.d3;
+        let o2 = (i / p.d3) % p.d2;
+        let o1 = (i / (p.d3 * p.d2)) % p.d1;
+        let o0 = i / (p.d3 * p.d2 * p.d1);
+        y[i] = x[o0 * p.s0 + o1 * p.s1 + o2 * p.s2 + o3 * p.s3];
+    }
+}

@@ -1,0 +1,47 @@
+// ReLU, element by element (any shape; one thread per element):
+//   relu_forward:  y = max(0, x)            (NaN stays NaN, as numpy's np.maximum(0, x))
+//   relu_backward: dx = dout * (x > 0)      (0 where x is 0, negative or NaN)
+// Bindings: 0 params; forward: 1 x, read; 2 y, write. backward: 1 x, 2 dout, read; 3 dx, write.
+
+override WG: u32 = 64u;
+
+struct Params {
+    total: u32,
+    x_off: u32,
+    g_off: u32,
+    y_off: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn relu_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+        let v = x[p.x_off + i];
+        y[p.y_off + i] = select(v, 0.0, v < 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+        y[p.y_off + i] = select(0.0, dout[p.g_off + i], x[p.x_off + i] > 0.0);
+    }
+}

@@ -1,0 +1,376 @@
+//! The fully connected layer and the softmax loss on the GPU; kernels: `shaders/matmul.wgsl`
+//! (a tiled matrix product through workgroup memory), `shaders/softmax.wgsl`, and the
+//! deterministic reduction for `db` and the loss.
+
+use super::kernels::{uniform, Access, Kernel};
+use super::launch::{count, WG};
+use super::{Arg, Gpu, Tensor};
+use crate::error::{Error, Result};
+use crate::layers::Labels;
+
+uniform! {
+    /// The uniform block of `matmul.wgsl`.
+    struct MatmulParams {
+        m: u32,
+        n: u32,
+        kk: u32,
+        tiles_n: u32,
+        tiles: u32,
+        a_off: u32,
+        sa_row: u32,
+        sa_k: u32,
+        b_off: u32,
+        sb_k: u32,
+        sb_col: u32,
+        c_off: u32,
+        has_bias: u32,
+        accumulate: u32,
+    }
+}
+
+uniform! {
+    /// The uniform block of `softmax.wgsl`.
+    struct SoftmaxParams {
+        rows: u32,
+        k: u32,
+        inv_n: f32,
+    }
+}
+
+pub(crate) const MATMUL: Kernel = Kernel::new::<MatmulParams>(
+    "matmul.wgsl",
+    include_str!("../../shaders/matmul.wgsl"),
+    "matmul",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Read),
+        (4, Access::Write),
+    ],
+);
+
+pub(crate) const SOFTMAX: Kernel = Kernel::new::<SoftmaxParams>(
+    "softmax.wgsl",
+    include_str!("../../shaders/softmax.wgsl"),
+    "softmax_loss",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Write),
+    ],
+);
+
+/// What `affine_forward` keeps for `affine_backward`.
+#[derive(Debug, Clone)]
+pub struct AffineCache {
+    x: Tensor,
+    w: Tensor,
+}
+
+impl AffineCache {
+    /// The input, as given (`(N, d_1, ..., d_k)`).
+    pub fn x(&self) -> &Tensor {
+        &self.x
+    }
+
+    /// The weights `(D, M)`.
+    pub fn w(&self) -> &Tensor {
+        &self.w
+    }
+}
+
+/// Gradients from `affine_backward`.
+#[derive(Debug, Clone)]
+pub struct AffineGrads {
+    /// `dx = dout @ w.T`, shaped like `x`.
+    pub dx: Tensor,
+    /// `dw = x2d.T @ dout`, `(D, M)`.
+    pub dw: Tensor,
+    /// `db = sum_N dout`, `(M,)`.
+    pub db: Tensor,
+}
+
+/// One operand of a product: a tensor and how `[row, k]` maps to its elements.
+struct Operand<'a> {
+    t: &'a Tensor,
+    stride_row: usize,
+    stride_k: usize,
+}
+
+impl Gpu {
+    /// `c (m, n) = a (m, kk) @ b (kk, n) (+ bias)`, operands given by strides.
+    fn matmul(
+        &self,
+        (m, n, kk): (usize, usize, usize),
+        a: Operand,
+        b: Operand,
+        bias: Option<&Tensor>,
+        c: &Tensor,
+    ) -> Result<()> {
+        let tiles_n = n.div_ceil(32);
+        let tiles = m.div_ceil(32) * tiles_n;
+        // Each thread: tiles x k-steps x (8 loads + 16 products) + 16 stores.
+        let per_tile = kk.div_ceil(16) as u64 * 26 + 22;
+        self.check_loops(
+            "matrix product",
+            tiles as u64 * 64,
+            per_tile,
+            &[a.t.shape(), b.t.shape()],
+        )?;
+        let p = MatmulParams {
+            m: count(m)?,
+            n: count(n)?,
+            kk: count(kk)?,
+            tiles_n: count(tiles_n)?,
+            tiles: count(tiles)?,
+            sa_row: count(a.stride_row)?,
+            sa_k: count(a.stride_k)?,
+            sb_k: count(b.stride_row)?,
+            sb_col: count(b.stride_k)?,
+            has_bias: u32::from(bias.is_some()),
+            ..MatmulParams::default()
+        };
+        self.launch(
+            &MATMUL,
+            &[],
+            1,
+            &[
+                Arg::Whole(a.t),
+                Arg::Whole(b.t),
+                Arg::Whole(bias.unwrap_or(a.t)),
+                Arg::Whole(c),
+            ],
+            |_| Ok((p, u64::from(p.tiles))),
+        )
+    }
+
+    /// `(N, D, M)` of an affine layer, checking the shapes.
+    fn affine_dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
+        let n = match x.shape() {
+            [n, _, ..] => *n,
+            _ => {
+                return Err(Error::Rank {
+                    what: "affine_forward input (N, d_1, ..., d_k)",
+                    expected: 2,
+                    shape: x.shape().to_vec(),
+                })
+            }
+        };
+        let [d, m] = <[usize; 2]>::try_from(w.shape()).map_err(|_| Error::Rank {
+            what: "affine_forward weights (D, M)",
+            expected: 2,
+            shape: w.shape().to_vec(),
+        })?;
+        if n == 0 || x.len() / n != d {
+            return Err(Error::ShapeMismatch {
+                what:
+                    "affine_forward: x (N, d_1, ..., d_k) must have d_1 * ... * d_k = D of w (D, M)",
+                expected: vec![n, d],
+                got: x.shape().to_vec(),
+            });
+        }
+        Ok((n, d, m))
+    }
+
+    /// The fully connected layer: `x` `(N, d_1, ..., d_k)` read as `(N, D)` row-major (for
+    /// NHWC activations: H, then W, then C, TensorFlow's flatten), `w` `(D, M)`, `b` `(M,)`;
+    /// `out = x2d @ w + b`, `(N, M)`.
+    ///
+    /// ```no_run
+    /// use ndarray::{arr1, arr2};
+    /// let gpu = wgpu_cnn::Gpu::new()?;
+    /// let x = gpu.upload(&arr2(&[[1.0f32, 2.0], [3.0, 4.0]]))?;
+    /// let w = gpu.upload(&arr2(&[[1.0f32, 0.0, 1.0], [0.0, 1.0, 1.0]]))?;
+    /// let b = gpu.upload(&arr1(&[0.5f32, 0.0, 0.0]))?;
+    /// let (out, _cache) = gpu.affine_forward(&x, &w, &b)?;
+    /// assert_eq!(gpu.download::<ndarray::Ix2>(&out)?, arr2(&[[1.5, 2.0, 3.0], [3.5, 4.0, 7.0]]));
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Rank`], [`Error::ShapeMismatch`] (D or M disagree), [`Error::ForeignTensor`],
+    /// [`Error::TooLarge`] (an operand exceeds a binding).
+    pub fn affine_forward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+    ) -> Result<(Tensor, AffineCache)> {
+        let (n, _, m) = Self::affine_dims(x, w)?;
+        let mut out = self.alloc("affine output", &[n, m], false)?;
+        let cache = self.affine_forward_into(x, w, b, &mut out)?;
+        Ok((out, cache))
+    }
+
+    /// [`Gpu::affine_forward`] into `out` `(N, M)`.
+    ///
+    /// # Errors
+    /// As [`Gpu::affine_forward`].
+    pub fn affine_forward_into(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        out: &mut Tensor,
+    ) -> Result<AffineCache> {
+        for t in [x, w, b, &*out] {
+            self.check_owner(t)?;
+        }
+        let (n, d, m) = Self::affine_dims(x, w)?;
+        b.expect_shape("affine_forward bias (M,)", &[m])?;
+        out.expect_shape("affine_forward output (N, M)", &[n, m])?;
+        self.matmul(
+            (n, m, d),
+            Operand {
+                t: x,
+                stride_row: d,
+                stride_k: 1,
+            },
+            Operand {
+                t: w,
+                stride_row: m,
+                stride_k: 1,
+            },
+            Some(b),
+            out,
+        )?;
+        Ok(AffineCache {
+            x: x.clone(),
+            w: w.clone(),
+        })
+    }
+
+    /// The affine backward pass: `dx = dout @ w.T` (shaped like `x`), `dw = x2d.T @ dout`,
+    /// `db = sum_N dout` (the deterministic reduction).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `dout` is not `(N, M)`, [`Error::ForeignTensor`].
+    pub fn affine_backward(&self, dout: &Tensor, cache: &AffineCache) -> Result<AffineGrads> {
+        let (_, _, m) = Self::affine_dims(&cache.x, &cache.w)?;
+        let mut grads = AffineGrads {
+            dx: self.alloc("affine dx", cache.x.shape(), false)?,
+            dw: self.alloc("affine dw", cache.w.shape(), false)?,
+            db: self.alloc("affine db", &[m], false)?,
+        };
+        self.affine_backward_into(dout, cache, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`Gpu::affine_backward`] into existing gradient tensors.
+    ///
+    /// # Errors
+    /// As [`Gpu::affine_backward`].
+    pub fn affine_backward_into(
+        &self,
+        dout: &Tensor,
+        cache: &AffineCache,
+        grads: &mut AffineGrads,
+    ) -> Result<()> {
+        let AffineGrads { dx, dw, db } = grads;
+        for t in [dout, &cache.x, &cache.w, &*dx, &*dw, &*db] {
+            self.check_owner(t)?;
+        }
+        let (n, d, m) = Self::affine_dims(&cache.x, &cache.w)?;
+        dout.expect_shape("affine_backward dout (N, M)", &[n, m])?;
+        dx.expect_shape("affine_backward dx", cache.x.shape())?;
+        dw.expect_shape("affine_backward dw", &[d, m])?;
+        db.expect_shape("affine_backward db", &[m])?;
+        // dx (N, D) = dout (N, M) @ w.T
+        self.matmul(
+            (n, d, m),
+            Operand {
+                t: dout,
+                stride_row: m,
+                stride_k: 1,
+            },
+            Operand {
+                t: &cache.w,
+                stride_row: 1,
+                stride_k: m,
+            },
+            None,
+            dx,
+        )?;
+        // dw (D, M) = x2d.T @ dout
+        self.matmul(
+            (d, m, n),
+            Operand {
+                t: &cache.x,
+                stride_row: 1,
+                stride_k: d,
+            },
+            Operand {
+                t: dout,
+                stride_row: m,
+                stride_k: 1,
+            },
+            None,
+            dw,
+        )?;
+        self.row_sums(dout, None, (1, n, m), false, Some(db))?;
+        Ok(())
+    }
+
+    /// Softmax cross-entropy of `scores` `(N, K)` against `labels` (class indices or one-hot
+    /// rows): the loss `mean_N(-log softmax(scores)[label])`, computed stably, as a `(1,)` tensor
+    /// that stays on the GPU, and `dscores = (softmax(scores) - onehot) / N`.
+    ///
+    /// ```no_run
+    /// use wgpu_cnn::Labels;
+    /// let gpu = wgpu_cnn::Gpu::new()?;
+    /// let scores = gpu.upload(&ndarray::arr2(&[[0.0f32, 0.0], [0.0, 0.0]]))?;
+    /// let (loss, _dscores) = gpu.softmax_loss(&scores, &Labels::Indices(vec![0, 1]))?;
+    /// let loss: ndarray::Array1<f32> = gpu.download(&loss)?;
+    /// assert!((loss[0] - 2f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Rank`] unless `scores` is `(N, K)`, [`Error::ShapeMismatch`] when the labels do
+    /// not match `N` (or `(N, K)`), [`Error::LabelOutOfRange`], [`Error::ForeignTensor`].
+    pub fn softmax_loss(&self, scores: &Tensor, labels: &Labels) -> Result<(Tensor, Tensor)> {
+        self.check_owner(scores)?;
+        let [n, k] = <[usize; 2]>::try_from(scores.shape()).map_err(|_| Error::Rank {
+            what: "softmax_loss scores (N, K)",
+            expected: 2,
+            shape: scores.shape().to_vec(),
+        })?;
+        if n == 0 || k == 0 {
+            return Err(Error::EmptyTensor {
+                what: "softmax_loss scores",
+                shape: vec![n, k],
+            });
+        }
+        let targets = labels.targets(n, k)?;
+        self.check_loops(
+            "softmax_loss (one row per thread)",
+            n as u64,
+            3 * k as u64 + 1,
+            &[scores.shape()],
+        )?;
+        let mut y = self.alloc("softmax targets", &[n, k], false)?;
+        self.write(&mut y, &targets)?;
+        let dscores = self.alloc("softmax dscores", &[n, k], false)?;
+        let row_loss = self.alloc("softmax row losses", &[n], false)?;
+        let p = SoftmaxParams {
+            rows: count(n)?,
+            k: count(k)?,
+            inv_n: 1.0 / n as f32,
+        };
+        self.launch(
+            &SOFTMAX,
+            &[],
+            1,
+            &[
+                Arg::Whole(scores),
+                Arg::Whole(&y),
+                Arg::Whole(&dscores),
+                Arg::Whole(&row_loss),
+            ],
+            |_| Ok((p, u64::from(p.rows).div_ceil(WG))),
+        )?;
+        let loss = self.row_sums(&row_loss, None, (1, n, 1), false, None)?;
+        Ok((loss, dscores))
+    }
+}

@@ -1,0 +1,85 @@
+//! Layout conversions for arrays shaped the cs231n way; kernel: `shaders/layout.wgsl`.
+
+use super::kernels::{simple, uniform, Kernel};
+use super::launch::{count, WG};
+use super::{Arg, Gpu, Tensor};
+use crate::error::Result;
+
+uniform! {
+    /// The uniform block of `layout.wgsl`.
+    struct PermuteParams {
+        total: u32,
+        d1: u32,
+        d2: u32,
+        d3: u32,
+        s0: u32,
+        s1: u32,
+        s2: u32,
+        s3: u32,
+    }
+}
+
+pub(crate) const PERMUTE: Kernel = Kernel::new::<PermuteParams>(
+    "layout.wgsl",
+    include_str!("../../shaders/layout.wgsl"),
+    "permute4",
+    simple(1, 1),
+);
+
+impl Gpu {
+    /// `y[..] = x` with its axes in the order `axes` (`y.shape[k] = x.shape[axes[k]]`).
+    fn permute4(&self, x: &Tensor, axes: [usize; 4], what: &'static str) -> Result<Tensor> {
+        self.check_owner(x)?;
+        let d = x.dims4(what)?;
+        let strides = [d[1] * d[2] * d[3], d[2] * d[3], d[3], 1];
+        let out = axes.map(|a| d[a]);
+        let y = self.alloc(what, &out, false)?;
+        let p = PermuteParams {
+            total: count(x.len())?,
+            d1: count(out[1])?,
+            d2: count(out[2])?,
+            d3: count(out[3])?,
+            s0: count(strides[axes[0]])?,
+            s1: count(strides[axes[1]])?,
+            s2: count(strides[axes[2]])?,
+            s3: count(strides[axes[3]])?,
+        };
+        self.launch(&PERMUTE, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
+            Ok((p, u64::from(p.total).div_ceil(WG)))
+        })?;
+        Ok(y)
+    }
+
+    /// `(N, C, H, W)` (cs231n's activations) to `(N, H, W, C)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Rank`], [`crate::Error::ForeignTensor`], [`crate::Error::TooLarge`]
+    /// (the tensor is bound whole).
+    pub fn nchw_to_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+        self.permute4(x, [0, 2, 3, 1], "nchw_to_nhwc input")
+    }
+
+    /// `(N, H, W, C)` to `(N, C, H, W)`.
+    ///
+    /// # Errors
+    /// As [`Gpu::nchw_to_nhwc`].
+    pub fn nhwc_to_nchw(&self, x: &Tensor) -> Result<Tensor> {
+        self.permute4(x, [0, 3, 1, 2], "nhwc_to_nchw input")
+    }
+
+    /// cs231n's conv weights `(F, C, HH, WW)` to ours `(HH, WW, C, F)`.
+    ///
+    /// # Errors
+    /// As [`Gpu::nchw_to_nhwc`].
+    pub fn oihw_to_hwio(&self, w: &Tensor) -> Result<Tensor> {
+        self.permute4(w, [2, 3, 1, 0], "oihw_to_hwio weights")
+    }
+
+    /// Our conv weights `(HH, WW, C, F)` to cs231n's `(F, C, HH, WW)`.
+    ///
+    /// # Errors
+    /// As [`Gpu::nchw_to_nhwc`].
+    pub fn hwio_to_oihw(&self, w: &Tensor) -> Result<Tensor> {
+        self.permute4(w, [3, 2, 0, 1], "hwio_to_oihw weights")
+    }
+}
