@@ -5,24 +5,28 @@
 //
 // for s < segments, c < cols, blocks of BLOCK consecutive rows (the last one shorter). Element
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
-// workgroup per (s, b, c): its WG threads sum rows r0 + t, r0 + t + WG, ... in order, then a
-// fixed tree in workgroup memory adds the WG partial sums. The host applies it again to the
-// block sums until one block is left: the order of every addition is fixed by the shape alone,
-// so the result is bitwise the same on every run and whatever the batch chunking (blocks never
-// cross a segment, and chunks split at segments). No atomics.
+// workgroup per (s, b, tile of CT columns): thread t takes column c0 + t % CT and row lane
+// t / CT, sums rows r0 + lane, r0 + lane + RL, ... in order (neighbouring threads read
+// neighbouring columns), then a fixed tree in workgroup memory adds the RL lanes of each column.
+// The host applies it again to the block sums until one block is left: the order of every
+// addition is fixed by the shape alone, so the result is bitwise the same on every run and
+// whatever the batch chunking (blocks never cross a segment, and chunks split at segments).
+// No atomics.
 //
 // Bindings: 0 params; 1 a, read; 2 w, read (a again when PRODUCT = 0); 3 out (segments,
 // blocks, cols), write.
 
-const WG: u32 = 64u;
+const CT: u32 = 8u;      // columns per workgroup
+const RL: u32 = 8u;      // row lanes per column
 const BLOCK: u32 = 1024u;
 override PRODUCT: u32 = 0u;
 
 struct Params {
-    total: u32,      // workgroups of work: segments * blocks * cols
+    total: u32,      // workgroups of work: segments * blocks * tiles
     rows: u32,
     cols: u32,
     blocks: u32,     // ceil(rows / BLOCK)
+    tiles: u32,      // ceil(cols / CT)
     stride_s: u32,
     stride_r: u32,
     stride_c: u32,
@@ -36,40 +40,44 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-var<workgroup> part: array<f32, WG>;
+var<workgroup> part: array<f32, 64>;
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(64)
 fn reduce_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
     let groups = nwg.x * nwg.y;
+    let lane = t / CT;
     for (var g = wid.y * nwg.x + wid.x; g < p.total; g += groups) {
-        let c = g % p.cols;
-        let b = (g / p.cols) % p.blocks;
-        let s = g / (p.cols * p.blocks);
+        let tile = g % p.tiles;
+        let b = (g / p.tiles) % p.blocks;
+        let s = g / (p.tiles * p.blocks);
+        let c = tile * CT + t % CT;
         let r_end = min((b + 1u) * BLOCK, p.rows);
-        let base = s * p.stride_s + c * p.stride_c;
         var acc = 0.0;
-        for (var r = b * BLOCK + t; r < r_end; r += WG) {
-            let i = base + r * p.stride_r;
-            if (PRODUCT == 1u) {
-                acc = fma(a[p.a_off + i], w[p.w_off + i], acc);
-            } else {
-                acc += a[p.a_off + i];
+        if (c < p.cols) {
+            let base = s * p.stride_s + c * p.stride_c;
+            for (var r = b * BLOCK + lane; r < r_end; r += RL) {
+                let i = base + r * p.stride_r;
+                if (PRODUCT == 1u) {
+                    acc = fma(a[p.a_off + i], w[p.w_off + i], acc);
+                } else {
+                    acc += a[p.a_off + i];
+                }
             }
         }
         part[t] = acc;
         workgroupBarrier();
-        for (var half = WG / 2u; half > 0u; half /= 2u) {
-            if (t < half) {
-                part[t] += part[t + half];
+        for (var half = RL / 2u; half > 0u; half /= 2u) {
+            if (lane < half) {
+                part[t] += part[t + half * CT];
             }
             workgroupBarrier();
         }
-        if (t == 0u) {
-            out[p.out_off + g] = part[0];
+        if (lane == 0u && c < p.cols) {
+            out[p.out_off + (s * p.blocks + b) * p.cols + c] = part[t];
         }
         workgroupBarrier();
     }

@@ -177,6 +177,16 @@ pub enum Error {
         channels: usize,
     },
 
+    /// One buffer passed both as an input and as the output of an op (clones of one tensor):
+    /// the op would read what it is overwriting.
+    #[error("{what}: the output of shape {shape:?} shares its buffer with an input")]
+    Aliased {
+        /// The op.
+        what: &'static str,
+        /// Shape of the output.
+        shape: Vec<usize>,
+    },
+
     /// A kernel could not be built (a bug in this crate: the message names the kernel).
     #[error("kernel {0}")]
     Kernel(String),

@@ -46,6 +46,6 @@ pub use params::{
 };
 
 pub use gpu::{
-    Adam, AffineCache, AffineGrads, ConvCache, ConvGrads, Gpu, GpuOptions, MemoryStats, PoolCache,
-    ReluCache, Sgd, SgdMomentum, Tensor,
+    Adam, AffineCache, AffineGrads, BatchNormState, ConvCache, ConvGrads, Gpu, GpuOptions,
+    MemoryStats, NormCache, NormGrads, PoolCache, ReluCache, Sgd, SgdMomentum, Tensor,
 };

@@ -163,6 +163,9 @@ fn run_bench(
             }
         }
     }
+    for r in bench::layer_records(&gpu, &o, &wanted)? {
+        push(r);
+    }
     // Cost per image as the batch grows, on the "cifar" convolution.
     let cifar = bench::conv_cases()[0];
     for m in [1, 8, 64, 256] {

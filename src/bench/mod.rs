@@ -460,3 +460,152 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
 pub(crate) fn roofline_kernels() -> (crate::gpu::kernels::Kernel, crate::gpu::kernels::Kernel) {
     (roofline::FMA, roofline::COPY)
 }
+
+/// One memory-bound layer measurement: `bytes` is what the layer must move at least (its inputs
+/// read once, its outputs written once), so `roofline_pct` compares it with the copy probe.
+fn memory_record(
+    gpu: &Gpu,
+    (op, shape, dims): (&str, &str, String),
+    bytes: f64,
+    o: &Options,
+    mut record: impl FnMut() -> Result<()>,
+) -> Result<Record> {
+    let before = gpu.memory().live_bytes;
+    gpu.reset_peak();
+    record()?;
+    gpu.synchronize()?;
+    let peak = gpu.memory().peak_bytes.saturating_sub(before);
+    let timing = time_op(gpu, o.reps, record)?;
+    let seconds = timing.best().median;
+    let mut r = Record::timed(op, shape, dims, timing);
+    r.gbps = Some(bytes / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * bytes / seconds / o.copy_peak);
+    r.bytes_allocated = Some(peak);
+    Ok(r)
+}
+
+/// The memory-bound layers of seed 001's network at batch 64 (`signs1`: its first activation,
+/// 64x64x64x8), and the optimizers on a 1M-parameter tensor. Bytes counted: inputs read and
+/// outputs written once (ReLU forward: x, y; backward: x, dout, dx; batch / group norm forward:
+/// x, y and the cached xhat; backward: dout, xhat, dx; layout: x, y; SGD: w, dw, w; Adam: w,
+/// dw, m, v read, w, m, v written). `wanted` filters by `op/shape`.
+///
+/// # Errors
+/// Shape or device errors.
+pub fn layer_records(
+    gpu: &Gpu,
+    o: &Options,
+    wanted: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<Record>> {
+    use crate::{Adam, BatchNorm, BatchNormState, GroupNorm, Sgd};
+    let shape = [64, 64, 64, 8];
+    let n = shape.iter().product::<usize>() as f64;
+    let dims = dims4(shape);
+    let x = gpu.upload(&test_array(shape, 11))?;
+    let dout = gpu.upload(&test_array(shape, 12))?;
+    let gamma = gpu.upload(&Array1::<f32>::ones(8))?;
+    let beta = gpu.zeros(&[8])?;
+    let mut out = Vec::new();
+    let s = "signs1";
+    if wanted("relu_forward", s) {
+        let x = &x;
+        out.push(memory_record(
+            gpu,
+            ("relu_forward", s, dims.clone()),
+            8.0 * n,
+            o,
+            || gpu.relu_forward(x).map(drop),
+        )?);
+    }
+    if wanted("relu_backward", s) {
+        let (_, cache) = gpu.relu_forward(&x)?;
+        out.push(memory_record(
+            gpu,
+            ("relu_backward", s, dims.clone()),
+            12.0 * n,
+            o,
+            || gpu.relu_backward(&dout, &cache).map(drop),
+        )?);
+    }
+    let mut state = BatchNormState::new();
+    if wanted("batchnorm_forward", s) {
+        out.push(memory_record(
+            gpu,
+            ("batchnorm_forward", s, dims.clone()),
+            12.0 * n,
+            o,
+            || {
+                gpu.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, BatchNorm::train())
+                    .map(drop)
+            },
+        )?);
+    }
+    if wanted("batchnorm_backward", s) {
+        let (_, cache) =
+            gpu.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, BatchNorm::train())?;
+        out.push(memory_record(
+            gpu,
+            ("batchnorm_backward", s, dims.clone()),
+            12.0 * n,
+            o,
+            || gpu.spatial_batchnorm_backward(&dout, &cache).map(drop),
+        )?);
+    }
+    let gn = GroupNorm::new(2);
+    if wanted("groupnorm_forward", s) {
+        out.push(memory_record(
+            gpu,
+            ("groupnorm_forward", s, dims.clone()),
+            12.0 * n,
+            o,
+            || {
+                gpu.spatial_groupnorm_forward(&x, &gamma, &beta, gn)
+                    .map(drop)
+            },
+        )?);
+    }
+    if wanted("groupnorm_backward", s) {
+        let (_, cache) = gpu.spatial_groupnorm_forward(&x, &gamma, &beta, gn)?;
+        out.push(memory_record(
+            gpu,
+            ("groupnorm_backward", s, dims.clone()),
+            12.0 * n,
+            o,
+            || gpu.spatial_groupnorm_backward(&dout, &cache).map(drop),
+        )?);
+    }
+    if wanted("nhwc_to_nchw", s) {
+        out.push(memory_record(
+            gpu,
+            ("nhwc_to_nchw", s, dims.clone()),
+            8.0 * n,
+            o,
+            || gpu.nhwc_to_nchw(&x).map(drop),
+        )?);
+    }
+    let p = 1usize << 20;
+    let pdims = format!("{p} parameters");
+    let dw = gpu.upload(&Array1::from_iter(test_array([1, 1, 1, p], 13)))?;
+    let mut w = gpu.upload(&Array1::from_iter(test_array([1, 1, 1, p], 14)))?;
+    if wanted("sgd", "params1m") {
+        let sgd = Sgd::new(1e-3);
+        out.push(memory_record(
+            gpu,
+            ("sgd", "params1m", pdims.clone()),
+            12.0 * p as f64,
+            o,
+            || sgd.step(gpu, &mut w, &dw),
+        )?);
+    }
+    if wanted("adam", "params1m") {
+        let mut adam = Adam::new(1e-3);
+        out.push(memory_record(
+            gpu,
+            ("adam", "params1m", pdims),
+            28.0 * p as f64,
+            o,
+            || adam.step(gpu, &mut w, &dw),
+        )?);
+    }
+    Ok(out)
+}

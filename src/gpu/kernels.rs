@@ -249,6 +249,13 @@ mod tests {
             super::super::optim::ADAM,
             super::super::affine::MATMUL,
             super::super::affine::SOFTMAX,
+            super::super::norm::CENTER,
+            super::super::norm::FINISH_MEAN,
+            super::super::norm::FINISH_VAR,
+            super::super::norm::INV_STD_OF,
+            super::super::norm::APPLY,
+            super::super::norm::GROUP_COMBINE,
+            super::super::norm::NORM_DX,
         ] {
             all.push((k, vec![]));
         }

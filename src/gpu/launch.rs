@@ -10,7 +10,7 @@
 //! of work fits. All chunks are planned and checked before the first is recorded.
 
 use super::device::WINDOW_BYTES;
-use super::kernels::{Kernel, Uniform};
+use super::kernels::{Access, Kernel, Uniform};
 use super::recorder::Binding;
 use super::{Gpu, Tensor};
 use crate::error::{Error, Result};
@@ -202,6 +202,26 @@ impl Gpu {
     ) -> Result<()> {
         for arg in args {
             self.check_owner(arg.tensor())?;
+        }
+        // A buffer written by the kernel may not also be read by it (wgpu forbids it, and the
+        // result would depend on the order of threads).
+        for (i, (arg, &(_, access))) in args.iter().zip(kernel.bindings).enumerate() {
+            if access != Access::Write {
+                continue;
+            }
+            let clash =
+                args.iter()
+                    .zip(kernel.bindings)
+                    .enumerate()
+                    .any(|(j, (other, &(_, a)))| {
+                        j != i && a != Access::Write && other.tensor().same_buffer(arg.tensor())
+                    });
+            if clash {
+                return Err(Error::Aliased {
+                    what: kernel.entry,
+                    shape: arg.tensor().shape().to_vec(),
+                });
+            }
         }
         let per_chunk = self.images_per_chunk(m, args)?.min(max_images.max(1));
         let limits = self.limits();

@@ -15,6 +15,7 @@ uniform! {
         rows: u32,
         cols: u32,
         blocks: u32,
+        tiles: u32,
         stride_s: u32,
         stride_r: u32,
         stride_c: u32,
@@ -33,6 +34,8 @@ pub(crate) const REDUCE: Kernel = Kernel::new::<ReduceParams>(
 
 /// Rows per block (`BLOCK` in the WGSL).
 const BLOCK: usize = 1024;
+/// Columns per workgroup (`CT` in the WGSL).
+const CT: usize = 8;
 
 /// Every specialisation of `reduce.wgsl`.
 #[cfg(test)]
@@ -78,6 +81,7 @@ impl Gpu {
             rows: count(rows)?,
             cols: count(cols)?,
             blocks: count(blocks)?,
+            tiles: count(cols.div_ceil(CT))?,
             stride_s: count(rows * cols)?,
             stride_r: count(cols)?,
             stride_c: 1,
@@ -94,7 +98,7 @@ impl Gpu {
             ],
             |chunk| {
                 let p = ReduceParams {
-                    total: count(chunk.images * blocks * cols)?,
+                    total: count(chunk.images * blocks * cols.div_ceil(CT))?,
                     a_off: chunk.offset(0),
                     w_off: chunk.offset(1),
                     out_off: chunk.offset(2),
@@ -153,10 +157,11 @@ impl Gpu {
     ) -> Result<()> {
         let blocks = rows.div_ceil(BLOCK).max(1);
         let p = ReduceParams {
-            total: count(segments * blocks * cols)?,
+            total: count(segments * blocks * cols.div_ceil(CT))?,
             rows: count(rows)?,
             cols: count(cols)?,
             blocks: count(blocks)?,
+            tiles: count(cols.div_ceil(CT))?,
             stride_s: count(stride_s)?,
             stride_r: count(stride_r)?,
             stride_c: count(stride_c)?,

@@ -65,10 +65,11 @@ impl Gpu {
         Ok((y, cache))
     }
 
-    /// [`Gpu::relu_forward`] into `y` (shaped like `x`; `y` may be `x` itself).
+    /// [`Gpu::relu_forward`] into `y` (shaped like `x`, another buffer).
     ///
     /// # Errors
-    /// As [`Gpu::relu_forward`], and [`crate::Error::ShapeMismatch`] when `y` is not shaped like `x`.
+    /// As [`Gpu::relu_forward`], [`crate::Error::ShapeMismatch`] when `y` is not shaped like `x`,
+    /// [`crate::Error::Aliased`] when `y` is `x`.
     pub fn relu_forward_into(&self, x: &Tensor, y: &mut Tensor) -> Result<ReluCache> {
         self.check_owner(x)?;
         self.check_owner(y)?;
@@ -103,7 +104,7 @@ impl Gpu {
         Ok(dx)
     }
 
-    /// [`Gpu::relu_backward`] into `dx` (shaped like `x`; may be `dout` itself).
+    /// [`Gpu::relu_backward`] into `dx` (shaped like `x`, another buffer than `dout` and `x`).
     ///
     /// # Errors
     /// As [`Gpu::relu_backward`].

@@ -1,0 +1,457 @@
+//! Spatial batch norm and group norm on the GPU; kernels: `shaders/norm.wgsl` for the
+//! element-wise and per-statistic steps, `shaders/reduce.wgsl` for every sum (deterministic).
+//! Formulas: `crate::layers`.
+//!
+//! Forward: sums of `x` -> mean -> `xc = x - mean` -> sums of `xc * xc` -> `inv_std` (and the
+//! running statistics, batch norm in train mode) -> `xhat`, `y`. The variance is taken of the
+//! centred values (two passes), as `np.var` does, so a constant channel has variance exactly 0.
+//! Backward: per-statistic sums of `dout` and `dout * xhat` (which are also `dbeta` and
+//! `dgamma`), weighted by `gamma` per statistic, then `dx` element by element.
+
+use super::kernels::{uniform, Access, Kernel};
+use super::launch::{count, WG};
+use super::{Arg, Gpu, Tensor};
+use crate::error::{Error, Result};
+use crate::layers::{BatchNorm, GroupNorm, NormMode};
+
+uniform! {
+    /// The uniform block of `norm.wgsl`.
+    struct NormParams {
+        total: u32,
+        c: u32,
+        per_image: u32,
+        groups: u32,
+        cg: u32,
+        n: f32,
+        eps: f32,
+        momentum: f32,
+        update: u32,
+        weighted: u32,
+        train: u32,
+    }
+}
+
+const R: Access = Access::Read;
+const W: Access = Access::Write;
+
+pub(crate) const CENTER: Kernel = Kernel::new::<NormParams>(
+    "norm.wgsl",
+    include_str!("../../shaders/norm.wgsl"),
+    "center",
+    &[(1, R), (2, R), (3, W)],
+);
+pub(crate) const FINISH_MEAN: Kernel = CENTER.entry("finish_mean", &[(1, R), (3, W)]);
+pub(crate) const FINISH_VAR: Kernel =
+    CENTER.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
+pub(crate) const INV_STD_OF: Kernel = CENTER.entry("inv_std_of", &[(1, R), (3, W)]);
+pub(crate) const APPLY: Kernel =
+    CENTER.entry("apply", &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R)]);
+pub(crate) const GROUP_COMBINE: Kernel = CENTER.entry("group_combine", &[(1, R), (3, W), (6, R)]);
+pub(crate) const NORM_DX: Kernel = CENTER.entry(
+    "norm_dx",
+    &[(1, R), (2, R), (3, W), (6, R), (8, R), (9, R), (10, R)],
+);
+
+/// The running statistics of a batch norm layer, on the GPU: `None` until the first
+/// train-mode pass, which starts them at zeros (as cs231n does).
+#[derive(Debug, Clone, Default)]
+pub struct BatchNormState {
+    /// Running mean `(C,)`.
+    pub running_mean: Option<Tensor>,
+    /// Running (biased) variance `(C,)`.
+    pub running_var: Option<Tensor>,
+}
+
+impl BatchNormState {
+    /// No statistics yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What the norm forward passes keep for their backward passes.
+#[derive(Debug, Clone)]
+pub struct NormCache {
+    xhat: Tensor,
+    inv_std: Tensor,
+    gamma: Tensor,
+    /// 0 for batch norm, else the number of groups.
+    groups: usize,
+    train: bool,
+}
+
+impl NormCache {
+    /// The normalised input `xhat`, shaped like `x`.
+    pub fn xhat(&self) -> &Tensor {
+        &self.xhat
+    }
+
+    /// `1 / sqrt(var + eps)` per statistic: `(C,)` for batch norm, `(N * G,)` for group norm.
+    pub fn inv_std(&self) -> &Tensor {
+        &self.inv_std
+    }
+}
+
+/// Gradients of a norm layer.
+#[derive(Debug, Clone)]
+pub struct NormGrads {
+    /// Shaped like `x`.
+    pub dx: Tensor,
+    /// `(C,)`.
+    pub dgamma: Tensor,
+    /// `(C,)`.
+    pub dbeta: Tensor,
+}
+
+/// How the statistics are laid out: `(m, pixels, c)`, groups (0 for batch norm), channels per
+/// group, statistics, and elements per statistic.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    m: usize,
+    pixels: usize,
+    c: usize,
+    groups: usize,
+    cg: usize,
+    stats: usize,
+    n: usize,
+}
+
+impl Layout {
+    fn params(&self, total: usize) -> Result<NormParams> {
+        Ok(NormParams {
+            total: count(total)?,
+            c: count(self.c)?,
+            per_image: count(self.pixels * self.c)?,
+            groups: count(self.groups)?,
+            cg: count(self.cg)?,
+            n: self.n as f32,
+            ..NormParams::default()
+        })
+    }
+}
+
+impl Gpu {
+    /// One launch of a norm kernel over `total` items, tensors bound whole.
+    fn norm_launch(&self, k: &Kernel, p: NormParams, args: &[&Tensor]) -> Result<()> {
+        let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
+        self.launch(k, &[], 1, &args, |_| {
+            Ok((p, u64::from(p.total).div_ceil(WG)))
+        })
+    }
+
+    /// Per-statistic sums of `a` (or `a * w`): `(C,)` for batch norm, `(m * G,)` for group norm.
+    fn stat_sums(&self, a: &Tensor, w: Option<&Tensor>, l: &Layout) -> Result<Tensor> {
+        if l.groups == 0 {
+            return self.row_sums(a, w, (l.m, l.pixels, l.c), false, None);
+        }
+        let per_channel = self.row_sums(a, w, (l.m, l.pixels, l.c), true, None)?;
+        self.combine(&per_channel, None, l, l.m * l.groups)
+    }
+
+    /// `group_combine` of per-channel sums `t` into `stats` sums (weighted by `gamma`).
+    fn combine(
+        &self,
+        t: &Tensor,
+        gamma: Option<&Tensor>,
+        l: &Layout,
+        stats: usize,
+    ) -> Result<Tensor> {
+        let out = self.alloc("norm statistics", &[stats], false)?;
+        let (groups, cg) = if l.groups == 0 {
+            (l.c, 1)
+        } else {
+            (l.groups, l.cg)
+        };
+        let p = NormParams {
+            groups: count(groups)?,
+            cg: count(cg)?,
+            weighted: u32::from(gamma.is_some()),
+            ..l.params(stats)?
+        };
+        self.norm_launch(&GROUP_COMBINE, p, &[t, &out, gamma.unwrap_or(t)])?;
+        Ok(out)
+    }
+
+    /// Checks `x`, `gamma`, `beta` and returns the layout for `groups` (0: batch norm).
+    fn norm_layout(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        groups: usize,
+        what: &'static str,
+    ) -> Result<Layout> {
+        for t in [x, gamma, beta] {
+            self.check_owner(t)?;
+        }
+        let [m, h, w, c] = x.dims4(what)?;
+        if x.is_empty() {
+            return Err(Error::EmptyTensor {
+                what,
+                shape: x.shape().to_vec(),
+            });
+        }
+        gamma.expect_shape("norm gamma (C,)", &[c])?;
+        beta.expect_shape("norm beta (C,)", &[c])?;
+        let pixels = h * w;
+        Ok(if groups == 0 {
+            Layout {
+                m,
+                pixels,
+                c,
+                groups: 0,
+                cg: 1,
+                stats: c,
+                n: m * pixels,
+            }
+        } else {
+            let cg = GroupNorm::new(groups).group_size(c)?;
+            Layout {
+                m,
+                pixels,
+                c,
+                groups,
+                cg,
+                stats: m * groups,
+                n: pixels * cg,
+            }
+        })
+    }
+
+    /// Mean, centred values and `inv_std` of `x` by its own statistics; with `running`, the
+    /// running statistics are updated (batch norm, train mode).
+    fn normalise(
+        &self,
+        x: &Tensor,
+        l: &Layout,
+        eps: f64,
+        running: Option<(&Tensor, &Tensor, f64)>,
+    ) -> Result<(Tensor, Tensor)> {
+        let s1 = self.stat_sums(x, None, l)?;
+        let mean = self.alloc("norm mean", &[l.stats], false)?;
+        self.norm_launch(&FINISH_MEAN, l.params(l.stats)?, &[&s1, &mean])?;
+        let xc = self.alloc("norm centred", x.shape(), false)?;
+        self.norm_launch(&CENTER, l.params(x.len())?, &[x, &mean, &xc])?;
+        let s2 = self.stat_sums(&xc, Some(&xc), l)?;
+        let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
+        let p = NormParams {
+            eps: eps as f32,
+            momentum: running.map_or(0.0, |r| r.2 as f32),
+            update: u32::from(running.is_some()),
+            ..l.params(l.stats)?
+        };
+        let (rm, rv) = running.map_or((&inv_std, &inv_std), |r| (r.0, r.1));
+        // Without running statistics, dst2 / dst3 are bound to inv_std but never written.
+        self.norm_launch(&FINISH_VAR, p, &[&s2, &mean, &inv_std, rm, rv])?;
+        Ok((xc, inv_std))
+    }
+
+    /// `xhat` and `y` from the centred values and `inv_std`.
+    fn norm_apply(
+        &self,
+        xc: &Tensor,
+        inv_std: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        l: &Layout,
+        y: &Tensor,
+    ) -> Result<Tensor> {
+        let xhat = self.alloc("norm xhat", xc.shape(), false)?;
+        self.norm_launch(
+            &APPLY,
+            l.params(xc.len())?,
+            &[xc, inv_std, &xhat, y, gamma, beta],
+        )?;
+        Ok(xhat)
+    }
+
+    /// Spatial batch norm of `x` `(N, H, W, C)` with `gamma`, `beta` `(C,)`: statistics per
+    /// channel over `(N, H, W)` in train mode (updating `state`'s running statistics in place,
+    /// zeros at first), the running statistics in test mode. Returns `y` and the cache.
+    ///
+    /// ```no_run
+    /// use wgpu_cnn::{BatchNorm, BatchNormState, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let x = gpu.upload(&ndarray::Array4::<f32>::from_shape_fn((2, 2, 2, 3), |(i, h, w, c)| (i + h + w + c) as f32))?;
+    /// let (gamma, beta) = (gpu.upload(&ndarray::Array1::<f32>::ones(3))?, gpu.zeros(&[3])?);
+    /// let mut state = BatchNormState::new();
+    /// let (y, cache) = gpu.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, BatchNorm::train())?;
+    /// let grads = gpu.spatial_batchnorm_backward(&y, &cache)?;
+    /// assert!(state.running_mean.is_some());
+    /// # let _ = grads;
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Rank`], [`Error::EmptyTensor`], [`Error::ShapeMismatch`] (gamma or beta not
+    /// `(C,)`, running statistics not `(C,)`), [`Error::NoRunningStats`] in test mode before any
+    /// train-mode pass, [`Error::ForeignTensor`].
+    pub fn spatial_batchnorm_forward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        state: &mut BatchNormState,
+        bn: BatchNorm,
+    ) -> Result<(Tensor, NormCache)> {
+        let l = self.norm_layout(x, gamma, beta, 0, "spatial_batchnorm_forward input")?;
+        for t in state.running_mean.iter().chain(state.running_var.iter()) {
+            self.check_owner(t)?;
+            t.expect_shape("batch norm running statistics (C,)", &[l.c])?;
+        }
+        let y = self.alloc("batchnorm output", x.shape(), false)?;
+        let train = bn.mode == NormMode::Train;
+        let (xc, inv_std) = if train {
+            let rm = match &state.running_mean {
+                Some(t) => t.clone(),
+                None => self.zeros(&[l.c])?,
+            };
+            let rv = match &state.running_var {
+                Some(t) => t.clone(),
+                None => self.zeros(&[l.c])?,
+            };
+            let out = self.normalise(x, &l, bn.eps, Some((&rm, &rv, bn.momentum)))?;
+            state.running_mean = Some(rm);
+            state.running_var = Some(rv);
+            out
+        } else {
+            let (Some(rm), Some(rv)) = (&state.running_mean, &state.running_var) else {
+                return Err(Error::NoRunningStats { channels: l.c });
+            };
+            let xc = self.alloc("norm centred", x.shape(), false)?;
+            self.norm_launch(&CENTER, l.params(x.len())?, &[x, rm, &xc])?;
+            let inv_std = self.alloc("norm inv_std", &[l.c], false)?;
+            let p = NormParams {
+                eps: bn.eps as f32,
+                ..l.params(l.c)?
+            };
+            self.norm_launch(&INV_STD_OF, p, &[rv, &inv_std])?;
+            (xc, inv_std)
+        };
+        let xhat = self.norm_apply(&xc, &inv_std, gamma, beta, &l, &y)?;
+        Ok((
+            y,
+            NormCache {
+                xhat,
+                inv_std,
+                gamma: gamma.clone(),
+                groups: 0,
+                train,
+            },
+        ))
+    }
+
+    /// Spatial group norm of `x` `(N, H, W, C)`: `C` split into `G` groups of `C/G` consecutive
+    /// channels, statistics per (sample, group) over `(H, W, C/G)`, then `gamma`, `beta` per
+    /// channel. Returns `y` and the cache.
+    ///
+    /// # Errors
+    /// [`Error::Groups`] when `G` does not divide `C`, and as
+    /// [`Gpu::spatial_batchnorm_forward`].
+    pub fn spatial_groupnorm_forward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        gn: GroupNorm,
+    ) -> Result<(Tensor, NormCache)> {
+        if gn.groups == 0 {
+            return Err(Error::Groups {
+                groups: 0,
+                channels: x.shape().last().copied().unwrap_or(0),
+            });
+        }
+        let l = self.norm_layout(x, gamma, beta, gn.groups, "spatial_groupnorm_forward input")?;
+        let y = self.alloc("groupnorm output", x.shape(), false)?;
+        let (xc, inv_std) = self.normalise(x, &l, gn.eps, None)?;
+        let xhat = self.norm_apply(&xc, &inv_std, gamma, beta, &l, &y)?;
+        Ok((
+            y,
+            NormCache {
+                xhat,
+                inv_std,
+                gamma: gamma.clone(),
+                groups: gn.groups,
+                train: true,
+            },
+        ))
+    }
+
+    /// The backward pass of either norm: `dx`, `dgamma = sum dout * xhat`, `dbeta = sum dout`
+    /// (sums over `(N, H, W)`). Train mode uses the formula of `crate::layers`; for a batch norm
+    /// cache made in test mode, `dx = dout * gamma * inv_std` (the running statistics are
+    /// constants).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `dout` is not shaped like `x`, [`Error::ForeignTensor`].
+    pub fn spatial_batchnorm_backward(
+        &self,
+        dout: &Tensor,
+        cache: &NormCache,
+    ) -> Result<NormGrads> {
+        self.norm_backward(dout, cache)
+    }
+
+    /// The backward pass of group norm (see [`Gpu::spatial_batchnorm_backward`]).
+    ///
+    /// # Errors
+    /// As [`Gpu::spatial_batchnorm_backward`].
+    pub fn spatial_groupnorm_backward(
+        &self,
+        dout: &Tensor,
+        cache: &NormCache,
+    ) -> Result<NormGrads> {
+        self.norm_backward(dout, cache)
+    }
+
+    fn norm_backward(&self, dout: &Tensor, cache: &NormCache) -> Result<NormGrads> {
+        self.check_owner(dout)?;
+        dout.expect_shape(
+            "norm backward dout must be shaped like x",
+            cache.xhat.shape(),
+        )?;
+        let x_like = &cache.xhat;
+        let zeros = self.zeros(&[x_like.shape()[3]])?;
+        let l = self.norm_layout(x_like, &cache.gamma, &zeros, cache.groups, "norm backward")?;
+        // Per-channel sums of dout and dout * xhat: over everything (batch norm), per sample
+        // (group norm).
+        let per_image = cache.groups != 0;
+        let t1 = self.row_sums(dout, None, (l.m, l.pixels, l.c), per_image, None)?;
+        let t2 = self.row_sums(
+            dout,
+            Some(&cache.xhat),
+            (l.m, l.pixels, l.c),
+            per_image,
+            None,
+        )?;
+        let (dbeta, dgamma) = if per_image {
+            (
+                self.row_sums(&t1, None, (1, l.m, l.c), false, None)?,
+                self.row_sums(&t2, None, (1, l.m, l.c), false, None)?,
+            )
+        } else {
+            (t1.clone(), t2.clone())
+        };
+        let sd = self.combine(&t1, Some(&cache.gamma), &l, l.stats)?;
+        let sdx = self.combine(&t2, Some(&cache.gamma), &l, l.stats)?;
+        let dx = self.alloc("norm dx", x_like.shape(), false)?;
+        let p = NormParams {
+            train: u32::from(cache.train),
+            ..l.params(dx.len())?
+        };
+        self.norm_launch(
+            &NORM_DX,
+            p,
+            &[
+                dout,
+                &cache.xhat,
+                &dx,
+                &cache.gamma,
+                &sd,
+                &sdx,
+                &cache.inv_std,
+            ],
+        )?;
+        Ok(NormGrads { dx, dgamma, dbeta })
+    }
+}
