@@ -2,6 +2,7 @@
 //
 //   out[s, b, c] = sum over the rows r of block b of  a[s, r, c]            (PRODUCT = 0)
 //                                                  or a[s, r, c] * w[s, r, c] (PRODUCT = 1)
+//                                                  or a[s, r, c]^2            (PRODUCT = 2)
 //
 // for s < segments, c < cols, blocks of BLOCK consecutive rows (the last one shorter). Element
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
@@ -63,6 +64,9 @@ fn reduce_rows(
                 let i = base + r * p.stride_r;
                 if (PRODUCT == 1u) {
                     acc = fma(a[p.a_off + i], w[p.w_off + i], acc);
+                } else if (PRODUCT == 2u) {
+                    let v = a[p.a_off + i];
+                    acc = fma(v, v, acc);
                 } else {
                     acc += a[p.a_off + i];
                 }

@@ -43,6 +43,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     vec![
         (REDUCE, vec![("PRODUCT", 0)]),
         (REDUCE, vec![("PRODUCT", 1)]),
+        (REDUCE, vec![("PRODUCT", 2)]),
     ]
 }
 
@@ -60,7 +61,12 @@ impl Gpu {
         out: Option<&Tensor>,
     ) -> Result<Tensor> {
         let blocks = rows.div_ceil(BLOCK).max(1);
-        let product = u32::from(w.is_some());
+        // Sums of a, of a * w, or of a * a (one load) when w is a itself.
+        let product = match w {
+            None => 0,
+            Some(w) if w.same_buffer(a) => 2,
+            Some(_) => 1,
+        };
         let consts = [("PRODUCT", product)];
         let wanted = if per_image { m * cols } else { cols };
         // Stage 1: per image, blocks of rows (chunks split at images, so blocks never move).
