@@ -97,7 +97,7 @@ impl GroupNorm {
 
     /// Channels per group for `channels`, or [`Error::Groups`].
     pub fn group_size(&self, channels: usize) -> Result<usize> {
-        if self.groups == 0 || channels % self.groups != 0 {
+        if self.groups == 0 || !channels.is_multiple_of(self.groups) {
             return Err(Error::Groups {
                 groups: self.groups,
                 channels,

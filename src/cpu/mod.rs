@@ -1,5 +1,6 @@
 //! The CPU reference path: the convolution and pooling layers of the numpy exercises this crate
-//! started from, written again on `ndarray`.
+//! started from, and the other layers of a network (ReLU, affine, softmax loss, batch and group
+//! norm, optimizers, after cs231n's `layers.py` and `optim.py`), written again on `ndarray`.
 //!
 //! This module is the oracle every GPU kernel is checked against, so it reads like those
 //! exercises: the same function names, the same loop order (`i`, `h`, `w`, `c`), NHWC layout,
@@ -64,6 +65,45 @@
 //!   first in row-major window order. Average: it is spread evenly, `dA[i,h,w,c] / (f_h * f_w)`
 //!   to every element of the window ([`distribute_value`]).
 //!
+//! The other layers (shapes NHWC, statistics with the biased variance, settings in
+//! [`BatchNorm`](crate::BatchNorm), [`GroupNorm`](crate::GroupNorm), [`Labels`](crate::Labels)
+//! and the optimizers' configs):
+//!
+//! - [`relu_forward`]`(x)`: `max(0, x)` element-wise, any shape; NaN stays NaN. Returns the
+//!   output and a [`ReluCache`]. [`relu_backward`]`(dout, cache)`: `dout * (x > 0)`.
+//! - [`affine_forward`]`(x, w, b)`: `x` `(N, d_1, ..., d_k)` read as `(N, D)` row-major (for
+//!   `(N, H, W, C)`: H, then W, then C, TensorFlow's flatten), `out = x2d @ w + b`, `w` `(D, M)`,
+//!   `b` `(M,)`, `out` `(N, M)`. Returns an [`AffineCache`]. [`affine_backward`]`(dout, cache)`:
+//!   [`AffineGrads`] `dx = dout @ w.T` (shaped like `x`), `dw = x2d.T @ dout`,
+//!   `db = sum_N dout`.
+//! - [`softmax_loss`]`(scores, labels)`: `scores` `(N, K)`, `y = labels.targets(N, K)` (one-hot
+//!   rows for class indices); `loss = mean_N(-sum_k y * log_softmax(scores))`, computed with
+//!   each row's maximum subtracted, and `dscores = (softmax(scores) - y) / N`.
+//! - [`l2_penalty`]`(weights, reg)`: `0.5 * reg * sum(w^2)` over every given tensor; its
+//!   gradient is `reg * w`, the optimizers' `weight_decay` term.
+//! - [`spatial_batchnorm_forward`]`(x, gamma, beta, state, bn)`: per channel over `(N, H, W)`,
+//!   `xhat = (x - mu) / sqrt(var + eps)`, `out = gamma * xhat + beta`. Train mode uses the
+//!   batch's `mu`, `var` and updates the [`BatchNormState`] (zeros at first):
+//!   `running = momentum * running + (1 - momentum) * batch`; test mode uses the running
+//!   statistics. Returns a [`BatchNormCache`]. [`spatial_batchnorm_backward`]`(dout, cache)`:
+//!   [`NormGrads`], in train mode `dx = (1/n) * inv_std * (n * dxhat - sum(dxhat) -
+//!   xhat * sum(dxhat * xhat))` per channel, `n = N*H*W`, `dxhat = dout * gamma`; in test mode
+//!   (constant statistics) `dx = dout * gamma * inv_std`; `dgamma = sum dout * xhat`,
+//!   `dbeta = sum dout` over `(N, H, W)`.
+//! - [`spatial_groupnorm_forward`]`(x, gamma, beta, gn)`: channels split into `G` groups of
+//!   `C/G` consecutive channels, `mu`, `var` per `(sample, group)` over `(H, W, C/G)`, then as
+//!   batch norm with per-channel `gamma`, `beta`. Returns a [`GroupNormCache`].
+//!   [`spatial_groupnorm_backward`]`(dout, cache)`: the batch-norm `dx` formula per
+//!   `(sample, group)` with `n = H*W*C/G`; `dgamma`, `dbeta` per channel over `(N, H, W)`.
+//! - [`sgd`]`(w, dw, cfg)`: `w -= lr * g`; [`sgd_momentum`]`(w, dw, v, cfg)`:
+//!   `v = momentum * v - lr * g; w += v`; [`adam`]`(w, dw, state, cfg)` with an [`AdamState`]:
+//!   `t += 1; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+//!   w -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`. All in place, with
+//!   `g = dw + weight_decay * w`.
+//! - [`nchw_to_nhwc`], [`nhwc_to_nchw`]: activations `(N, C, H, W)` to `(N, H, W, C)` and back;
+//!   [`oihw_to_hwio`], [`hwio_to_oihw`]: convolution weights `(F, C, HH, WW)` (cs231n) to
+//!   `(HH, WW, C, F)` (this crate) and back. New arrays in standard layout.
+//!
 //! # Defects of the original numpy exercises that this crate does not copy
 //!
 //! - (a) Three versions of `conv_single_step` add the bias inside the element-wise product
@@ -74,6 +114,9 @@
 //!   Here each output gradient `dA[i,h,w,c]` flows into its own window, for every stride.
 //! - (c) Cutting the padding off with the `X[pad:-pad]` idiom breaks for `pad = 0` (the slice
 //!   `0:-0` is empty). `pad = 0` works here, and the padding may differ on each side.
+//! - (d) cs231n's group-norm backward write-up has `sum(dxhat) * xhat` where the formula needs
+//!   `xhat * sum(dxhat * xhat)`; its `dx` fails a finite-difference check. Here the correct
+//!   formula is used (and `tests/cpu_layers.rs` shows the other one failing).
 //!
 //! # Memory
 //!
@@ -103,10 +146,24 @@
 //! ```
 
 mod conv;
+mod layers;
+mod layout;
+mod norm;
+mod optim;
 mod pad;
 mod pool;
 
 pub use conv::{conv_backward, conv_forward, conv_single_step, ConvCache, ConvGrads};
+pub use layers::{
+    affine_backward, affine_forward, l2_penalty, relu_backward, relu_forward, softmax_loss,
+    AffineCache, AffineGrads, ReluCache,
+};
+pub use layout::{hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw, oihw_to_hwio};
+pub use norm::{
+    spatial_batchnorm_backward, spatial_batchnorm_forward, spatial_groupnorm_backward,
+    spatial_groupnorm_forward, BatchNormCache, BatchNormState, GroupNormCache, NormGrads,
+};
+pub use optim::{adam, sgd, sgd_momentum, AdamState};
 pub use pad::zero_pad;
 pub use pool::{
     create_mask_from_window, distribute_value, first_max_mask, pool_backward, pool_forward,
@@ -147,6 +204,12 @@ impl Real for f64 {}
 /// cannot hold `n` gets NaN rather than a panic.
 fn real_from_usize<A: Real>(n: usize) -> A {
     A::from(n).unwrap_or_else(A::nan)
+}
+
+/// `x` as a float. `f64` to `f32` rounds (and overflows to infinity); another `Real` that
+/// cannot hold `x` gets NaN rather than a panic.
+fn real_from_f64<A: Real>(x: f64) -> A {
+    A::from(x).unwrap_or_else(A::nan)
 }
 
 /// The shape of a 4-d array as `[m, n_H, n_W, n_C]`.
