@@ -1,0 +1,447 @@
+//! The network layers on the GPU against the CPU reference: ReLU, fully connected, softmax
+//! loss, batch and group norm, the optimizers and the layout conversions; random shapes with
+//! channel counts that are not multiples of 4, odd batches, every group count, adversarial
+//! values; bitwise determinism of every kernel with a reduction; and cs231n's "overfit a small
+//! dataset" check for a three-layer convnet assembled from these layers.
+
+mod common;
+
+use common::{assert_close, gpu, numpy_rng::NumpyRng, randn_f32};
+use ndarray::{Array1, Array2, Array4, ArrayD, Ix1, Ix2, Ix4, IxDyn};
+use proptest::prelude::*;
+use wgpu_cnn::{
+    cpu, Adam, AdamConfig, BatchNorm, BatchNormState, ConvParams, Error, GroupNorm, Labels,
+    MomentumConfig, PoolMode, PoolParams, Sgd, SgdConfig, SgdMomentum, Tensor,
+};
+
+fn randn(rng: &mut NumpyRng, shape: &[usize]) -> ArrayD<f32> {
+    rng.randn(shape).mapv(|v| v as f32)
+}
+
+fn up<D: ndarray::Dimension>(a: &ndarray::Array<f32, D>) -> Tensor {
+    gpu().upload(a).expect("upload")
+}
+
+fn down(t: &Tensor) -> ArrayD<f32> {
+    gpu().download::<IxDyn>(t).expect("download")
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 24,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn relu_matches_the_cpu_reference(n in 1usize..5, d in 1usize..40, seed in 0u32..1000) {
+        let mut rng = NumpyRng::seed(seed);
+        let x = randn(&mut rng, &[n, d]);
+        let dout = randn(&mut rng, &[n, d]);
+        let (y, cache) = gpu().relu_forward(&up(&x)).unwrap();
+        let dx = gpu().relu_backward(&up(&dout), &cache).unwrap();
+        let (y_ref, c_ref) = cpu::relu_forward(x.view()).unwrap();
+        let dx_ref = cpu::relu_backward(dout.view(), &c_ref).unwrap();
+        prop_assert_eq!(down(&y), y_ref);
+        prop_assert_eq!(down(&dx), dx_ref);
+    }
+
+    #[test]
+    fn affine_matches_the_cpu_reference(
+        n in 1usize..9, h in 1usize..5, c in 1usize..7, m in 1usize..45, seed in 0u32..1000,
+    ) {
+        let mut rng = NumpyRng::seed(seed);
+        let x = randn(&mut rng, &[n, h, 3, c]);
+        let d = h * 3 * c;
+        let w = randn(&mut rng, &[d, m]).into_dimensionality::<Ix2>().unwrap();
+        let b = randn(&mut rng, &[m]).into_dimensionality::<Ix1>().unwrap();
+        let dout = randn(&mut rng, &[n, m]).into_dimensionality::<Ix2>().unwrap();
+        let (out, cache) = gpu().affine_forward(&up(&x), &up(&w), &up(&b)).unwrap();
+        let grads = gpu().affine_backward(&up(&dout), &cache).unwrap();
+        let (out_ref, c_ref) = cpu::affine_forward(x.view(), w.view(), b.view()).unwrap();
+        let g_ref = cpu::affine_backward(dout.view(), &c_ref).unwrap();
+        let tol = 1e-5 * (d.max(n) as f32).sqrt();
+        assert_close("out", &down(&out).into_dimensionality::<Ix2>().unwrap(), &out_ref, tol);
+        assert_close("dx", &down(&grads.dx), &g_ref.dx, tol);
+        assert_close("dw", &down(&grads.dw).into_dimensionality::<Ix2>().unwrap(), &g_ref.dw, tol);
+        assert_close("db", &down(&grads.db).into_dimensionality::<Ix1>().unwrap(), &g_ref.db, tol);
+    }
+
+    #[test]
+    fn softmax_loss_matches_the_cpu_reference_even_for_huge_logits(
+        n in 1usize..9, k in 1usize..12, scale in prop::sample::select(vec![1.0f32, 100.0, 1e4]),
+        one_hot in any::<bool>(), seed in 0u32..1000,
+    ) {
+        let mut rng = NumpyRng::seed(seed);
+        let scores = randn(&mut rng, &[n, k]).into_dimensionality::<Ix2>().unwrap() * scale;
+        let idx: Vec<usize> = (0..n).map(|i| (i * 7 + seed as usize) % k).collect();
+        let labels = if one_hot {
+            Labels::OneHot(Labels::Indices(idx).targets(n, k).unwrap())
+        } else {
+            Labels::Indices(idx)
+        };
+        let (loss, dscores) = gpu().softmax_loss(&up(&scores), &labels).unwrap();
+        let (loss_ref, d_ref) = cpu::softmax_loss(scores.view(), &labels).unwrap();
+        let loss = down(&loss)[[0]];
+        prop_assert!(loss.is_finite());
+        prop_assert!((loss - loss_ref).abs() <= 1e-4 * (1.0 + loss_ref.abs()), "{} vs {}", loss, loss_ref);
+        assert_close("dscores", &down(&dscores).into_dimensionality::<Ix2>().unwrap(), &d_ref, 1e-5);
+    }
+
+    #[test]
+    fn batchnorm_matches_the_cpu_reference(
+        n in 1usize..6, h in 1usize..5, w in 1usize..5, c in 1usize..11,
+        constant_channel in any::<bool>(), seed in 0u32..1000,
+    ) {
+        let mut rng = NumpyRng::seed(seed);
+        let mut x = randn(&mut rng, &[n, h, w, c]).into_dimensionality::<Ix4>().unwrap() * 3.0 + 1.0;
+        if constant_channel {
+            x.slice_mut(ndarray::s![.., .., .., 0]).fill(2.5); // variance 0
+        }
+        let gamma = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
+        let beta = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
+        let dout = randn(&mut rng, &[n, h, w, c]).into_dimensionality::<Ix4>().unwrap();
+        let bn = BatchNorm::train().with_momentum(0.8);
+        let mut state = BatchNormState::new();
+        let mut state_ref = cpu::BatchNormState::<f32>::new();
+        for step in 0..2 {
+            let x_step = &x + step as f32;
+            let (y, cache) = gpu()
+                .spatial_batchnorm_forward(&up(&x_step), &up(&gamma), &up(&beta), &mut state, bn)
+                .unwrap();
+            let grads = gpu().spatial_batchnorm_backward(&up(&dout), &cache).unwrap();
+            let (y_ref, c_ref) = cpu::spatial_batchnorm_forward(
+                x_step.view(), gamma.view(), beta.view(), &mut state_ref, bn,
+            )
+            .unwrap();
+            let g_ref = cpu::spatial_batchnorm_backward(dout.view(), &c_ref).unwrap();
+            assert_close("y", &down(&y).into_dimensionality::<Ix4>().unwrap(), &y_ref, 1e-4);
+            assert_close("dx", &down(&grads.dx).into_dimensionality::<Ix4>().unwrap(), &g_ref.dx, 1e-3);
+            assert_close("dgamma", &down(&grads.dgamma).into_dimensionality::<Ix1>().unwrap(), &g_ref.dgamma, 1e-4);
+            assert_close("dbeta", &down(&grads.dbeta).into_dimensionality::<Ix1>().unwrap(), &g_ref.dbeta, 1e-4);
+        }
+        let rm = down(state.running_mean.as_ref().unwrap()).into_dimensionality::<Ix1>().unwrap();
+        let rv = down(state.running_var.as_ref().unwrap()).into_dimensionality::<Ix1>().unwrap();
+        assert_close("running mean", &rm, state_ref.running_mean.as_ref().unwrap(), 1e-5);
+        assert_close("running var", &rv, state_ref.running_var.as_ref().unwrap(), 1e-4);
+        // Test mode uses them.
+        let (y, _) = gpu()
+            .spatial_batchnorm_forward(&up(&x), &up(&gamma), &up(&beta), &mut state, BatchNorm::test())
+            .unwrap();
+        let (y_ref, _) = cpu::spatial_batchnorm_forward(
+            x.view(), gamma.view(), beta.view(), &mut state_ref, BatchNorm::test(),
+        )
+        .unwrap();
+        assert_close("test-mode y", &down(&y).into_dimensionality::<Ix4>().unwrap(), &y_ref, 1e-3);
+    }
+
+    #[test]
+    fn groupnorm_matches_the_cpu_reference_for_every_group_count(
+        n in 1usize..5, h in 1usize..5, w in 1usize..4, c in 1usize..13, g_pick in 0usize..13,
+        constant_channel in any::<bool>(), seed in 0u32..1000,
+    ) {
+        let divisors: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
+        let groups = divisors[g_pick % divisors.len()];
+        let mut rng = NumpyRng::seed(seed);
+        let mut x = randn(&mut rng, &[n, h, w, c]).into_dimensionality::<Ix4>().unwrap() * 2.0 - 0.5;
+        if constant_channel {
+            x.fill(-1.25); // every group has variance 0
+        }
+        let gamma = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
+        let beta = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
+        let dout = randn(&mut rng, &[n, h, w, c]).into_dimensionality::<Ix4>().unwrap();
+        let gn = GroupNorm::new(groups);
+        let (y, cache) = gpu().spatial_groupnorm_forward(&up(&x), &up(&gamma), &up(&beta), gn).unwrap();
+        let grads = gpu().spatial_groupnorm_backward(&up(&dout), &cache).unwrap();
+        let (y_ref, c_ref) = cpu::spatial_groupnorm_forward(x.view(), gamma.view(), beta.view(), gn).unwrap();
+        let g_ref = cpu::spatial_groupnorm_backward(dout.view(), &c_ref).unwrap();
+        assert_close("y", &down(&y).into_dimensionality::<Ix4>().unwrap(), &y_ref, 1e-4);
+        let dx = down(&grads.dx).into_dimensionality::<Ix4>().unwrap();
+        prop_assert!(dx.iter().all(|v| v.is_finite()));
+        assert_close("dx", &dx, &g_ref.dx, 1e-3);
+        assert_close("dgamma", &down(&grads.dgamma).into_dimensionality::<Ix1>().unwrap(), &g_ref.dgamma, 1e-4);
+        assert_close("dbeta", &down(&grads.dbeta).into_dimensionality::<Ix1>().unwrap(), &g_ref.dbeta, 1e-4);
+    }
+}
+
+#[test]
+fn optimizers_match_the_formulas_over_several_steps() {
+    let mut rng = NumpyRng::seed(3);
+    let shape = [7, 5];
+    let w0 = randn(&mut rng, &shape);
+    let grads: Vec<ArrayD<f32>> = (0..4).map(|_| randn(&mut rng, &shape)).collect();
+    // Adam (bias correction depends on t), with weight decay.
+    let cfg = AdamConfig::new(0.01).with_weight_decay(0.1);
+    let mut w = up(&w0);
+    let mut adam = Adam::with_config(cfg);
+    let mut w_ref = w0.clone();
+    let mut st = cpu::AdamState::<f32>::zeros(&shape).unwrap();
+    for (t, g) in grads.iter().enumerate() {
+        adam.step(gpu(), &mut w, &up(g)).unwrap();
+        cpu::adam(w_ref.view_mut(), g.view(), &mut st, &cfg).unwrap();
+        assert_eq!(adam.steps(&w), t as u64 + 1);
+        assert_close(&format!("adam step {}", t + 1), &down(&w), &w_ref, 1e-5);
+    }
+    // SGD with momentum.
+    let cfg = MomentumConfig::new(0.05);
+    let mut w = up(&w0);
+    let mut opt = SgdMomentum::with_config(cfg);
+    let (mut w_ref, mut v) = (w0.clone(), ArrayD::<f32>::zeros(IxDyn(&shape)));
+    for g in &grads {
+        opt.step(gpu(), &mut w, &up(g)).unwrap();
+        cpu::sgd_momentum(w_ref.view_mut(), g.view(), v.view_mut(), &cfg).unwrap();
+    }
+    assert_close("momentum", &down(&w), &w_ref, 1e-5);
+    // Plain SGD.
+    let mut w = up(&w0);
+    let sgd = Sgd {
+        config: SgdConfig {
+            lr: 0.1,
+            weight_decay: 0.01,
+        },
+    };
+    let mut w_ref = w0.clone();
+    for g in &grads {
+        sgd.step(gpu(), &mut w, &up(g)).unwrap();
+        cpu::sgd(w_ref.view_mut(), g.view(), &sgd.config).unwrap();
+    }
+    assert_close("sgd", &down(&w), &w_ref, 1e-5);
+    // A gradient of the wrong shape is an error; a gradient that is the parameter is too.
+    let e = sgd
+        .step(gpu(), &mut w, &up(&randn(&mut rng, &[5, 7])))
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    let same = w.clone();
+    let e = sgd.step(gpu(), &mut w, &same).unwrap_err();
+    assert!(matches!(e, Error::Aliased { .. }), "{e}");
+}
+
+#[test]
+fn layout_conversions_match_the_cpu_reference() {
+    let mut rng = NumpyRng::seed(9);
+    let x = randn(&mut rng, &[2, 3, 4, 5])
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let t = up(&x);
+    let nhwc = gpu().nchw_to_nhwc(&t).unwrap();
+    assert_eq!(
+        down(&nhwc).into_dimensionality::<Ix4>().unwrap(),
+        cpu::nchw_to_nhwc(x.view()).unwrap()
+    );
+    assert_eq!(
+        down(&gpu().nhwc_to_nchw(&nhwc).unwrap())
+            .into_dimensionality::<Ix4>()
+            .unwrap(),
+        x
+    );
+    let hwio = gpu().oihw_to_hwio(&t).unwrap();
+    assert_eq!(
+        down(&hwio).into_dimensionality::<Ix4>().unwrap(),
+        cpu::oihw_to_hwio(x.view()).unwrap()
+    );
+    assert_eq!(
+        down(&gpu().hwio_to_oihw(&hwio).unwrap())
+            .into_dimensionality::<Ix4>()
+            .unwrap(),
+        x
+    );
+}
+
+#[test]
+fn bad_layer_inputs_are_typed_errors() {
+    let g = gpu();
+    let x = g.zeros(&[2, 3, 3, 6]).unwrap();
+    let (gamma, beta) = (g.zeros(&[6]).unwrap(), g.zeros(&[6]).unwrap());
+    let e = g
+        .spatial_groupnorm_forward(&x, &gamma, &beta, GroupNorm::new(4))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Groups {
+                groups: 4,
+                channels: 6
+            }
+        ),
+        "{e}"
+    );
+    let e = g
+        .spatial_batchnorm_forward(
+            &x,
+            &g.zeros(&[5]).unwrap(),
+            &beta,
+            &mut BatchNormState::new(),
+            BatchNorm::train(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    let e = g
+        .spatial_batchnorm_forward(
+            &x,
+            &gamma,
+            &beta,
+            &mut BatchNormState::new(),
+            BatchNorm::test(),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::NoRunningStats { channels: 6 }), "{e}");
+    let scores = g.zeros(&[2, 3]).unwrap();
+    let e = g
+        .softmax_loss(&scores, &Labels::Indices(vec![0, 3]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::LabelOutOfRange {
+                index: 1,
+                label: 3,
+                classes: 3
+            }
+        ),
+        "{e}"
+    );
+    let e = g
+        .softmax_loss(&scores, &Labels::Indices(vec![0]))
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    let e = g
+        .affine_forward(&x, &g.zeros(&[50, 4]).unwrap(), &g.zeros(&[4]).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    let e = g
+        .affine_forward(&x, &g.zeros(&[54, 4]).unwrap(), &g.zeros(&[3]).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    let e = g.relu_forward_into(&x, &mut x.clone()).unwrap_err();
+    assert!(matches!(e, Error::Aliased { .. }), "{e}");
+}
+
+#[test]
+fn every_kernel_with_a_reduction_is_bitwise_deterministic() {
+    let mut rng = NumpyRng::seed(21);
+    let x = randn(&mut rng, &[5, 9, 7, 6])
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let w = randn(&mut rng, &[378, 10])
+        .into_dimensionality::<Ix2>()
+        .unwrap();
+    let b = Array1::<f32>::zeros(10);
+    let gamma = Array1::<f32>::ones(6);
+    let run = || {
+        let g = gpu();
+        let (out, ac) = g.affine_forward(&up(&x), &up(&w), &up(&b)).unwrap();
+        let (loss, dscores) = g
+            .softmax_loss(&out, &Labels::Indices(vec![1, 2, 3, 4, 5]))
+            .unwrap();
+        let ag = g.affine_backward(&dscores, &ac).unwrap();
+        let mut st = BatchNormState::new();
+        let (y, bc) = g
+            .spatial_batchnorm_forward(
+                &up(&x),
+                &up(&gamma),
+                &up(&b.slice(ndarray::s![..6]).to_owned()),
+                &mut st,
+                BatchNorm::train(),
+            )
+            .unwrap();
+        let bg = g.spatial_batchnorm_backward(&y, &bc).unwrap();
+        let (z, gc) = g
+            .spatial_groupnorm_forward(&up(&x), &up(&gamma), &up(&gamma), GroupNorm::new(3))
+            .unwrap();
+        let gg = g.spatial_groupnorm_backward(&z, &gc).unwrap();
+        [
+            loss, ag.dx, ag.dw, ag.db, y, bg.dx, bg.dgamma, bg.dbeta, gg.dx, gg.dgamma, gg.dbeta,
+        ]
+        .iter()
+        .map(down)
+        .collect::<Vec<_>>()
+    };
+    let first = run();
+    for _ in 0..2 {
+        assert_eq!(run(), first);
+    }
+}
+
+/// cs231n's sanity check: a three-layer convnet (conv - relu - 2x2 max pool - affine - relu -
+/// affine - softmax) overfits 50 training images to 100% training accuracy with Adam.
+#[test]
+fn three_layer_convnet_overfits_50_images() {
+    let g = gpu();
+    let mut rng = NumpyRng::seed(0);
+    let (n, hw, c, f, hidden, classes) = (50usize, 16usize, 3usize, 8usize, 32usize, 10usize);
+    let x = randn_f32(&mut rng, [n, hw, hw, c]);
+    let labels: Vec<usize> = (0..n).map(|i| (i * 7) % classes).collect();
+    let scale = |fan_in: usize| (2.0 / fan_in as f64).sqrt() as f32;
+    let w1 = randn_f32(&mut rng, [3, 3, c, f]) * scale(9 * c);
+    let d = (hw / 2) * (hw / 2) * f;
+    let w2 = randn(&mut rng, &[d, hidden])
+        .into_dimensionality::<Ix2>()
+        .unwrap()
+        * scale(d);
+    let w3 = randn(&mut rng, &[hidden, classes])
+        .into_dimensionality::<Ix2>()
+        .unwrap()
+        * scale(hidden);
+    let mut params = [
+        up(&w1),
+        g.zeros(&[f]).unwrap(),
+        up(&w2),
+        g.zeros(&[hidden]).unwrap(),
+        up(&w3),
+        g.zeros(&[classes]).unwrap(),
+    ];
+    let xt = up(&x);
+    let mut adam = Adam::new(1e-2);
+    let pool = PoolParams::new(2, 2, PoolMode::Max);
+    let mut accuracy = 0.0;
+    let mut loss_value = f32::NAN;
+    for step in 0..300 {
+        let [w1, b1, w2, b2, w3, b3] = &params;
+        let (z1, c1) = g.conv_forward(&xt, w1, b1, ConvParams::new(1, 1)).unwrap();
+        let (a1, r1) = g.relu_forward(&z1).unwrap();
+        let (p1, pc) = g.pool_forward(&a1, pool).unwrap();
+        let (h, ac2) = g.affine_forward(&p1, w2, b2).unwrap();
+        let (hr, r2) = g.relu_forward(&h).unwrap();
+        let (scores, ac3) = g.affine_forward(&hr, w3, b3).unwrap();
+        let (loss, dscores) = g
+            .softmax_loss(&scores, &Labels::Indices(labels.clone()))
+            .unwrap();
+        if step % 25 == 0 || step == 299 {
+            let s: Array2<f32> = g.download(&scores).unwrap();
+            let right = (0..n)
+                .filter(|&i| {
+                    let row = s.row(i);
+                    let best = (0..classes)
+                        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                        .unwrap();
+                    best == labels[i]
+                })
+                .count();
+            accuracy = right as f64 / n as f64;
+            loss_value = g.download::<Ix1>(&loss).unwrap()[0];
+            if accuracy == 1.0 {
+                break;
+            }
+        }
+        let g3 = g.affine_backward(&dscores, &ac3).unwrap();
+        let dh = g.relu_backward(&g3.dx, &r2).unwrap();
+        let g2 = g.affine_backward(&dh, &ac2).unwrap();
+        let da1 = g.pool_backward(&g2.dx, &pc).unwrap();
+        let dz1 = g.relu_backward(&da1, &r1).unwrap();
+        let g1 = g.conv_backward(&dz1, &c1).unwrap();
+        let db1 = g1.db.reshape(&[f]).unwrap();
+        let grads = [&g1.dw, &db1, &g2.dw, &g2.db, &g3.dw, &g3.db];
+        for (p, d) in params.iter_mut().zip(grads) {
+            adam.step(g, p, d).unwrap();
+        }
+    }
+    assert_eq!(
+        accuracy, 1.0,
+        "training accuracy {accuracy} (loss {loss_value})"
+    );
+    assert!(loss_value < 0.5, "loss {loss_value}");
+    let _ = Array4::<f32>::zeros((1, 1, 1, 1));
+}
