@@ -1,4 +1,6 @@
-// Pooling over f_h x f_w windows with stride (s_h, s_w), no padding.
+// Pooling over f_h x f_w windows with stride (s_h, s_w), padded by (top, left) and as much below
+// and to the right as the output size implies; windows are clipped to the input, so padding never
+// wins a maximum and is not counted in an average (TensorFlow's SAME pooling).
 //   pool_forward:  A[i, oh, ow, c] = max or mean of A_prev[i, oh*s_h .. oh*s_h+f_h, ow*s_w .. ow*s_w+f_w, c]
 //   pool_backward: dA_prev[i, h, x, c] = sum over the outputs (oh, ow) whose window covers (h, x) of
 //                  average: dA[i, oh, ow, c] / (f_h*f_w)
@@ -27,6 +29,8 @@ struct Params {
     s_w: u32,
     mode: u32,   // 0 max, 1 average
     ties: u32,   // 0 every maximum, 1 first maximum
+    top: u32,    // padding above and to the left (never wins a max, not counted in an average)
+    left: u32,
     in_off: u32,
     out_off: u32,
     dst_off: u32,
@@ -54,21 +58,41 @@ fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-// The maximum of one window, and the flat (row-major) position of its first occurrence.
+// The input rows (x) and columns (y) window (oh, ow) covers, clipped to the input: the window
+// starts at (oh*s_h - top, ow*s_w - left) in input coordinates.
+fn window_span(oh: u32, ow: u32) -> vec4<u32> {
+    let hs = oh * p.s_h;
+    let ws = ow * p.s_w;
+    let h0 = max(hs, p.top) - p.top;
+    let h1 = min(hs + p.f_h, p.top + p.in_h) - p.top;
+    let w0 = max(ws, p.left) - p.left;
+    let w1 = min(ws + p.f_w, p.left + p.in_w) - p.left;
+    return vec4<u32>(h0, h1, w0, w1);
+}
+
+// The maximum of one window (its part inside the input: padding never wins), and the flat
+// position of its first occurrence in the padded window, row-major.
 fn window_max(i: u32, oh: u32, ow: u32, c: u32) -> vec2<f32> {
-    var best = a_prev[index_in(i, oh * p.s_h, ow * p.s_w, c)];
-    var first = 0u;
-    for (var dh = 0u; dh < p.f_h; dh++) {
-        for (var dw = 0u; dw < p.f_w; dw++) {
-            let v = a_prev[index_in(i, oh * p.s_h + dh, ow * p.s_w + dw, c)];
+    let span = window_span(oh, ow);
+    var best = a_prev[index_in(i, span.x, span.z, c)];
+    var first = (span.x + p.top - oh * p.s_h) * p.f_w + (span.z + p.left - ow * p.s_w);
+    for (var h = span.x; h < span.y; h++) {
+        for (var x = span.z; x < span.w; x++) {
+            let v = a_prev[index_in(i, h, x, c)];
             // NaN wins and stays: a window holding NaN has a NaN maximum at its first NaN.
             if (!is_nan(best) && (is_nan(v) || v > best)) {
                 best = v;
-                first = dh * p.f_w + dw;
+                first = (h + p.top - oh * p.s_h) * p.f_w + (x + p.left - ow * p.s_w);
             }
         }
     }
     return vec2<f32>(best, f32(first));
+}
+
+// Elements of window (oh, ow) inside the input (what an average counts).
+fn window_count(oh: u32, ow: u32) -> f32 {
+    let span = window_span(oh, ow);
+    return f32((span.y - span.x) * (span.w - span.z));
 }
 
 @compute @workgroup_size(WG)
@@ -87,13 +111,14 @@ fn pool_forward(
         if (p.mode == MODE_MAX) {
             v = window_max(i, oh, ow, c).x;
         } else {
+            let span = window_span(oh, ow);
             var sum = 0.0;
-            for (var dh = 0u; dh < p.f_h; dh++) {
-                for (var dw = 0u; dw < p.f_w; dw++) {
-                    sum += a_prev[index_in(i, oh * p.s_h + dh, ow * p.s_w + dw, c)];
+            for (var h = span.x; h < span.y; h++) {
+                for (var x = span.z; x < span.w; x++) {
+                    sum += a_prev[index_in(i, h, x, c)];
                 }
             }
-            v = sum / f32(p.f_h * p.f_w);
+            v = sum / window_count(oh, ow);
         }
         dst[p.dst_off + idx] = v;
     }
@@ -106,17 +131,19 @@ fn pool_backward(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let grid = nwg.x * nwg.y * WG;
-    let window = f32(p.f_h * p.f_w);
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
         let c = idx % p.c;
         let x = (idx / p.c) % p.in_w;
         let h = (idx / (p.c * p.in_w)) % p.in_h;
         let i = idx / (p.c * p.in_w * p.in_h);
-        // Outputs whose window covers h: oh*s_h <= h < oh*s_h + f_h.
-        let oh_lo = select(0u, (h + 1u - p.f_h + p.s_h - 1u) / p.s_h, h + 1u > p.f_h);
-        let oh_hi = min(h / p.s_h + 1u, p.out_h);
-        let ow_lo = select(0u, (x + 1u - p.f_w + p.s_w - 1u) / p.s_w, x + 1u > p.f_w);
-        let ow_hi = min(x / p.s_w + 1u, p.out_w);
+        // In padded coordinates (hp, xp), the outputs whose window covers hp:
+        // oh*s_h <= hp < oh*s_h + f_h.
+        let hp = h + p.top;
+        let xp = x + p.left;
+        let oh_lo = select(0u, (hp + 1u - p.f_h + p.s_h - 1u) / p.s_h, hp + 1u > p.f_h);
+        let oh_hi = min(hp / p.s_h + 1u, p.out_h);
+        let ow_lo = select(0u, (xp + 1u - p.f_w + p.s_w - 1u) / p.s_w, xp + 1u > p.f_w);
+        let ow_hi = min(xp / p.s_w + 1u, p.out_w);
         let mine = a_prev[index_in(i, h, x, c)];
         var acc = 0.0;
         for (var oh = oh_lo; oh < oh_hi; oh++) {
@@ -124,13 +151,13 @@ fn pool_backward(
                 let g = grad[index_out(i, oh, ow, c)];
                 if (p.mode == MODE_MAX) {
                     let m = window_max(i, oh, ow, c);
-                    let pos = (h - oh * p.s_h) * p.f_w + (x - ow * p.s_w);
+                    let pos = (hp - oh * p.s_h) * p.f_w + (xp - ow * p.s_w);
                     let hit = select(mine == m.x && !is_nan(m.x), u32(m.y) == pos, p.ties == 1u);
                     if (hit) {
                         acc += g;
                     }
                 } else {
-                    acc += g / window;
+                    acc += g / window_count(oh, ow);
                 }
             }
         }

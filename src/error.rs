@@ -187,6 +187,15 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// Pooling padding as large as the window: a window could hold only padding.
+    #[error("pooling padding (top, bottom, left, right) {padding:?} must be smaller than the window {kernel:?} on each side")]
+    PoolPadding {
+        /// `(top, bottom, left, right)`.
+        padding: [usize; 4],
+        /// The window `(f_h, f_w)`.
+        kernel: [usize; 2],
+    },
+
     /// A kernel could not be built (a bug in this crate: the message names the kernel).
     #[error("kernel {0}")]
     Kernel(String),

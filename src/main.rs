@@ -163,7 +163,7 @@ fn run_bench(
             }
         }
     }
-    for r in bench::layer_records(&gpu, &o, &wanted)? {
+    for r in bench::layer_records(&gpu, &o, wanted)? {
         push(r);
     }
     // Cost per image as the batch grows, on the "cifar" convolution.

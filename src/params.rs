@@ -151,6 +151,9 @@ pub struct PoolParams {
     pub mode: PoolMode,
     /// Tie rule for max-pool backward.
     pub ties: Ties,
+    /// Padding around height and width, none by default. As in TensorFlow, padding never wins
+    /// a maximum and is not counted in an average; each side must be smaller than the window.
+    pub padding: Padding,
 }
 
 impl PoolParams {
@@ -161,7 +164,15 @@ impl PoolParams {
             stride: (stride, stride),
             mode,
             ties: Ties::EveryMax,
+            padding: Padding::uniform(0),
         }
+    }
+
+    /// Padding around the input ([`Padding::same`] for TensorFlow's `SAME`): padded positions
+    /// never win a maximum and are not counted in an average.
+    pub const fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
     }
 
     /// A rectangular window `(f_h, f_w)`.
@@ -181,6 +192,14 @@ impl PoolParams {
         self.ties = ties;
         self
     }
+}
+
+/// The input range `start..end` of window `o` along one axis: `o * s - before .. + f`, clipped
+/// to `0..n`.
+fn window_range(o: usize, s: usize, before: usize, f: usize, n: usize) -> (usize, usize) {
+    let start = o.saturating_mul(s);
+    let end = start.saturating_add(f).saturating_sub(before).min(n);
+    (start.saturating_sub(before).min(end), end)
 }
 
 /// Output size along one axis of `padded` rows, `floor((padded - f) / s) + 1`, or `None` when
@@ -413,6 +432,8 @@ pub struct PoolGeometry {
     pub out_h: usize,
     /// Output width.
     pub out_w: usize,
+    /// Padding (each side smaller than the window).
+    pub pad: Padding,
 }
 
 impl PoolGeometry {
@@ -420,7 +441,7 @@ impl PoolGeometry {
     ///
     /// # Errors
     /// [`Error::ZeroStride`], [`Error::ZeroKernel`], [`Error::EmptyTensor`],
-    /// [`Error::KernelTooLarge`]. Without padding no size can overflow. Never panics.
+    /// [`Error::KernelTooLarge`], [`Error::PoolPadding`], [`Error::SizeOverflow`]. Never panics.
     pub fn new(input: [usize; 4], params: PoolParams) -> Result<Self> {
         let (s_h, s_w) = params.stride;
         if s_h == 0 || s_w == 0 {
@@ -432,13 +453,36 @@ impl PoolGeometry {
         }
         check_nonempty("input", &input)?;
         let [m, in_h, in_w, c] = input;
+        let pad = params.padding;
+        if pad.top >= f_h || pad.bottom >= f_h || pad.left >= f_w || pad.right >= f_w {
+            return Err(Error::PoolPadding {
+                padding: [pad.top, pad.bottom, pad.left, pad.right],
+                kernel: [f_h, f_w],
+            });
+        }
+        // Padding is smaller than the window, so these sums cannot overflow past what the
+        // window check allows; checked anyway.
+        let padded_h = padded_extent(
+            "padded height n_H + top + bottom",
+            in_h,
+            pad.top,
+            pad.bottom,
+            &input,
+        )?;
+        let padded_w = padded_extent(
+            "padded width n_W + left + right",
+            in_w,
+            pad.left,
+            pad.right,
+            &input,
+        )?;
         let too_large = || Error::KernelTooLarge {
             input,
             kernel: [f_h, f_w],
-            padded: [in_h, in_w],
+            padded: [padded_h, padded_w],
         };
-        let out_h = out_size(in_h, f_h, s_h).ok_or_else(too_large)?;
-        let out_w = out_size(in_w, f_w, s_w).ok_or_else(too_large)?;
+        let out_h = out_size(padded_h, f_h, s_h).ok_or_else(too_large)?;
+        let out_w = out_size(padded_w, f_w, s_w).ok_or_else(too_large)?;
         Ok(Self {
             m,
             in_h,
@@ -450,7 +494,19 @@ impl PoolGeometry {
             s_w,
             out_h,
             out_w,
+            pad,
         })
+    }
+
+    /// The rows `start..end` of the input that window `o` covers along the height (`o < out_h`):
+    /// the window starts at `o * s_h - top` and is clipped to the input (never empty).
+    pub fn rows(&self, o: usize) -> (usize, usize) {
+        window_range(o, self.s_h, self.pad.top, self.f_h, self.in_h)
+    }
+
+    /// The columns that window `o` covers along the width (see [`PoolGeometry::rows`]).
+    pub fn cols(&self, o: usize) -> (usize, usize) {
+        window_range(o, self.s_w, self.pad.left, self.f_w, self.in_w)
     }
 
     /// Input shape `(m, n_H_prev, n_W_prev, n_C)`.

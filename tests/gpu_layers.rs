@@ -445,3 +445,56 @@ fn three_layer_convnet_overfits_50_images() {
     assert!(loss_value < 0.5, "loss {loss_value}");
     let _ = Array4::<f32>::zeros((1, 1, 1, 1));
 }
+
+#[test]
+fn same_pooling_never_lets_padding_win_or_count() {
+    use wgpu_cnn::{Padding, Ties};
+    // A hand check: 3x3 input, 2x2 windows, stride 2, SAME: padding goes below and right.
+    let x = Array4::from_shape_vec(
+        (1, 3, 3, 1),
+        vec![-1.0f32, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0, -9.0],
+    )
+    .unwrap();
+    let same = Padding::same((3, 3), (2, 2), (2, 2));
+    let max = PoolParams::new(2, 2, PoolMode::Max).with_padding(same);
+    let avg = PoolParams::new(2, 2, PoolMode::Average).with_padding(same);
+    let (a, _) = cpu::pool_forward(x.view(), max).unwrap();
+    assert_eq!(a.into_raw_vec_and_offset().0, vec![-1.0, -3.0, -7.0, -9.0]); // never 0
+    let (a, _) = cpu::pool_forward(x.view(), avg).unwrap();
+    assert_eq!(a.into_raw_vec_and_offset().0, vec![-3.0, -4.5, -7.5, -9.0]); // counts 4, 2, 2, 1
+                                                                             // The GPU against the CPU on sizes the window does not divide, both modes, both tie rules,
+                                                                             // channels in fours (which the vec4 kernels would take without padding) and not.
+    let mut rng = NumpyRng::seed(17);
+    for (hw, f, s, c) in [
+        (10usize, 4usize, 4usize, 8usize),
+        (9, 3, 2, 3),
+        (64, 8, 8, 8),
+        (13, 4, 4, 16),
+    ] {
+        let x = randn_f32(&mut rng, [3, hw, hw + 1, c]);
+        let same = Padding::same((hw, hw + 1), (f, f), (s, s));
+        for mode in [PoolMode::Max, PoolMode::Average] {
+            for ties in [Ties::EveryMax, Ties::FirstMax] {
+                let params = PoolParams::new(f, s, mode)
+                    .with_padding(same)
+                    .with_ties(ties);
+                let (a, cache) = gpu().pool_forward(&up(&x), params).unwrap();
+                let (a_ref, c_ref) = cpu::pool_forward(x.view(), params).unwrap();
+                let a_host = down(&a).into_dimensionality::<Ix4>().unwrap();
+                assert_close("SAME pool forward", &a_host, &a_ref, 1e-6);
+                let da = randn_f32(&mut rng, a_ref.dim().into());
+                let dx = gpu().pool_backward(&up(&da), &cache).unwrap();
+                let dx_ref = cpu::pool_backward(da.view(), &c_ref).unwrap();
+                assert_close(
+                    "SAME pool backward",
+                    &down(&dx).into_dimensionality::<Ix4>().unwrap(),
+                    &dx_ref,
+                    1e-6,
+                );
+            }
+        }
+    }
+    // Padding as wide as the window is refused.
+    let e = cpu::pool_forward(x.view(), max.with_padding(Padding::uniform(2))).unwrap_err();
+    assert!(matches!(e, Error::PoolPadding { .. }), "{e}");
+}

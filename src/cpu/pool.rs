@@ -57,7 +57,8 @@ fn window_max<A: Real>(x: ArrayView2<A>) -> Result<A> {
 /// with the sizes of [`PoolGeometry`]. Returns the output and the cache for [`pool_backward`].
 /// A window holding NaN gives NaN in both modes.
 ///
-/// Pooling has no padding, so windows are slices of `a_prev` itself; nothing padded is made.
+/// Windows are slices of `a_prev` itself, clipped to it when there is padding (TensorFlow's
+/// rule: padding never wins a maximum and is not counted in an average); nothing padded is made.
 ///
 /// # Errors
 /// From [`PoolGeometry::new`]: [`Error::ZeroStride`], [`Error::ZeroKernel`],
@@ -89,10 +90,6 @@ pub fn pool_forward<A: Real>(
     let PoolGeometry {
         m,
         c: n_c,
-        f_h,
-        f_w,
-        s_h,
-        s_w,
         out_h: n_h,
         out_w: n_w,
         ..
@@ -104,11 +101,10 @@ pub fn pool_forward<A: Real>(
         for h in 0..n_h {
             for w in 0..n_w {
                 for c in 0..n_c {
-                    // Find the corners of the current "slice".
-                    let vert_start = h * s_h;
-                    let vert_end = vert_start + f_h;
-                    let horiz_start = w * s_w;
-                    let horiz_end = horiz_start + f_w;
+                    // Find the corners of the current "slice" (clipped to the input: padding
+                    // never wins a maximum and is not counted in an average).
+                    let (vert_start, vert_end) = geometry.rows(h);
+                    let (horiz_start, horiz_end) = geometry.cols(w);
                     // The current slice on the ith training example of A_prev, channel c.
                     let a_prev_slice =
                         a_prev.slice(s![i, vert_start..vert_end, horiz_start..horiz_end, c]);
@@ -303,10 +299,6 @@ pub fn pool_backward<A: Real>(da: ArrayView4<A>, cache: &PoolCache<A>) -> Result
     let PoolGeometry {
         m,
         c: n_c,
-        f_h,
-        f_w,
-        s_h,
-        s_w,
         out_h: n_h,
         out_w: n_w,
         ..
@@ -321,11 +313,9 @@ pub fn pool_backward<A: Real>(da: ArrayView4<A>, cache: &PoolCache<A>) -> Result
         for h in 0..n_h {
             for w in 0..n_w {
                 for c in 0..n_c {
-                    // Find the corners of the current "slice".
-                    let vert_start = h * s_h;
-                    let vert_end = vert_start + f_h;
-                    let horiz_start = w * s_w;
-                    let horiz_end = horiz_start + f_w;
+                    // Find the corners of the current "slice" (clipped to the input).
+                    let (vert_start, vert_end) = geometry.rows(h);
+                    let (horiz_start, horiz_end) = geometry.cols(w);
                     // The gradient of this output, dA[i, h, w, c] (not dA[i, vert_start, ...]).
                     let da_ihwc = da[[i, h, w, c]];
                     let mut window =
@@ -347,8 +337,9 @@ pub fn pool_backward<A: Real>(da: ArrayView4<A>, cache: &PoolCache<A>) -> Result
                             });
                         }
                         PoolMode::Average => {
-                            // Distribute dA[i, h, w, c] over the (f_h, f_w) window.
-                            let shape = (f_h, f_w);
+                            // Distribute dA[i, h, w, c] over the window (its part inside the
+                            // input: padding is not counted).
+                            let shape = (vert_end - vert_start, horiz_end - horiz_start);
                             let distributed = distribute_value(da_ihwc, shape)?;
                             window.zip_mut_with(&distributed, |d, &v| *d = *d + v);
                         }

@@ -24,6 +24,8 @@ uniform! {
         s_w: u32,
         mode: u32,
         ties: u32,
+        top: u32,
+        left: u32,
         in_off: u32,
         out_off: u32,
         dst_off: u32,
@@ -65,7 +67,8 @@ const VEC4_MAX_TAPS: usize = 64;
 /// The override constants of `pool_vec4.wgsl`, if the vec4 kernels apply: channels in fours, a
 /// window of at most [`VEC4_MAX_TAPS`], and sizes that fit `u32` index arithmetic.
 fn vec4_consts(g: &PoolGeometry, params: &PoolParams) -> Option<Vec<(&'static str, u32)>> {
-    if !g.c.is_multiple_of(4) || g.f_h * g.f_w > VEC4_MAX_TAPS {
+    let unpadded = g.pad == crate::Padding::uniform(0);
+    if !unpadded || !g.c.is_multiple_of(4) || g.f_h * g.f_w > VEC4_MAX_TAPS {
         return None;
     }
     let u = |v: usize| u32::try_from(v).ok().filter(|&v| v < 1 << 24);
@@ -161,6 +164,8 @@ impl Params {
             f_w: u("window width", g.f_w)?,
             s_h: u("stride", if g.out_h == 1 { 1 } else { g.s_h })?,
             s_w: u("stride", if g.out_w == 1 { 1 } else { g.s_w })?,
+            top: u("top padding", g.pad.top)?,
+            left: u("left padding", g.pad.left)?,
             mode: match params.mode {
                 PoolMode::Max => 0,
                 PoolMode::Average => 1,
@@ -175,8 +180,10 @@ impl Params {
 }
 
 impl Gpu {
-    /// Max or average pooling, no padding: `(m, n_H_prev, n_W_prev, n_C)` ->
-    /// `(m, n_H, n_W, n_C)` with `n_H = (n_H_prev - f_h) / stride_h + 1` (likewise `n_W`).
+    /// Max or average pooling, optionally padded (`PoolParams::with_padding`; padding never wins
+    /// a maximum and is not counted in an average): `(m, n_H_prev, n_W_prev, n_C)` ->
+    /// `(m, n_H, n_W, n_C)` with `n_H = (n_H_prev + top + bottom - f_h) / stride_h + 1` (likewise
+    /// `n_W`).
     /// A window holding NaN gives NaN (max) as the CPU reference does.
     ///
     /// ```no_run
