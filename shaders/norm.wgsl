@@ -2,19 +2,18 @@
 // between them are the deterministic reduction (reduce.wgsl). A "statistic" s is a channel c
 // (batch norm: groups = 0, over (N, H, W)) or a (sample i, group g) pair (group norm: s = i * groups
 // + c / cg, over (H, W, cg channels)); n elements contribute to each.
-//   center:        xc = x - mean[s]
 //   finish_mean:   mean[s] = s1[s] / n
 //   finish_var:    var = s2[s] / n;  inv_std[s] = 1 / sqrt(var + eps);  with update = 1 also
 //                  running_mean = momentum * running_mean + (1 - momentum) * mean (and running_var)
 //   inv_std_of:    inv_std[s] = 1 / sqrt(var[s] + eps)        (test mode, from the running var)
-//   apply:         xhat = xc * inv_std[s];  y = gamma[c] * xhat + beta[c]
+//   apply:         xhat = (x - mean[s]) * inv_std[s];  y = gamma[c] * xhat + beta[c]
 //   group_combine: out[i, g] = sum_{j < cg} (gamma[g*cg + j] if weighted else 1) * t[i, g*cg + j]
 //                  (serial, in order; t is (samples, C) per-channel sums)
 //   norm_dx:       train: dx = inv_n * inv_std[s] * (n * gamma[c] * dout - sd[s] - xhat * sdx[s])
 //                  with sd = sum(dxhat), sdx = sum(dxhat * xhat) over the statistic, dxhat = dout * gamma;
 //                  test:  dx = gamma[c] * inv_std[s] * dout
-// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd, 9 sdx, 10 inv: read; 3 dst, 4 dst2,
-// 5 dst3: write (which ones each entry uses: see the host, `src/gpu/norm.rs`).
+// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd (apply: the means), 9 sdx, 10 inv:
+// read; 3 dst, 4 dst2, 5 dst3: write (which ones each entry uses: see `src/gpu/norm.rs`).
 
 override WG: u32 = 64u;
 
@@ -55,18 +54,6 @@ fn stat(idx: u32) -> u32 {
         return c;
     }
     return (idx / p.per_image) * p.groups + c / p.cg;
-}
-
-@compute @workgroup_size(WG)
-fn center(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
-        dst[i] = src[i] - aux[stat(i)];
-    }
 }
 
 @compute @workgroup_size(WG)
@@ -119,7 +106,8 @@ fn apply(
     let grid = nwg.x * nwg.y * WG;
     for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
         let c = i % p.c;
-        let xhat = src[i] * aux[stat(i)];
+        let s = stat(i);
+        let xhat = (src[i] - sd[s]) * aux[s];
         dst[i] = xhat;
         dst2[i] = gamma[c] * xhat + beta[c];
     }

@@ -1,8 +1,11 @@
 // Deterministic sums along one axis, the reduction every layer shares:
 //
-//   out[s, b, c] = sum over the rows r of block b of  a[s, r, c]            (PRODUCT = 0)
-//                                                  or a[s, r, c] * w[s, r, c] (PRODUCT = 1)
-//                                                  or a[s, r, c]^2            (PRODUCT = 2)
+//   out[s, b, c] = sum over the rows r of block b of  a[s, r, c]            (MODE 0)
+//                                                  or a[s, r, c] * w[s, r, c] (MODE 1)
+//                                                  or a[s, r, c]^2            (MODE 2)
+//                                                  or (a[s, r, c] - w[k])^2   (MODE 3: w holds
+//                     means, k = c, or (seg0 + s) * groups + c / cg when groups > 0)
+//   MODE 4: out gets the sums of a and out2 the sums of a * w, in one pass.
 //
 // for s < segments, c < cols, blocks of BLOCK consecutive rows (the last one shorter). Element
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
@@ -14,13 +17,13 @@
 // whatever the batch chunking (blocks never cross a segment, and chunks split at segments).
 // No atomics.
 //
-// Bindings: 0 params; 1 a, read; 2 w, read (a again when PRODUCT = 0); 3 out (segments,
-// blocks, cols), write.
+// Bindings: 0 params; 1 a, read; 2 w, read (a again when unused); 3 out (segments, blocks,
+// cols), write; 4 out2 (MODE 4; out again otherwise), write.
 
 const CT: u32 = 8u;      // columns per workgroup
 const RL: u32 = 8u;      // row lanes per column
 const BLOCK: u32 = 1024u;
-override PRODUCT: u32 = 0u;
+override MODE: u32 = 0u;
 
 struct Params {
     total: u32,      // workgroups of work: segments * blocks * tiles
@@ -34,14 +37,19 @@ struct Params {
     a_off: u32,
     w_off: u32,
     out_off: u32,
+    groups: u32,     // MODE 3: 0 (means per column) or groups per segment
+    cg: u32,         // MODE 3: columns per group
+    seg0: u32,       // MODE 3: the first segment of this dispatch
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
 var<workgroup> part: array<f32, 64>;
+var<workgroup> part2: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn reduce_rows(
@@ -58,30 +66,47 @@ fn reduce_rows(
         let c = tile * CT + t % CT;
         let r_end = min((b + 1u) * BLOCK, p.rows);
         var acc = 0.0;
+        var acc2 = 0.0;
         if (c < p.cols) {
             let base = s * p.stride_s + c * p.stride_c;
+            var mean = 0.0;
+            if (MODE == 3u) {
+                mean = w[select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u)];
+            }
             for (var r = b * BLOCK + lane; r < r_end; r += RL) {
                 let i = base + r * p.stride_r;
-                if (PRODUCT == 1u) {
-                    acc = fma(a[p.a_off + i], w[p.w_off + i], acc);
-                } else if (PRODUCT == 2u) {
-                    let v = a[p.a_off + i];
+                let v = a[p.a_off + i];
+                if (MODE == 1u) {
+                    acc = fma(v, w[p.w_off + i], acc);
+                } else if (MODE == 2u) {
                     acc = fma(v, v, acc);
+                } else if (MODE == 3u) {
+                    let d = v - mean;
+                    acc = fma(d, d, acc);
+                } else if (MODE == 4u) {
+                    acc += v;
+                    acc2 = fma(v, w[p.w_off + i], acc2);
                 } else {
-                    acc += a[p.a_off + i];
+                    acc += v;
                 }
             }
         }
         part[t] = acc;
+        part2[t] = acc2;
         workgroupBarrier();
         for (var half = RL / 2u; half > 0u; half /= 2u) {
             if (lane < half) {
                 part[t] += part[t + half * CT];
+                part2[t] += part2[t + half * CT];
             }
             workgroupBarrier();
         }
         if (lane == 0u && c < p.cols) {
-            out[p.out_off + (s * p.blocks + b) * p.cols + c] = part[t];
+            let o = p.out_off + (s * p.blocks + b) * p.cols + c;
+            out[o] = part[t];
+            if (MODE == 4u) {
+                out2[o] = part2[t];
+            }
         }
         workgroupBarrier();
     }

@@ -249,7 +249,6 @@ mod tests {
             super::super::optim::ADAM,
             super::super::affine::MATMUL,
             super::super::affine::SOFTMAX,
-            super::super::norm::CENTER,
             super::super::norm::FINISH_MEAN,
             super::super::norm::FINISH_VAR,
             super::super::norm::INV_STD_OF,

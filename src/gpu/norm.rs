@@ -2,14 +2,16 @@
 //! element-wise and per-statistic steps, `shaders/reduce.wgsl` for every sum (deterministic).
 //! Formulas: `crate::layers`.
 //!
-//! Forward: sums of `x` -> mean -> `xc = x - mean` -> sums of `xc * xc` -> `inv_std` (and the
-//! running statistics, batch norm in train mode) -> `xhat`, `y`. The variance is taken of the
-//! centred values (two passes), as `np.var` does, so a constant channel has variance exactly 0.
-//! Backward: per-statistic sums of `dout` and `dout * xhat` (which are also `dbeta` and
-//! `dgamma`), weighted by `gamma` per statistic, then `dx` element by element.
+//! Forward: sums of `x` -> mean -> sums of `(x - mean)^2` (centred on the fly in the reduction)
+//! -> `inv_std` (and the running statistics, batch norm in train mode) -> `xhat`, `y` in one
+//! element-wise pass. The variance is taken of the centred values (two passes over `x`), as
+//! `np.var` does, so a constant channel has variance exactly 0. Backward: per-statistic sums of
+//! `dout` and `dout * xhat` in one pass (they are also `dbeta` and `dgamma`), weighted by `gamma`
+//! per statistic, then `dx` element by element.
 
 use super::kernels::{uniform, Access, Kernel};
 use super::launch::{count, WG};
+use super::reduce::Terms;
 use super::{Arg, Gpu, Tensor};
 use crate::error::{Error, Result};
 use crate::layers::{BatchNorm, GroupNorm, NormMode};
@@ -34,20 +36,22 @@ uniform! {
 const R: Access = Access::Read;
 const W: Access = Access::Write;
 
-pub(crate) const CENTER: Kernel = Kernel::new::<NormParams>(
+pub(crate) const FINISH_MEAN: Kernel = Kernel::new::<NormParams>(
     "norm.wgsl",
     include_str!("../../shaders/norm.wgsl"),
-    "center",
-    &[(1, R), (2, R), (3, W)],
+    "finish_mean",
+    &[(1, R), (3, W)],
 );
-pub(crate) const FINISH_MEAN: Kernel = CENTER.entry("finish_mean", &[(1, R), (3, W)]);
 pub(crate) const FINISH_VAR: Kernel =
-    CENTER.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
-pub(crate) const INV_STD_OF: Kernel = CENTER.entry("inv_std_of", &[(1, R), (3, W)]);
-pub(crate) const APPLY: Kernel =
-    CENTER.entry("apply", &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R)]);
-pub(crate) const GROUP_COMBINE: Kernel = CENTER.entry("group_combine", &[(1, R), (3, W), (6, R)]);
-pub(crate) const NORM_DX: Kernel = CENTER.entry(
+    FINISH_MEAN.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
+pub(crate) const INV_STD_OF: Kernel = FINISH_MEAN.entry("inv_std_of", &[(1, R), (3, W)]);
+pub(crate) const APPLY: Kernel = FINISH_MEAN.entry(
+    "apply",
+    &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
+);
+pub(crate) const GROUP_COMBINE: Kernel =
+    FINISH_MEAN.entry("group_combine", &[(1, R), (3, W), (6, R)]);
+pub(crate) const NORM_DX: Kernel = FINISH_MEAN.entry(
     "norm_dx",
     &[(1, R), (2, R), (3, W), (6, R), (8, R), (9, R), (10, R)],
 );
@@ -139,12 +143,13 @@ impl Gpu {
         })
     }
 
-    /// Per-statistic sums of `a` (or `a * w`): `(C,)` for batch norm, `(m * G,)` for group norm.
-    fn stat_sums(&self, a: &Tensor, w: Option<&Tensor>, l: &Layout) -> Result<Tensor> {
+    /// Per-statistic sums of `terms` of `a`: `(C,)` for batch norm, `(m * G,)` for group norm.
+    fn stat_sums(&self, a: &Tensor, terms: Terms, l: &Layout) -> Result<Tensor> {
+        let dims = (l.m, l.pixels, l.c);
         if l.groups == 0 {
-            return self.row_sums(a, w, (l.m, l.pixels, l.c), false, None);
+            return Ok(self.sums(a, terms, dims, false, None)?.0);
         }
-        let per_channel = self.row_sums(a, w, (l.m, l.pixels, l.c), true, None)?;
+        let per_channel = self.sums(a, terms, dims, true, None)?.0;
         self.combine(&per_channel, None, l, l.m * l.groups)
     }
 
@@ -218,8 +223,9 @@ impl Gpu {
         })
     }
 
-    /// Mean, centred values and `inv_std` of `x` by its own statistics; with `running`, the
-    /// running statistics are updated (batch norm, train mode).
+    /// Mean and `inv_std` of `x` by its own statistics (two passes: the sums of `x`, then of
+    /// `(x - mean)^2`); with `running`, the running statistics are updated (batch norm, train
+    /// mode).
     fn normalise(
         &self,
         x: &Tensor,
@@ -227,12 +233,15 @@ impl Gpu {
         eps: f64,
         running: Option<(&Tensor, &Tensor, f64)>,
     ) -> Result<(Tensor, Tensor)> {
-        let s1 = self.stat_sums(x, None, l)?;
+        let s1 = self.stat_sums(x, Terms::Sum, l)?;
         let mean = self.alloc("norm mean", &[l.stats], false)?;
         self.norm_launch(&FINISH_MEAN, l.params(l.stats)?, &[&s1, &mean])?;
-        let xc = self.alloc("norm centred", x.shape(), false)?;
-        self.norm_launch(&CENTER, l.params(x.len())?, &[x, &mean, &xc])?;
-        let s2 = self.stat_sums(&xc, Some(&xc), l)?;
+        let centered = Terms::Centered {
+            mean: &mean,
+            groups: l.groups,
+            cg: l.cg,
+        };
+        let s2 = self.stat_sums(x, centered, l)?;
         let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
         let p = NormParams {
             eps: eps as f32,
@@ -243,24 +252,26 @@ impl Gpu {
         let (rm, rv) = running.map_or((&inv_std, &inv_std), |r| (r.0, r.1));
         // Without running statistics, dst2 / dst3 are bound to inv_std but never written.
         self.norm_launch(&FINISH_VAR, p, &[&s2, &mean, &inv_std, rm, rv])?;
-        Ok((xc, inv_std))
+        Ok((mean, inv_std))
     }
 
-    /// `xhat` and `y` from the centred values and `inv_std`.
+    /// `xhat = (x - mean) * inv_std` and `y = gamma * xhat + beta`.
+    #[allow(clippy::too_many_arguments)]
     fn norm_apply(
         &self,
-        xc: &Tensor,
+        x: &Tensor,
+        mean: &Tensor,
         inv_std: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
         l: &Layout,
         y: &Tensor,
     ) -> Result<Tensor> {
-        let xhat = self.alloc("norm xhat", xc.shape(), false)?;
+        let xhat = self.alloc("norm xhat", x.shape(), false)?;
         self.norm_launch(
             &APPLY,
-            l.params(xc.len())?,
-            &[xc, inv_std, &xhat, y, gamma, beta],
+            l.params(x.len())?,
+            &[x, inv_std, &xhat, y, gamma, beta, mean],
         )?;
         Ok(xhat)
     }
@@ -301,7 +312,7 @@ impl Gpu {
         }
         let y = self.alloc("batchnorm output", x.shape(), false)?;
         let train = bn.mode == NormMode::Train;
-        let (xc, inv_std) = if train {
+        let stats = if train {
             let rm = match &state.running_mean {
                 Some(t) => t.clone(),
                 None => self.zeros(&[l.c])?,
@@ -318,17 +329,16 @@ impl Gpu {
             let (Some(rm), Some(rv)) = (&state.running_mean, &state.running_var) else {
                 return Err(Error::NoRunningStats { channels: l.c });
             };
-            let xc = self.alloc("norm centred", x.shape(), false)?;
-            self.norm_launch(&CENTER, l.params(x.len())?, &[x, rm, &xc])?;
             let inv_std = self.alloc("norm inv_std", &[l.c], false)?;
             let p = NormParams {
                 eps: bn.eps as f32,
                 ..l.params(l.c)?
             };
             self.norm_launch(&INV_STD_OF, p, &[rv, &inv_std])?;
-            (xc, inv_std)
+            (rm.clone(), inv_std)
         };
-        let xhat = self.norm_apply(&xc, &inv_std, gamma, beta, &l, &y)?;
+        let (mean, inv_std) = stats;
+        let xhat = self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
         Ok((
             y,
             NormCache {
@@ -363,8 +373,8 @@ impl Gpu {
         }
         let l = self.norm_layout(x, gamma, beta, gn.groups, "spatial_groupnorm_forward input")?;
         let y = self.alloc("groupnorm output", x.shape(), false)?;
-        let (xc, inv_std) = self.normalise(x, &l, gn.eps, None)?;
-        let xhat = self.norm_apply(&xc, &inv_std, gamma, beta, &l, &y)?;
+        let (mean, inv_std) = self.normalise(x, &l, gn.eps, None)?;
+        let xhat = self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
         Ok((
             y,
             NormCache {
@@ -416,14 +426,14 @@ impl Gpu {
         // Per-channel sums of dout and dout * xhat: over everything (batch norm), per sample
         // (group norm).
         let per_image = cache.groups != 0;
-        let t1 = self.row_sums(dout, None, (l.m, l.pixels, l.c), per_image, None)?;
-        let t2 = self.row_sums(
+        let (t1, t2) = self.sums(
             dout,
-            Some(&cache.xhat),
+            Terms::Pair(&cache.xhat),
             (l.m, l.pixels, l.c),
             per_image,
             None,
         )?;
+        let t2 = t2.ok_or_else(|| Error::Kernel("a pair of sums without its second".into()))?;
         let (dbeta, dgamma) = if per_image {
             (
                 self.row_sums(&t1, None, (1, l.m, l.c), false, None)?,

@@ -3,7 +3,7 @@
 //! the affine `db`, the loss mean). A fixed-order tree in workgroup memory, applied block by
 //! block until one block is left: bitwise the same on every run, whatever the batch chunking.
 
-use super::kernels::{uniform, Kernel};
+use super::kernels::{uniform, Access, Kernel};
 use super::launch::count;
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
@@ -22,6 +22,9 @@ uniform! {
         a_off: u32,
         w_off: u32,
         out_off: u32,
+        groups: u32,
+        cg: u32,
+        seg0: u32,
     }
 }
 
@@ -29,7 +32,12 @@ pub(crate) const REDUCE: Kernel = Kernel::new::<ReduceParams>(
     "reduce.wgsl",
     include_str!("../../shaders/reduce.wgsl"),
     "reduce_rows",
-    super::kernels::simple(2, 1),
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Write),
+    ],
 );
 
 /// Rows per block (`BLOCK` in the WGSL).
@@ -40,11 +48,36 @@ const CT: usize = 8;
 /// Every specialisation of `reduce.wgsl`.
 #[cfg(test)]
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
-    vec![
-        (REDUCE, vec![("PRODUCT", 0)]),
-        (REDUCE, vec![("PRODUCT", 1)]),
-        (REDUCE, vec![("PRODUCT", 2)]),
-    ]
+    (0..5).map(|m| (REDUCE, vec![("MODE", m)])).collect()
+}
+
+/// What is summed over the rows (the `MODE` of `reduce.wgsl`).
+#[derive(Clone, Copy)]
+pub(crate) enum Terms<'a> {
+    /// `a`.
+    Sum,
+    /// `a * w`, `w` laid out like `a` (`a * a` with one load when `w` is `a`).
+    Product(&'a Tensor),
+    /// `(a - mean)^2`, the means per column (`groups = 0`) or per (image, group of `cg` columns).
+    Centered {
+        mean: &'a Tensor,
+        groups: usize,
+        cg: usize,
+    },
+    /// `a` into the first result and `a * w` into the second, in one pass.
+    Pair(&'a Tensor),
+}
+
+impl Terms<'_> {
+    fn mode(&self, a: &Tensor) -> u32 {
+        match self {
+            Terms::Sum => 0,
+            Terms::Product(w) if w.same_buffer(a) => 2,
+            Terms::Product(_) => 1,
+            Terms::Centered { .. } => 3,
+            Terms::Pair(_) => 4,
+        }
+    }
 }
 
 impl Gpu {
@@ -56,33 +89,59 @@ impl Gpu {
         &self,
         a: &Tensor,
         w: Option<&Tensor>,
-        (m, rows, cols): (usize, usize, usize),
+        dims: (usize, usize, usize),
         per_image: bool,
         out: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let terms = w.map_or(Terms::Sum, Terms::Product);
+        Ok(self.sums(a, terms, dims, per_image, out)?.0)
+    }
+
+    /// [`Gpu::row_sums`] of any [`Terms`]; the second result only for [`Terms::Pair`].
+    pub(crate) fn sums(
+        &self,
+        a: &Tensor,
+        terms: Terms,
+        (m, rows, cols): (usize, usize, usize),
+        per_image: bool,
+        out: Option<&Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let blocks = rows.div_ceil(BLOCK).max(1);
-        // Sums of a, of a * w, or of a * a (one load) when w is a itself.
-        let product = match w {
-            None => 0,
-            Some(w) if w.same_buffer(a) => 2,
-            Some(_) => 1,
-        };
-        let consts = [("PRODUCT", product)];
+        let mode = terms.mode(a);
+        let consts = [("MODE", mode)];
         let wanted = if per_image { m * cols } else { cols };
+        let pair = matches!(terms, Terms::Pair(_));
         // Stage 1: per image, blocks of rows (chunks split at images, so blocks never move).
         let single = if per_image {
             blocks == 1
         } else {
             m * blocks == 1
         };
-        let first = if single {
-            self.output(out, wanted)?
-        } else {
-            self.alloc("row sums", &[m, blocks, cols], false)?
+        let stage = |out: Option<&Tensor>| {
+            if single {
+                self.output(out, wanted)
+            } else {
+                self.alloc("row sums", &[m, blocks, cols], false)
+            }
         };
+        let first = stage(out)?;
+        let second = if pair { Some(stage(None)?) } else { None };
         let a4 = a.reshape(&[m, rows * cols])?;
-        let w4 = w.map(|w| w.reshape(&[m, rows * cols])).transpose()?;
         let first4 = first.reshape(&[m, blocks * cols])?;
+        let second4 = second
+            .as_ref()
+            .map(|t| t.reshape(&[m, blocks * cols]))
+            .transpose()?;
+        let w4 = match terms {
+            Terms::Product(w) | Terms::Pair(w) => Some(w.reshape(&[m, rows * cols])?),
+            Terms::Centered { mean, .. } => Some(mean.clone()),
+            Terms::Sum => None,
+        };
+        let (groups, cg) = match terms {
+            Terms::Centered { groups, cg, .. } => (groups, cg),
+            _ => (0, 0),
+        };
+        let batched_w = !matches!(terms, Terms::Centered { .. });
         let base = ReduceParams {
             rows: count(rows)?,
             cols: count(cols)?,
@@ -91,16 +150,24 @@ impl Gpu {
             stride_s: count(rows * cols)?,
             stride_r: count(cols)?,
             stride_c: 1,
+            groups: count(groups)?,
+            cg: count(cg)?,
             ..ReduceParams::default()
         };
+        let w_ref = w4.as_ref().unwrap_or(&a4);
         self.launch(
             &REDUCE,
             &consts,
             m,
             &[
                 Arg::Batched(&a4),
-                Arg::Batched(w4.as_ref().unwrap_or(&a4)),
+                if batched_w || w4.is_none() {
+                    Arg::Batched(w_ref)
+                } else {
+                    Arg::Whole(w_ref)
+                },
                 Arg::Batched(&first4),
+                Arg::Batched(second4.as_ref().unwrap_or(&first4)),
             ],
             |chunk| {
                 let p = ReduceParams {
@@ -108,22 +175,37 @@ impl Gpu {
                     a_off: chunk.offset(0),
                     w_off: chunk.offset(1),
                     out_off: chunk.offset(2),
+                    seg0: count(chunk.first)?,
                     ..base
                 };
                 Ok((p, u64::from(p.total)))
             },
         )?;
         // Then the block sums, until one block per segment is left.
-        let (segments, mut rows) = if per_image {
+        let (segments, rows) = if per_image {
             (m, blocks)
         } else {
             (1, m * blocks)
         };
-        let mut current = first;
+        let first = self.finish_sums(first, (segments, rows, cols), out)?;
+        let second = match second {
+            Some(t) => Some(self.finish_sums(t, (segments, rows, cols), None)?),
+            None => None,
+        };
+        Ok((first, second))
+    }
+
+    /// Reduces block sums `(segments, rows, cols)` until one block per segment is left.
+    fn finish_sums(
+        &self,
+        mut current: Tensor,
+        (segments, mut rows, cols): (usize, usize, usize),
+        out: Option<&Tensor>,
+    ) -> Result<Tensor> {
         while rows > 1 {
             let blocks = rows.div_ceil(BLOCK);
             let next = if blocks == 1 {
-                self.output(out, wanted)?
+                self.output(out, segments * cols)?
             } else {
                 self.alloc("row sums", &[segments, blocks, cols], false)?
             };
@@ -175,9 +257,14 @@ impl Gpu {
         };
         self.launch(
             &REDUCE,
-            &[("PRODUCT", 0)],
+            &[("MODE", 0)],
             1,
-            &[Arg::Whole(a), Arg::Whole(a), Arg::Whole(out)],
+            &[
+                Arg::Whole(a),
+                Arg::Whole(a),
+                Arg::Whole(out),
+                Arg::Whole(out),
+            ],
             |_| Ok((p, u64::from(p.total))),
         )
     }
