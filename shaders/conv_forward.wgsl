@@ -24,6 +24,7 @@ struct Params {
     left: u32,
     a_off: u32,
     z_off: u32,
+    relu: u32,   // 1: write max(0, Z) (the fused conv + ReLU)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -68,6 +69,7 @@ fn conv_forward(
                 }
             }
         }
-        z[p.z_off + idx] = acc + b[c];
+        let v = acc + b[c];
+        z[p.z_off + idx] = select(v, select(v, 0.0, v < 0.0), p.relu != 0u); // fused ReLU
     }
 }

@@ -14,6 +14,8 @@
 // feeds 4*CB4 vec4 FMAs. Long reductions are split over windows and accumulated in order
 // (`accumulate`): deterministic, no atomics.
 //
+// With relu = 1 (set on the dispatch of the last window) the epilogue applies ReLU: the fused
+// conv + bias + ReLU of `Gpu::conv_relu_forward` writes A = max(0, Z) and never Z.
 // Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read; 2 bias (c_out), read (any buffer
 // when has_bias = 0); 3 z (m, out_h, out_w, c_out), write; 4 the window of Wp.
 // Overrides: CB4 (channel vec4s per thread), PX (pixels per thread); both are also unrolled.
@@ -43,6 +45,7 @@ struct Params {
     has_bias: u32,
     x_off: u32,       // element offset of the chunk's first image in x
     z_off: u32,       // element offset of the chunk's first image in z
+    relu: u32,        // 1 on the last window of a fused conv + ReLU: z = max(0, z)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -115,6 +118,9 @@ fn store_z(pix: u32, q: u32, v: vec4<f32>) {
                 s += z[zbase + c];
             } else if (p.has_bias != 0u) {
                 s += bias[c];
+            }
+            if (p.relu != 0u) {
+                s = select(s, 0.0, s < 0.0); // the fused ReLU, on the last window only
             }
             z[zbase + c] = s;
         }

@@ -498,3 +498,40 @@ fn same_pooling_never_lets_padding_win_or_count() {
     let e = cpu::pool_forward(x.view(), max.with_padding(Padding::uniform(2))).unwrap_err();
     assert!(matches!(e, Error::PoolPadding { .. }), "{e}");
 }
+
+#[test]
+fn fused_conv_relu_is_bitwise_conv_then_relu_on_every_path() {
+    use wgpu_cnn::{GpuOptions, Padding};
+    let small = wgpu_cnn::Gpu::with_options(GpuOptions {
+        max_binding_bytes: Some(48 << 10), // the packed filter does not fit: the direct kernel
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rng = NumpyRng::seed(31);
+    let x = randn_f32(&mut rng, [3, 12, 12, 3]);
+    let w = randn_f32(&mut rng, [4, 4, 3, 8]);
+    let b = Array1::from_iter(randn_f32(&mut rng, [1, 1, 1, 8]));
+    let da = randn_f32(&mut rng, [3, 12, 12, 8]);
+    let params = ConvParams::new(1, 0).with_padding(Padding::same((12, 12), (4, 4), (1, 1)));
+    for g in [gpu(), &small] {
+        let (tx, tw, tb) = (
+            g.upload(&x).unwrap(),
+            g.upload(&w).unwrap(),
+            g.upload(&b).unwrap(),
+        );
+        let (a, cache) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
+        let (z, zc) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
+        let (a2, rc) = g.relu_forward(&z).unwrap();
+        let d = |t: &Tensor| g.download::<IxDyn>(t).unwrap();
+        assert_eq!(d(&a), d(&a2), "forward");
+        assert!(d(&a).iter().any(|&v| v == 0.0) && d(&a).iter().any(|&v| v > 0.0));
+        let tda = g.upload(&da).unwrap();
+        let fused = g.conv_relu_backward(&tda, &cache).unwrap();
+        let plain = g
+            .conv_backward(&g.relu_backward(&tda, &rc).unwrap(), &zc)
+            .unwrap();
+        assert_eq!(d(&fused.da_prev), d(&plain.da_prev));
+        assert_eq!(d(&fused.dw), d(&plain.dw));
+        assert_eq!(d(&fused.db), d(&plain.db));
+    }
+}

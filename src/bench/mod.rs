@@ -583,6 +583,35 @@ pub fn layer_records(
             || gpu.nhwc_to_nchw(&x).map(drop),
         )?);
     }
+    // Seed 001's first layer: conv 4x4x3->8 SAME then ReLU, unfused and fused.
+    let case = conv_cases()
+        .into_iter()
+        .find(|c| c.name == "signs1")
+        .ok_or_else(|| crate::Error::Kernel("no signs1 case".into()))?;
+    let g = ConvGeometry::new(case.input, case.weights, case.params)?;
+    let flops = 2.0 * g.forward_flops();
+    let ConvInputs { tx, tw, tb, .. } = upload_conv(gpu, &case)?;
+    let cdims = format!("{} * {} + ReLU", dims4(case.input), dims4(case.weights));
+    for (op, fused) in [
+        ("conv_forward_then_relu", false),
+        ("conv_relu_forward", true),
+    ] {
+        if !wanted(op, s) {
+            continue;
+        }
+        let mut r = memory_record(gpu, (op, s, cdims.clone()), 0.0, o, || {
+            if fused {
+                gpu.conv_relu_forward(&tx, &tw, &tb, case.params).map(drop)
+            } else {
+                let (z, _) = gpu.conv_forward(&tx, &tw, &tb, case.params)?;
+                gpu.relu_forward(&z).map(drop)
+            }
+        })?;
+        r.gbps = None;
+        r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
+        r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
+        out.push(r);
+    }
     let p = 1usize << 20;
     let pdims = format!("{p} parameters");
     let dw = gpu.upload(&Array1::from_iter(test_array([1, 1, 1, p], 13)))?;

@@ -34,6 +34,11 @@ pub struct ReluCache {
 }
 
 impl ReluCache {
+    /// The cache of a ReLU whose input had the signs of `x`.
+    pub(crate) fn of(x: Tensor) -> Self {
+        Self { x }
+    }
+
     /// The input of the forward pass.
     pub fn x(&self) -> &Tensor {
         &self.x

@@ -26,6 +26,7 @@ uniform! {
         left: u32,
         a_off: u32,
         z_off: u32,
+        relu: u32,
     }
 }
 
@@ -98,6 +99,7 @@ impl Gpu {
         a_prev: &Tensor,
         w: &Tensor,
         b: &Tensor,
+        relu: bool,
         z: &Tensor,
     ) -> Result<()> {
         let per_image = k.per_image_out();
@@ -122,6 +124,7 @@ impl Gpu {
             s_w: k.s_w,
             top: k.top,
             left: k.left,
+            relu: u32::from(relu),
             ..ForwardParams::default()
         };
         self.launch(

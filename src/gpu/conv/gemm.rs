@@ -32,6 +32,7 @@ uniform! {
         has_bias: u32,
         x_off: u32,
         z_off: u32,
+        relu: u32,
     }
 }
 
@@ -183,6 +184,13 @@ impl GemmShape {
     }
 }
 
+/// What the convolution's last step adds: the bias, and the fused ReLU.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub relu: bool,
+}
+
 /// How the filter is cut into uniform windows for `conv_gemm`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Windows {
@@ -227,8 +235,8 @@ impl Gpu {
         (packed_bytes + 16 <= self.limits().binding_bytes).then_some(win)
     }
 
-    /// `out = conv(x, w) (+ bias)` for `s`; `x` has its channels padded to a multiple of 4.
-    /// `flip` packs the backward-data filter.
+    /// `out = conv(x, w)` and the `epilogue` for `s`; `x` has its channels padded to a multiple
+    /// of 4. `flip` packs the backward-data filter.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_conv(
         &self,
@@ -236,13 +244,12 @@ impl Gpu {
         win: &Windows,
         x: &Tensor,
         w: &Tensor,
-        bias: Option<&Tensor>,
+        epilogue: Epilogue,
         flip: bool,
         out: &Tensor,
     ) -> Result<()> {
         let packed = self.pack_filter(w, s, win, flip)?;
-        let aux = bias.unwrap_or(&packed);
-        let run = |px: usize| self.gemm_launches(s, win, px, x, aux, bias.is_some(), &packed, out);
+        let run = |px: usize| self.gemm_launches(s, win, px, x, epilogue, &packed, out);
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
         let px = self.pick(s.tune_key(), macs, &pixel_variants(win.cb4), run)?;
         run(px)
@@ -256,12 +263,12 @@ impl Gpu {
         win: &Windows,
         px: usize,
         x: &Tensor,
-        aux: &Tensor,
-        has_bias: bool,
+        epilogue: Epilogue,
         packed: &Tensor,
         out: &Tensor,
     ) -> Result<()> {
         let per_image = s.out_h * s.out_w;
+        let aux = epilogue.bias.unwrap_or(packed);
         let consts = [("CB4", win.cb4 as u32), ("PX", px as u32)];
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
@@ -273,7 +280,8 @@ impl Gpu {
                     tap_end: tap_end as u32,
                     c_begin: (cb * win.cb4 * 4) as u32,
                     accumulate: u32::from(tc > 0),
-                    has_bias: u32::from(has_bias),
+                    has_bias: u32::from(epilogue.bias.is_some()),
+                    relu: u32::from(epilogue.relu && tc + 1 == win.n_tc),
                     ..s.base
                 };
                 self.launch(

@@ -17,6 +17,7 @@ mod plan;
 use super::{Gpu, Tensor};
 use crate::error::Result;
 use crate::params::{check_bias, ConvGeometry, ConvParams};
+use gemm::Epilogue;
 use plan::{ConvPlan, FilterPath, Path};
 
 /// What `conv_forward` keeps for `conv_backward` (the seeds' `(A_prev, W, b, hparameters)`),
@@ -126,6 +127,19 @@ impl Gpu {
         params: ConvParams,
         z: &mut Tensor,
     ) -> Result<ConvCache> {
+        self.conv_into(a_prev, w, b, params, false, z)
+    }
+
+    /// The convolution with an optional fused ReLU epilogue.
+    fn conv_into(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        params: ConvParams,
+        relu: bool,
+        z: &mut Tensor,
+    ) -> Result<ConvCache> {
         for t in [a_prev, w, b, &*z] {
             self.check_owner(t)?;
         }
@@ -141,9 +155,13 @@ impl Gpu {
             Path::Gemm(gemm) => {
                 let (s, win) = &**gemm;
                 let x4 = self.pad_channels(a_prev)?;
-                self.gemm_conv(s, win, &x4, w, Some(b), false, z)?;
+                let epilogue = Epilogue {
+                    bias: Some(b),
+                    relu,
+                };
+                self.gemm_conv(s, win, &x4, w, epilogue, false, z)?;
             }
-            Path::Direct => self.direct_forward(&plan.kernel, a_prev, w, b, z)?,
+            Path::Direct => self.direct_forward(&plan.kernel, a_prev, w, b, relu, z)?,
         }
         Ok(ConvCache {
             a_prev: a_prev.clone(),
@@ -224,7 +242,7 @@ impl Gpu {
         match (&dz4, &plan.backward_data) {
             (Some(dz4), Path::Gemm(gemm)) => {
                 let (s, win) = &**gemm;
-                self.gemm_conv(s, win, dz4, &cache.w, None, true, da_prev)?
+                self.gemm_conv(s, win, dz4, &cache.w, Epilogue::default(), true, da_prev)?
             }
             _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
         }
@@ -236,6 +254,71 @@ impl Gpu {
             _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
         }
         Ok(())
+    }
+}
+
+/// What `conv_relu_forward` keeps for `conv_relu_backward`: the convolution's cache and the
+/// activation `A = max(0, Z)` (where `A > 0` exactly where `Z > 0`, the ReLU's mask).
+#[derive(Debug, Clone)]
+pub struct ConvReluCache {
+    conv: ConvCache,
+    a: Tensor,
+}
+
+impl ConvReluCache {
+    /// The convolution's cache.
+    pub fn conv(&self) -> &ConvCache {
+        &self.conv
+    }
+}
+
+impl Gpu {
+    /// The convolution, its bias and a ReLU fused: `A = max(0, conv(A_prev, W) + b)`, computed
+    /// in the convolution's last step, so `Z` is never written or read back. Bitwise what
+    /// [`Gpu::conv_forward`] then [`Gpu::relu_forward`] give.
+    ///
+    /// ```no_run
+    /// use ndarray::{Array1, Array4};
+    /// use wgpu_cnn::{ConvParams, Gpu};
+    /// let gpu = Gpu::new()?;
+    /// let x = gpu.upload(&Array4::<f32>::ones((1, 4, 4, 3)))?;
+    /// let w = gpu.upload(&Array4::<f32>::from_elem((2, 2, 3, 2), -1.0))?;
+    /// let b = gpu.upload(&Array1::<f32>::from_vec(vec![0.0, 20.0]))?;
+    /// let (a, cache) = gpu.conv_relu_forward(&x, &w, &b, ConvParams::new(1, 0))?;
+    /// let a: Array4<f32> = gpu.download(&a)?;
+    /// assert!(a.iter().step_by(2).all(|&v| v == 0.0) && a.iter().skip(1).step_by(2).all(|&v| v == 8.0));
+    /// let _grads = gpu.conv_relu_backward(&gpu.upload(&Array4::<f32>::ones((1, 3, 3, 2)))?, &cache)?;
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_forward`].
+    pub fn conv_relu_forward(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        params: ConvParams,
+    ) -> Result<(Tensor, ConvReluCache)> {
+        let g = ConvGeometry::new(
+            a_prev.dims4("conv_forward input")?,
+            w.dims4("conv_forward weights")?,
+            params,
+        )?;
+        let mut a = self.alloc("conv_relu_forward output", &g.output_shape(), false)?;
+        let conv = self.conv_into(a_prev, w, b, params, true, &mut a)?;
+        Ok((a.clone(), ConvReluCache { conv, a }))
+    }
+
+    /// The backward pass of [`Gpu::conv_relu_forward`]: `dZ = dA * (A > 0)`, then
+    /// [`Gpu::conv_backward`].
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_backward`].
+    pub fn conv_relu_backward(&self, da: &Tensor, cache: &ConvReluCache) -> Result<ConvGrads> {
+        // A > 0 exactly where Z > 0: A serves as the ReLU's input.
+        let dz = self.relu_backward(da, &super::relu::ReluCache::of(cache.a.clone()))?;
+        self.conv_backward(&dz, &cache.conv)
     }
 }
 
