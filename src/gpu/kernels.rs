@@ -255,6 +255,8 @@ mod tests {
             super::super::norm::APPLY,
             super::super::norm::GROUP_COMBINE,
             super::super::norm::NORM_DX,
+            super::super::norm::APPLY4,
+            super::super::norm::NORM_DX4,
         ] {
             all.push((k, vec![]));
         }
@@ -362,6 +364,26 @@ mod tests {
             .unwrap_or_else(|e| panic!("{what}: {e:?}"));
             validate(&processed, &what);
             check_interface(&module, kernel, &what);
+            // Every buffer the entry point uses is in the host's bind group layout.
+            let index = module
+                .entry_points
+                .iter()
+                .position(|e| e.name == kernel.entry)
+                .expect("entry point");
+            let ep_info = info.get_entry_point(index);
+            for (handle, var) in module.global_variables.iter() {
+                let Some(binding) = &var.binding else {
+                    continue;
+                };
+                let used = !ep_info[handle].is_empty();
+                let bound = binding.binding == 0
+                    || kernel.bindings.iter().any(|&(b, _)| b == binding.binding);
+                assert!(
+                    !used || bound,
+                    "{what}: uses binding {} the host does not bind",
+                    binding.binding
+                );
+            }
         }
     }
 

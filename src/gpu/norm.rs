@@ -49,6 +49,16 @@ pub(crate) const APPLY: Kernel = FINISH_MEAN.entry(
     "apply",
     &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
 );
+pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
+    "norm_vec4.wgsl",
+    include_str!("../../shaders/norm_vec4.wgsl"),
+    "apply4",
+    &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
+);
+pub(crate) const NORM_DX4: Kernel = APPLY4.entry(
+    "norm_dx4",
+    &[(1, R), (3, W), (6, R), (8, R), (9, R), (10, R), (11, R)],
+);
 pub(crate) const GROUP_COMBINE: Kernel =
     FINISH_MEAN.entry("group_combine", &[(1, R), (3, W), (6, R)]);
 pub(crate) const NORM_DX: Kernel = FINISH_MEAN.entry(
@@ -268,9 +278,14 @@ impl Gpu {
         y: &Tensor,
     ) -> Result<Tensor> {
         let xhat = self.alloc("norm xhat", x.shape(), false)?;
+        let (kernel, items) = if l.c % 4 == 0 {
+            (&APPLY4, x.len() / 4)
+        } else {
+            (&APPLY, x.len())
+        };
         self.norm_launch(
-            &APPLY,
-            l.params(x.len())?,
+            kernel,
+            l.params(items)?,
             &[x, inv_std, &xhat, y, gamma, beta, mean],
         )?;
         Ok(xhat)
@@ -445,23 +460,19 @@ impl Gpu {
         let sd = self.combine(&t1, Some(&cache.gamma), &l, l.stats)?;
         let sdx = self.combine(&t2, Some(&cache.gamma), &l, l.stats)?;
         let dx = self.alloc("norm dx", x_like.shape(), false)?;
+        let vec4 = l.c % 4 == 0;
         let p = NormParams {
             train: u32::from(cache.train),
-            ..l.params(dx.len())?
+            ..l.params(if vec4 { dx.len() / 4 } else { dx.len() })?
         };
-        self.norm_launch(
-            &NORM_DX,
-            p,
-            &[
-                dout,
-                &cache.xhat,
-                &dx,
-                &cache.gamma,
-                &sd,
-                &sdx,
-                &cache.inv_std,
-            ],
-        )?;
+        let (xhat, gamma, inv_std) = (&cache.xhat, &cache.gamma, &cache.inv_std);
+        if vec4 {
+            let args = [dout, &dx, gamma, &sd, &sdx, inv_std, xhat];
+            self.norm_launch(&NORM_DX4, p, &args)?;
+        } else {
+            let args = [dout, xhat, &dx, gamma, &sd, &sdx, inv_std];
+            self.norm_launch(&NORM_DX, p, &args)?;
+        }
         Ok(NormGrads { dx, dgamma, dbeta })
     }
 }
