@@ -278,7 +278,7 @@ impl Gpu {
         y: &Tensor,
     ) -> Result<Tensor> {
         let xhat = self.alloc("norm xhat", x.shape(), false)?;
-        let (kernel, items) = if l.c % 4 == 0 {
+        let (kernel, items) = if l.c.is_multiple_of(4) {
             (&APPLY4, x.len() / 4)
         } else {
             (&APPLY, x.len())
@@ -460,7 +460,7 @@ impl Gpu {
         let sd = self.combine(&t1, Some(&cache.gamma), &l, l.stats)?;
         let sdx = self.combine(&t2, Some(&cache.gamma), &l, l.stats)?;
         let dx = self.alloc("norm dx", x_like.shape(), false)?;
-        let vec4 = l.c % 4 == 0;
+        let vec4 = l.c.is_multiple_of(4);
         let p = NormParams {
             train: u32::from(cache.train),
             ..l.params(if vec4 { dx.len() / 4 } else { dx.len() })?
