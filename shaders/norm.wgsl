@@ -2,7 +2,9 @@
 // between them are the deterministic reduction (reduce.wgsl). A "statistic" s is a channel c
 // (batch norm: groups = 0, over (N, H, W)) or a (sample i, group g) pair (group norm: s = i * groups
 // + c / cg, over (H, W, cg channels)); n elements contribute to each.
-//   finish_mean:   mean[s] = s1[s] / n
+//   first_values:  shift[s] = the first element of statistic s
+//   finish_shifted: mean[s] = shift[s] + s1[s] / n;  var[s] = s2[s] / n - (s1[s] / n)^2, with s1, s2
+//                  the sums of x - shift and its square (one pass over x)
 //   finish_var:    var = s2[s] / n;  inv_std[s] = 1 / sqrt(var + eps);  with update = 1 also
 //                  running_mean = momentum * running_mean + (1 - momentum) * mean (and running_var)
 //   inv_std_of:    inv_std[s] = 1 / sqrt(var[s] + eps)        (test mode, from the running var)
@@ -57,14 +59,34 @@ fn stat(idx: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn finish_mean(
+fn first_values(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let grid = nwg.x * nwg.y * WG;
     for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
-        dst[s] = src[s] / p.n;
+        var i = s;
+        if (p.groups > 0u) {
+            i = (s / p.groups) * p.per_image + (s % p.groups) * p.cg;
+        }
+        dst[s] = src[i];
+    }
+}
+
+// Mean and variance from the sums of d = x - shift and of d^2 (one pass over x):
+// mean = shift + S1 / n;  var = max(S2 / n - (S1 / n)^2, 0).
+@compute @workgroup_size(WG)
+fn finish_shifted(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+        let m1 = src[s] / p.n;
+        dst[s] = sd[s] + m1;
+        dst2[s] = max(aux[s] / p.n - m1 * m1, 0.0);
     }
 }
 

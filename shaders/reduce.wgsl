@@ -3,8 +3,10 @@
 //   out[s, b, c] = sum over the rows r of block b of  a[s, r, c]            (MODE 0)
 //                                                  or a[s, r, c] * w[s, r, c] (MODE 1)
 //                                                  or a[s, r, c]^2            (MODE 2)
-//                                                  or (a[s, r, c] - w[k])^2   (MODE 3: w holds
-//                     means, k = c, or (seg0 + s) * groups + c / cg when groups > 0)
+//   MODE 3: with d = a[s, r, c] - w[k], w holding a shift per statistic (k = c, or
+//           (seg0 + s) * groups + c / cg when groups > 0), out gets the sums of d and out2 the
+//           sums of d^2, in one pass: the statistics of a shifted by a value of its own, so that
+//           mean and variance come from one read without cancellation.
 //   MODE 4: out gets the sums of a and out2 the sums of a * w, in one pass.
 //
 // for s < segments, c < cols, blocks of BLOCK consecutive rows (the last one shorter). Element
@@ -37,7 +39,7 @@ struct Params {
     a_off: u32,
     w_off: u32,
     out_off: u32,
-    groups: u32,     // MODE 3: 0 (means per column) or groups per segment
+    groups: u32,     // MODE 3: 0 (a shift per column) or groups per segment
     cg: u32,         // MODE 3: columns per group
     seg0: u32,       // MODE 3: the first segment of this dispatch
 }
@@ -69,9 +71,9 @@ fn reduce_rows(
         var acc2 = 0.0;
         if (c < p.cols) {
             let base = s * p.stride_s + c * p.stride_c;
-            var mean = 0.0;
+            var shift = 0.0;
             if (MODE == 3u) {
-                mean = w[select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u)];
+                shift = w[select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u)];
             }
             for (var r = b * BLOCK + lane; r < r_end; r += RL) {
                 let i = base + r * p.stride_r;
@@ -80,12 +82,13 @@ fn reduce_rows(
                     acc = fma(v, w[p.w_off + i], acc);
                 } else if (MODE == 2u) {
                     acc = fma(v, v, acc);
-                } else if (MODE == 3u) {
-                    let d = v - mean;
-                    acc = fma(d, d, acc);
                 } else if (MODE == 4u) {
                     acc += v;
                     acc2 = fma(v, w[p.w_off + i], acc2);
+                } else if (MODE == 3u) {
+                    let d = v - shift;
+                    acc += d;
+                    acc2 = fma(d, d, acc2);
                 } else {
                     acc += v;
                 }
@@ -104,7 +107,7 @@ fn reduce_rows(
         if (lane == 0u && c < p.cols) {
             let o = p.out_off + (s * p.blocks + b) * p.cols + c;
             out[o] = part[t];
-            if (MODE == 4u) {
+            if (MODE == 3u || MODE == 4u) {
                 out2[o] = part2[t];
             }
         }

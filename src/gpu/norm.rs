@@ -2,10 +2,10 @@
 //! element-wise and per-statistic steps, `shaders/reduce.wgsl` for every sum (deterministic).
 //! Formulas: `crate::layers`.
 //!
-//! Forward: sums of `x` -> mean -> sums of `(x - mean)^2` (centred on the fly in the reduction)
-//! -> `inv_std` (and the running statistics, batch norm in train mode) -> `xhat`, `y` in one
-//! element-wise pass. The variance is taken of the centred values (two passes over `x`), as
-//! `np.var` does, so a constant channel has variance exactly 0. Backward: per-statistic sums of
+//! Forward: the statistics in one pass over `x` (sums of `x - shift` and its square, the shift of
+//! each statistic one of its own values) -> mean, variance, `inv_std` (and the running
+//! statistics, batch norm in train mode) -> `xhat`, `y` in one element-wise pass. A constant
+//! channel has variance exactly 0. Backward: per-statistic sums of
 //! `dout` and `dout * xhat` in one pass (they are also `dbeta` and `dgamma`), weighted by `gamma`
 //! per statistic, then `dx` element by element.
 
@@ -36,16 +36,18 @@ uniform! {
 const R: Access = Access::Read;
 const W: Access = Access::Write;
 
-pub(crate) const FINISH_MEAN: Kernel = Kernel::new::<NormParams>(
+pub(crate) const FIRST_VALUES: Kernel = Kernel::new::<NormParams>(
     "norm.wgsl",
     include_str!("../../shaders/norm.wgsl"),
-    "finish_mean",
+    "first_values",
     &[(1, R), (3, W)],
 );
+pub(crate) const FINISH_SHIFTED: Kernel =
+    FIRST_VALUES.entry("finish_shifted", &[(1, R), (2, R), (3, W), (4, W), (8, R)]);
 pub(crate) const FINISH_VAR: Kernel =
-    FINISH_MEAN.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
-pub(crate) const INV_STD_OF: Kernel = FINISH_MEAN.entry("inv_std_of", &[(1, R), (3, W)]);
-pub(crate) const APPLY: Kernel = FINISH_MEAN.entry(
+    FIRST_VALUES.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
+pub(crate) const INV_STD_OF: Kernel = FIRST_VALUES.entry("inv_std_of", &[(1, R), (3, W)]);
+pub(crate) const APPLY: Kernel = FIRST_VALUES.entry(
     "apply",
     &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
 );
@@ -60,8 +62,8 @@ pub(crate) const NORM_DX4: Kernel = APPLY4.entry(
     &[(1, R), (3, W), (6, R), (8, R), (9, R), (10, R), (11, R)],
 );
 pub(crate) const GROUP_COMBINE: Kernel =
-    FINISH_MEAN.entry("group_combine", &[(1, R), (3, W), (6, R)]);
-pub(crate) const NORM_DX: Kernel = FINISH_MEAN.entry(
+    FIRST_VALUES.entry("group_combine", &[(1, R), (3, W), (6, R)]);
+pub(crate) const NORM_DX: Kernel = FIRST_VALUES.entry(
     "norm_dx",
     &[(1, R), (2, R), (3, W), (6, R), (8, R), (9, R), (10, R)],
 );
@@ -153,16 +155,6 @@ impl Gpu {
         })
     }
 
-    /// Per-statistic sums of `terms` of `a`: `(C,)` for batch norm, `(m * G,)` for group norm.
-    fn stat_sums(&self, a: &Tensor, terms: Terms, l: &Layout) -> Result<Tensor> {
-        let dims = (l.m, l.pixels, l.c);
-        if l.groups == 0 {
-            return Ok(self.sums(a, terms, dims, false, None)?.0);
-        }
-        let per_channel = self.sums(a, terms, dims, true, None)?.0;
-        self.combine(&per_channel, None, l, l.m * l.groups)
-    }
-
     /// `group_combine` of per-channel sums `t` into `stats` sums (weighted by `gamma`).
     fn combine(
         &self,
@@ -233,9 +225,11 @@ impl Gpu {
         })
     }
 
-    /// Mean and `inv_std` of `x` by its own statistics (two passes: the sums of `x`, then of
-    /// `(x - mean)^2`); with `running`, the running statistics are updated (batch norm, train
-    /// mode).
+    /// Mean and `inv_std` of `x` by its own statistics, in one pass over `x`: the sums of
+    /// `d = x - shift` and `d^2`, with the shift of each statistic one of its own values (its
+    /// first element), so `S2 / n - (S1 / n)^2` suffers no cancellation beyond the data's own
+    /// spread, and a constant channel has variance exactly 0. With `running`, the running
+    /// statistics are updated (batch norm, train mode).
     fn normalise(
         &self,
         x: &Tensor,
@@ -243,17 +237,37 @@ impl Gpu {
         eps: f64,
         running: Option<(&Tensor, &Tensor, f64)>,
     ) -> Result<(Tensor, Tensor)> {
-        let s1 = self.stat_sums(x, Terms::Sum, l)?;
-        let mean = self.alloc("norm mean", &[l.stats], false)?;
-        self.norm_launch(&FINISH_MEAN, l.params(l.stats)?, &[&s1, &mean])?;
-        let centered = Terms::Centered {
-            mean: &mean,
+        let shift = self.alloc("norm shift", &[l.stats], false)?;
+        self.norm_launch(&FIRST_VALUES, l.params(l.stats)?, &[x, &shift])?;
+        let shifted = Terms::Shifted {
+            shift: &shift,
             groups: l.groups,
             cg: l.cg,
         };
-        let s2 = self.stat_sums(x, centered, l)?;
+        let dims = (l.m, l.pixels, l.c);
+        let (s1, s2) = if l.groups == 0 {
+            let (s1, s2) = self.sums(x, shifted, dims, false, None)?;
+            (s1, s2)
+        } else {
+            let (t1, t2) = self.sums(x, shifted, dims, true, None)?;
+            let t2 = t2.ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
+            let stats = l.m * l.groups;
+            (
+                self.combine(&t1, None, l, stats)?,
+                Some(self.combine(&t2, None, l, stats)?),
+            )
+        };
+        let s2 = s2.ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
+        let mean = self.alloc("norm mean", &[l.stats], false)?;
+        let var = self.alloc("norm variance", &[l.stats], false)?;
+        self.norm_launch(
+            &FINISH_SHIFTED,
+            l.params(l.stats)?,
+            &[&s1, &s2, &mean, &var, &shift],
+        )?;
         let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
         let p = NormParams {
+            n: 1.0, // `var` is already the variance
             eps: eps as f32,
             momentum: running.map_or(0.0, |r| r.2 as f32),
             update: u32::from(running.is_some()),
@@ -261,7 +275,7 @@ impl Gpu {
         };
         let (rm, rv) = running.map_or((&inv_std, &inv_std), |r| (r.0, r.1));
         // Without running statistics, dst2 / dst3 are bound to inv_std but never written.
-        self.norm_launch(&FINISH_VAR, p, &[&s2, &mean, &inv_std, rm, rv])?;
+        self.norm_launch(&FINISH_VAR, p, &[&var, &mean, &inv_std, rm, rv])?;
         Ok((mean, inv_std))
     }
 

@@ -58,14 +58,15 @@ pub(crate) enum Terms<'a> {
     Sum,
     /// `a * w`, `w` laid out like `a` (`a * a` with one load when `w` is `a`).
     Product(&'a Tensor),
-    /// `(a - mean)^2`, the means per column (`groups = 0`) or per (image, group of `cg` columns).
-    Centered {
-        mean: &'a Tensor,
+    /// `a` into the first result and `a * w` into the second, in one pass.
+    Pair(&'a Tensor),
+    /// `d = a - shift` into the first result and `d^2` into the second, in one pass; the shift
+    /// per column (`groups = 0`) or per (image, group of `cg` columns).
+    Shifted {
+        shift: &'a Tensor,
         groups: usize,
         cg: usize,
     },
-    /// `a` into the first result and `a * w` into the second, in one pass.
-    Pair(&'a Tensor),
 }
 
 impl Terms<'_> {
@@ -74,7 +75,7 @@ impl Terms<'_> {
             Terms::Sum => 0,
             Terms::Product(w) if w.same_buffer(a) => 2,
             Terms::Product(_) => 1,
-            Terms::Centered { .. } => 3,
+            Terms::Shifted { .. } => 3,
             Terms::Pair(_) => 4,
         }
     }
@@ -110,7 +111,7 @@ impl Gpu {
         let mode = terms.mode(a);
         let consts = [("MODE", mode)];
         let wanted = if per_image { m * cols } else { cols };
-        let pair = matches!(terms, Terms::Pair(_));
+        let pair = matches!(terms, Terms::Pair(_) | Terms::Shifted { .. });
         // Stage 1: per image, blocks of rows (chunks split at images, so blocks never move).
         let single = if per_image {
             blocks == 1
@@ -134,14 +135,14 @@ impl Gpu {
             .transpose()?;
         let w4 = match terms {
             Terms::Product(w) | Terms::Pair(w) => Some(w.reshape(&[m, rows * cols])?),
-            Terms::Centered { mean, .. } => Some(mean.clone()),
+            Terms::Shifted { shift, .. } => Some(shift.clone()),
             Terms::Sum => None,
         };
         let (groups, cg) = match terms {
-            Terms::Centered { groups, cg, .. } => (groups, cg),
+            Terms::Shifted { groups, cg, .. } => (groups, cg),
             _ => (0, 0),
         };
-        let batched_w = !matches!(terms, Terms::Centered { .. });
+        let batched_w = !matches!(terms, Terms::Shifted { .. });
         let base = ReduceParams {
             rows: count(rows)?,
             cols: count(cols)?,
