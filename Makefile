@@ -22,6 +22,8 @@ deps:
 test: deps
 	$(CARGO) test --release --all-targets --all-features
 	$(CARGO) test --release --doc --all-features
+	# The heavy cases (a 544 MiB input), ignored by default.
+	$(CARGO) test --release --all-features --test gpu_hostile -- --ignored
 
 # The same tests on llvmpipe through OpenGL.
 test-gl: deps

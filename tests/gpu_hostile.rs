@@ -269,3 +269,26 @@ fn conv_db_is_bitwise_the_same_whatever_the_batch_chunking() {
         );
     }
 }
+
+/// A [136, 1024, 1024, 1] input (544 MiB: each image fits a binding, the batch is chunked) whose
+/// 4-channel padded copy (2.1 GiB) would not fit a buffer: the direct path computes it. Heavy (uploads and downloads 1 GiB), so ignored by
+/// default: `cargo test --release --test gpu_hostile -- --ignored`.
+#[test]
+#[ignore]
+fn a_544_mib_single_channel_input_is_convolved() {
+    let g = gpu();
+    let (m, hw) = (136usize, 1024usize);
+    let x = Array4::from_shape_fn((m, hw, hw, 1), |(i, h, w, _)| ((i + h + w) % 5) as f32);
+    let w = Array4::from_elem((1, 1, 1, 1), 2.0f32);
+    let b = Array1::from_vec(vec![1.0f32]);
+    let (z, _) = g
+        .conv_forward(
+            &g.upload(&x).unwrap(),
+            &g.upload(&w).unwrap(),
+            &g.upload(&b).unwrap(),
+            ConvParams::new(1, 0),
+        )
+        .unwrap();
+    let z = g.download::<Ix4>(&z).unwrap();
+    assert!(z.iter().zip(x.iter()).all(|(z, x)| *z == 2.0 * x + 1.0));
+}
