@@ -112,7 +112,8 @@ fn run_bench(
     {
         println!(
             "timing: GPU timestamps (first pass start to last pass end), median of {reps} runs \
-             after one warm-up; wall clock is in the JSON (wall_ms)"
+             after one warm-up; wall clock is in the JSON (wall_ms); the roofline rates (and every \
+             roof %) use the fastest of its probes' runs"
         );
     } else {
         println!(
@@ -124,7 +125,7 @@ fn run_bench(
         "{:<26} {:>13} {:>23} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
         "op/shape", "median", "[min .. max] ms", "rate", "roof", "cpu ref", "max err", "peak mem"
     );
-    let (fma, copy) = bench::roofline(&gpu, reps.max(3))?;
+    let (fma, copy) = bench::roofline(&gpu, reps.max(7))?;
     print_record(&fma);
     print_record(&copy);
     let o = Options {

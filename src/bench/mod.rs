@@ -224,7 +224,8 @@ fn dims4(s: [usize; 4]) -> String {
     format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3])
 }
 
-/// The roofline: peak FMA rate and copy bandwidth of the adapter, as two records.
+/// The roofline: peak FMA rate and copy bandwidth of the adapter, as two records; the rates come
+/// from the fastest run of each probe (a peak), the times printed are medians like every op's.
 ///
 /// # Errors
 /// Device errors.

@@ -52,10 +52,11 @@ impl Spread {
     }
 }
 
-/// One measurement: the time of one run and its work.
+/// One roofline measurement: the fastest of its runs (a peak: the machine's noise only ever
+/// slows a run down) and its work.
 #[derive(Debug, Clone, Copy)]
 pub struct Probe {
-    /// Median seconds of one run (device timestamps, or wall clock without them).
+    /// Seconds of the fastest run (device timestamps, or wall clock without them).
     pub seconds: f64,
     /// Floating-point operations (FMA = 2) or bytes moved in one run.
     pub work: f64,
@@ -153,7 +154,7 @@ pub fn probe_fma(gpu: &Gpu, threads: usize, iters: u32, reps: usize) -> Result<P
     })?;
     let work = threads as f64 * f64::from(iters) * (FMAS_PER_ROUND * 4 * 2) as f64;
     Ok(Probe {
-        seconds: timing.best().median,
+        seconds: timing.best().min,
         work,
         timing,
     })
@@ -188,7 +189,7 @@ pub fn probe_copy(gpu: &Gpu, bytes: usize, reps: usize) -> Result<Probe> {
         })
     })?;
     Ok(Probe {
-        seconds: timing.best().median,
+        seconds: timing.best().min,
         work: 2.0 * 16.0 * n as f64,
         timing,
     })

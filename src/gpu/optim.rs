@@ -36,6 +36,26 @@ pub(crate) const MOMENTUM: Kernel =
 
 pub(crate) const ADAM: Kernel = SGD.entry("adam", &[(1, Access::Read), (2, RW), (3, RW), (4, RW)]);
 
+/// Four parameters at a time (when the count is a multiple of 4).
+pub(crate) const SGD4: Kernel = SGD.entry("sgd4", &[(5, Access::Read), (6, RW)]);
+pub(crate) const MOMENTUM4: Kernel =
+    SGD.entry("sgd_momentum4", &[(5, Access::Read), (6, RW), (7, RW)]);
+pub(crate) const ADAM4: Kernel =
+    SGD.entry("adam4", &[(5, Access::Read), (6, RW), (7, RW), (8, RW)]);
+
+/// The kernel (scalar or four at a time) and its item count for `n` parameters.
+fn pick(
+    n: usize,
+    scalar: &'static Kernel,
+    four: &'static Kernel,
+) -> Result<(&'static Kernel, u32)> {
+    if n.is_multiple_of(4) {
+        Ok((four, count(n / 4)?))
+    } else {
+        Ok((scalar, count(n)?))
+    }
+}
+
 /// Checks that `w` and `dw` live on `gpu` and have the same shape.
 fn check(gpu: &Gpu, w: &Tensor, dw: &Tensor) -> Result<()> {
     gpu.check_owner(w)?;
@@ -65,13 +85,14 @@ impl Sgd {
     /// [`crate::Error::ForeignTensor`].
     pub fn step(&self, gpu: &Gpu, w: &mut Tensor, dw: &Tensor) -> Result<()> {
         check(gpu, w, dw)?;
+        let (kernel, total) = pick(w.len(), &SGD, &SGD4)?;
         let p = OptimParams {
-            total: count(w.len())?,
+            total,
             lr: self.config.lr as f32,
             weight_decay: self.config.weight_decay as f32,
             ..OptimParams::default()
         };
-        gpu.launch(&SGD, &[], 1, &[Arg::Whole(dw), Arg::Whole(w)], |_| {
+        gpu.launch(kernel, &[], 1, &[Arg::Whole(dw), Arg::Whole(w)], |_| {
             Ok((p, u64::from(p.total).div_ceil(WG)))
         })
     }
@@ -139,15 +160,16 @@ impl SgdMomentum {
     pub fn step(&mut self, gpu: &Gpu, w: &mut Tensor, dw: &Tensor) -> Result<()> {
         check(gpu, w, dw)?;
         let s = slot(gpu, &mut self.slots, w, false)?;
+        let (kernel, total) = pick(w.len(), &MOMENTUM, &MOMENTUM4)?;
         let p = OptimParams {
-            total: count(w.len())?,
+            total,
             lr: self.config.lr as f32,
             weight_decay: self.config.weight_decay as f32,
             momentum: self.config.momentum as f32,
             ..OptimParams::default()
         };
         gpu.launch(
-            &MOMENTUM,
+            kernel,
             &[],
             1,
             &[Arg::Whole(dw), Arg::Whole(w), Arg::Whole(&s.first)],
@@ -209,8 +231,9 @@ impl Adam {
         let s = slot(gpu, &mut self.slots, w, true)?;
         let t = s.t + 1;
         let exponent = i32::try_from(t).unwrap_or(i32::MAX);
+        let (kernel, total) = pick(w.len(), &ADAM, &ADAM4)?;
         let p = OptimParams {
-            total: count(w.len())?,
+            total,
             lr: c.lr as f32,
             weight_decay: c.weight_decay as f32,
             momentum: c.beta1 as f32,
@@ -221,7 +244,7 @@ impl Adam {
         };
         let second = s.second.as_ref().unwrap_or(&s.first);
         gpu.launch(
-            &ADAM,
+            kernel,
             &[],
             1,
             &[

@@ -1,6 +1,6 @@
 //! ReLU on the GPU; kernel: `shaders/relu.wgsl`.
 
-use super::kernels::{simple, uniform, Kernel};
+use super::kernels::{simple, uniform, Access, Kernel};
 use super::launch::{count, WG};
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
@@ -19,13 +19,17 @@ pub(crate) const FORWARD: Kernel = Kernel::new::<ReluParams>(
     "relu.wgsl",
     include_str!("../../shaders/relu.wgsl"),
     "relu_forward",
-    &[
-        (1, super::kernels::Access::Read),
-        (3, super::kernels::Access::Write),
-    ],
+    &[(1, Access::Read), (3, Access::Write)],
 );
 
 pub(crate) const BACKWARD: Kernel = FORWARD.entry("relu_backward", simple(2, 1));
+
+const R: Access = Access::Read;
+const W: Access = Access::Write;
+
+/// Four elements at a time, when every image holds a multiple of 4 (vec4-aligned chunks).
+pub(crate) const FORWARD4: Kernel = FORWARD.entry("relu_forward4", &[(4, R), (6, W)]);
+pub(crate) const BACKWARD4: Kernel = FORWARD.entry("relu_backward4", &[(4, R), (5, R), (6, W)]);
 
 /// What `relu_forward` keeps for `relu_backward`: the input.
 #[derive(Debug, Clone)]
@@ -80,17 +84,19 @@ impl Gpu {
         self.check_owner(y)?;
         y.expect_shape("relu output", x.shape())?;
         let (m, per) = batch(x);
+        let lanes = if per % 4 == 0 { 4 } else { 1 };
+        let kernel = if lanes == 4 { &FORWARD4 } else { &FORWARD };
         self.launch(
-            &FORWARD,
+            kernel,
             &[],
             m,
             &[Arg::Batched(x), Arg::Batched(y)],
             |chunk| {
                 let p = ReluParams {
-                    total: count(chunk.images * per)?,
-                    x_off: chunk.offset(0),
+                    total: count(chunk.images * per / lanes)?,
+                    x_off: chunk.offset(0) / lanes as u32,
                     g_off: 0,
-                    y_off: chunk.offset(1),
+                    y_off: chunk.offset(1) / lanes as u32,
                 };
                 Ok((p, u64::from(p.total).div_ceil(WG)))
             },
@@ -125,17 +131,20 @@ impl Gpu {
         dout.expect_shape("relu_backward dout must be shaped like x", cache.x.shape())?;
         dx.expect_shape("relu_backward dx", cache.x.shape())?;
         let (m, per) = batch(&cache.x);
+        let lanes = if per % 4 == 0 { 4 } else { 1 };
+        let kernel = if lanes == 4 { &BACKWARD4 } else { &BACKWARD };
         self.launch(
-            &BACKWARD,
+            kernel,
             &[],
             m,
             &[Arg::Batched(&cache.x), Arg::Batched(dout), Arg::Batched(dx)],
             |chunk| {
+                let l = lanes as u32;
                 let p = ReluParams {
-                    total: count(chunk.images * per)?,
-                    x_off: chunk.offset(0),
-                    g_off: chunk.offset(1),
-                    y_off: chunk.offset(2),
+                    total: count(chunk.images * per / lanes)?,
+                    x_off: chunk.offset(0) / l,
+                    g_off: chunk.offset(1) / l,
+                    y_off: chunk.offset(2) / l,
                 };
                 Ok((p, u64::from(p.total).div_ceil(WG)))
             },
