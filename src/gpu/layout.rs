@@ -1,6 +1,6 @@
 //! Layout conversions for arrays shaped the cs231n way; kernel: `shaders/layout.wgsl`.
 
-use super::kernels::{simple, uniform, Kernel};
+use super::kernels::{simple, uniform, Access, Kernel};
 use super::launch::{count, WG};
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
@@ -26,6 +26,10 @@ pub(crate) const PERMUTE: Kernel = Kernel::new::<PermuteParams>(
     simple(1, 1),
 );
 
+/// Four output elements per thread, when the last output axis is a multiple of 4.
+pub(crate) const PERMUTE_VEC4: Kernel =
+    PERMUTE.entry("permute4_vec4", &[(1, Access::Read), (3, Access::Write)]);
+
 impl Gpu {
     /// `y[..] = x` with its axes in the order `axes` (`y.shape[k] = x.shape[axes[k]]`).
     fn permute4(&self, x: &Tensor, axes: [usize; 4], what: &'static str) -> Result<Tensor> {
@@ -34,8 +38,9 @@ impl Gpu {
         let strides = [d[1] * d[2] * d[3], d[2] * d[3], d[3], 1];
         let out = axes.map(|a| d[a]);
         let y = self.alloc(what, &out, false)?;
+        let four = out[3] % 4 == 0;
         let p = PermuteParams {
-            total: count(x.len())?,
+            total: count(if four { x.len() / 4 } else { x.len() })?,
             d1: count(out[1])?,
             d2: count(out[2])?,
             d3: count(out[3])?,
@@ -44,7 +49,8 @@ impl Gpu {
             s2: count(strides[axes[2]])?,
             s3: count(strides[axes[3]])?,
         };
-        self.launch(&PERMUTE, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
+        let kernel = if four { &PERMUTE_VEC4 } else { &PERMUTE };
+        self.launch(kernel, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
             Ok((p, u64::from(p.total).div_ceil(WG)))
         })?;
         Ok(y)
