@@ -226,8 +226,16 @@ fn check_optimizers(shape: [usize; 2]) {
 
 #[test]
 fn layout_conversions_match_the_cpu_reference() {
+    // Odd sizes (element by element), widths in fours (four at a time), and channels and
+    // widths in fours (4 x 4 tile transposes both ways).
+    for shape in [[2, 3, 4, 5], [2, 3, 5, 8], [2, 8, 3, 4], [3, 4, 4, 8]] {
+        check_layout(shape);
+    }
+}
+
+fn check_layout(shape: [usize; 4]) {
     let mut rng = NumpyRng::seed(9);
-    let x = randn(&mut rng, &[2, 3, 4, 5])
+    let x = randn(&mut rng, &shape)
         .into_dimensionality::<Ix4>()
         .unwrap();
     let t = up(&x);

@@ -245,6 +245,7 @@ mod tests {
             super::super::relu::BACKWARD,
             super::super::layout::PERMUTE,
             super::super::layout::PERMUTE_VEC4,
+            super::super::layout::TRANSPOSE,
             super::super::optim::SGD,
             super::super::optim::MOMENTUM,
             super::super::optim::ADAM,

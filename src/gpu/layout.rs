@@ -26,6 +26,26 @@ pub(crate) const PERMUTE: Kernel = Kernel::new::<PermuteParams>(
     simple(1, 1),
 );
 
+uniform! {
+    /// The uniform block of `transpose.wgsl`.
+    struct TransposeParams {
+        d: [u32; 4],
+        s: [u32; 4],
+        t: [u32; 4],
+        ax: u32,
+        total: u32,
+        pad0: u32,
+        pad1: u32,
+    }
+}
+
+pub(crate) const TRANSPOSE: Kernel = Kernel::new::<TransposeParams>(
+    "transpose.wgsl",
+    include_str!("../../shaders/transpose.wgsl"),
+    "transpose4x4",
+    simple(1, 1),
+);
+
 /// Four output elements per thread, when the last output axis is a multiple of 4.
 pub(crate) const PERMUTE_VEC4: Kernel =
     PERMUTE.entry("permute4_vec4", &[(1, Access::Read), (3, Access::Write)]);
@@ -38,6 +58,31 @@ impl Gpu {
         let strides = [d[1] * d[2] * d[3], d[2] * d[3], d[3], 1];
         let out = axes.map(|a| d[a]);
         let y = self.alloc(what, &out, false)?;
+        // The output axis that is the input's last: a 4 x 4 tile transpose when it moves and
+        // both last axes come in fours (every other stride is then a multiple of 4 too).
+        if let Some(ax) = (0..3).find(|&k| axes[k] == 3) {
+            if out[3] % 4 == 0 && out[ax] % 4 == 0 {
+                let t = [out[1] * out[2] * out[3], out[2] * out[3], out[3], 1];
+                let u = |v: usize| count(v);
+                let p = TransposeParams {
+                    d: [u(out[0])?, u(out[1])?, u(out[2])?, u(out[3])?],
+                    s: [
+                        u(strides[axes[0]])?,
+                        u(strides[axes[1]])?,
+                        u(strides[axes[2]])?,
+                        u(strides[axes[3]])?,
+                    ],
+                    t: [u(t[0])?, u(t[1])?, u(t[2])?, u(t[3])?],
+                    ax: ax as u32,
+                    total: u(x.len() / 16)?,
+                    ..TransposeParams::default()
+                };
+                self.launch(&TRANSPOSE, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
+                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                })?;
+                return Ok(y);
+            }
+        }
         let four = out[3] % 4 == 0;
         let p = PermuteParams {
             total: count(if four { x.len() / 4 } else { x.len() })?,

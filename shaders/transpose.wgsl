@@ -1,0 +1,61 @@
+// A 4 x 4 tile transpose for permutations that move the input's last axis (extent a multiple of
+// 4): thread t owns 4 consecutive outputs along the last output axis and 4 along output axis
+// `ax` (the input's last axis). It reads 4 vec4s along the input's last axis and writes 4 vec4s
+// along the output's (NHWC <-> NCHW with channels and widths in fours). Every index is computed
+// with the output extents `d`, the input strides `s` of each output axis, and the output
+// strides `t`.
+// Bindings: 0 params; 1 x (vec4s), read; 2 y (vec4s), write.
+
+override WG: u32 = 64u;
+struct Params {
+    d: vec4<u32>,
+    s: vec4<u32>,
+    t: vec4<u32>,
+    ax: u32,
+    total: u32,   // tiles
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> q: Params;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn transpose4x4(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    // Tile extents: the last axis and axis ax step by 4.
+    var td = q.d;
+    td[3] = td[3] / 4u;
+    td[q.ax] = td[q.ax] / 4u;
+    for (var i = linear_id(wid, nwg, lid); i < q.total; i += grid) {
+        var o = vec4<u32>(0u);
+        var r = i;
+        o[3] = r % td[3];
+        r = r / td[3];
+        o[2] = r % td[2];
+        r = r / td[2];
+        o[1] = r % td[1];
+        o[0] = r / td[1];
+        o[3] = o[3] * 4u;
+        o[q.ax] = o[q.ax] * 4u;
+        let src = dot(o, q.s);
+        let dst = dot(o, q.t);
+        let r0 = x4[(src) / 4u];
+        let r1 = x4[(src + q.s[3]) / 4u];
+        let r2 = x4[(src + 2u * q.s[3]) / 4u];
+        let r3 = x4[(src + 3u * q.s[3]) / 4u];
+        y4[dst / 4u] = vec4<f32>(r0.x, r1.x, r2.x, r3.x);
+        y4[(dst + q.t[q.ax]) / 4u] = vec4<f32>(r0.y, r1.y, r2.y, r3.y);
+        y4[(dst + 2u * q.t[q.ax]) / 4u] = vec4<f32>(r0.z, r1.z, r2.z, r3.z);
+        y4[(dst + 3u * q.t[q.ax]) / 4u] = vec4<f32>(r0.w, r1.w, r2.w, r3.w);
+    }
+}
