@@ -232,14 +232,20 @@ fn long_reductions_are_split_within_the_adapters_loop_budget() {
 
 #[test]
 fn conv_db_is_bitwise_the_same_whatever_the_batch_chunking() {
+    // 5 output channels (the scalar reduction) and 8 (four columns at a time).
+    check_db_chunking(5);
+    check_db_chunking(8);
+}
+
+fn check_db_chunking(c_out: usize) {
     // Both adapters take the direct filter path (the padded input exceeds a binding); they
     // split the batch into chunks of different sizes. db comes from the fixed-order tree
     // reduction, so the bits agree; and they agree with an f64 sum to f32 rounding.
     let mut rng = common::numpy_rng::NumpyRng::seed(5);
     let x = common::randn_f32(&mut rng, [6, 40, 40, 3]);
-    let dz = common::randn_f32(&mut rng, [6, 40, 40, 5]);
-    let w = common::randn_f32(&mut rng, [3, 3, 3, 5]);
-    let b = Array1::<f32>::zeros(5);
+    let dz = common::randn_f32(&mut rng, [6, 40, 40, c_out]);
+    let w = common::randn_f32(&mut rng, [3, 3, 3, c_out]);
+    let b = Array1::<f32>::zeros(c_out);
     let mut results = Vec::new();
     for binding in [64 << 10, 100 << 10, 140_000] {
         let g = Gpu::with_options(GpuOptions {
@@ -260,8 +266,13 @@ fn conv_db_is_bitwise_the_same_whatever_the_batch_chunking() {
     }
     assert_eq!(results[0], results[1], "db differs between chunkings");
     assert_eq!(results[0], results[2], "db differs between chunkings");
-    for c in 0..5 {
-        let exact: f64 = dz.iter().skip(c).step_by(5).map(|&v| f64::from(v)).sum();
+    for c in 0..c_out {
+        let exact: f64 = dz
+            .iter()
+            .skip(c)
+            .step_by(c_out)
+            .map(|&v| f64::from(v))
+            .sum();
         let got = f64::from(results[0][[0, 0, 0, c]]);
         assert!(
             (got - exact).abs() < 1e-3,

@@ -40,6 +40,36 @@ pub(crate) const REDUCE: Kernel = Kernel::new::<ReduceParams>(
     ],
 );
 
+uniform! {
+    /// The uniform block of `reduce_vec4.wgsl`.
+    struct Reduce4Params {
+        total: u32,
+        rows: u32,
+        cols4: u32,
+        blocks: u32,
+        tiles: u32,
+        a_off: u32,
+        w_off: u32,
+        out_off: u32,
+        groups: u32,
+        cg: u32,
+        seg0: u32,
+    }
+}
+
+pub(crate) const REDUCE4: Kernel = Kernel::new::<Reduce4Params>(
+    "reduce_vec4.wgsl",
+    include_str!("../../shaders/reduce_vec4.wgsl"),
+    "reduce_rows4",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Write),
+        (6, Access::Read),
+    ],
+);
+
 /// Rows per block (`BLOCK` in the WGSL).
 const BLOCK: usize = 1024;
 /// Columns per workgroup (`CT` in the WGSL).
@@ -48,7 +78,13 @@ const CT: usize = 8;
 /// Every specialisation of `reduce.wgsl`.
 #[cfg(test)]
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
-    (0..5).map(|m| (REDUCE, vec![("MODE", m)])).collect()
+    let mut out: Vec<_> = (0..5).map(|m| (REDUCE, vec![("MODE", m)])).collect();
+    for mode in [0, 3, 4] {
+        for ct4 in [1, 2, 4, 8] {
+            out.push((REDUCE4, vec![("CT4", ct4), ("MODE", mode)]));
+        }
+    }
+    out
 }
 
 /// What is summed over the rows (the `MODE` of `reduce.wgsl`).
@@ -156,32 +192,80 @@ impl Gpu {
             ..ReduceParams::default()
         };
         let w_ref = w4.as_ref().unwrap_or(&a4);
-        self.launch(
-            &REDUCE,
-            &consts,
-            m,
-            &[
-                Arg::Batched(&a4),
-                if batched_w || w4.is_none() {
-                    Arg::Batched(w_ref)
-                } else {
-                    Arg::Whole(w_ref)
+        let vec4 =
+            cols % 4 == 0 && mode != 1 && mode != 2 && (mode != 3 || groups == 0 || cg % 4 == 0);
+        if vec4 {
+            let cols4 = cols / 4;
+            let ct4 = cols4.next_power_of_two().min(8);
+            let tiles = cols4.div_ceil(ct4);
+            let base4 = Reduce4Params {
+                rows: count(rows)?,
+                cols4: count(cols4)?,
+                blocks: count(blocks)?,
+                tiles: count(tiles)?,
+                groups: count(groups)?,
+                cg: count(cg)?,
+                ..Reduce4Params::default()
+            };
+            // Binding 2 (scalar w) holds the group shifts; binding 6 (vec4 w) the column shifts
+            // or the second factor; unused ones are bound to `a`.
+            let (w_scalar, w_vec) = match terms {
+                Terms::Shifted { .. } if groups > 0 => (Arg::Whole(w_ref), Arg::Batched(&a4)),
+                Terms::Shifted { .. } => (Arg::Batched(&a4), Arg::Whole(w_ref)),
+                Terms::Pair(_) => (Arg::Batched(&a4), Arg::Batched(w_ref)),
+                _ => (Arg::Batched(&a4), Arg::Batched(&a4)),
+            };
+            self.launch(
+                &REDUCE4,
+                &[("CT4", ct4 as u32), ("MODE", mode)],
+                m,
+                &[
+                    Arg::Batched(&a4),
+                    w_scalar,
+                    Arg::Batched(&first4),
+                    Arg::Batched(second4.as_ref().unwrap_or(&first4)),
+                    w_vec,
+                ],
+                |chunk| {
+                    let p = Reduce4Params {
+                        total: count(chunk.images * blocks * tiles)?,
+                        a_off: chunk.offset(0) / 4,
+                        w_off: chunk.offset(4) / 4,
+                        out_off: chunk.offset(2) / 4,
+                        seg0: count(chunk.first)?,
+                        ..base4
+                    };
+                    Ok((p, u64::from(p.total)))
                 },
-                Arg::Batched(&first4),
-                Arg::Batched(second4.as_ref().unwrap_or(&first4)),
-            ],
-            |chunk| {
-                let p = ReduceParams {
-                    total: count(chunk.images * blocks * cols.div_ceil(CT))?,
-                    a_off: chunk.offset(0),
-                    w_off: chunk.offset(1),
-                    out_off: chunk.offset(2),
-                    seg0: count(chunk.first)?,
-                    ..base
-                };
-                Ok((p, u64::from(p.total)))
-            },
-        )?;
+            )?;
+        } else {
+            self.launch(
+                &REDUCE,
+                &consts,
+                m,
+                &[
+                    Arg::Batched(&a4),
+                    if batched_w || w4.is_none() {
+                        Arg::Batched(w_ref)
+                    } else {
+                        Arg::Whole(w_ref)
+                    },
+                    Arg::Batched(&first4),
+                    Arg::Batched(second4.as_ref().unwrap_or(&first4)),
+                ],
+                |chunk| {
+                    let p = ReduceParams {
+                        total: count(chunk.images * blocks * cols.div_ceil(CT))?,
+                        a_off: chunk.offset(0),
+                        w_off: chunk.offset(1),
+                        out_off: chunk.offset(2),
+                        seg0: count(chunk.first)?,
+                        ..base
+                    };
+                    Ok((p, u64::from(p.total)))
+                },
+            )?;
+        }
         // Then the block sums, until one block per segment is left.
         let (segments, rows) = if per_image {
             (m, blocks)
