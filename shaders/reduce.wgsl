@@ -24,7 +24,7 @@
 
 const CT: u32 = 8u;      // columns per workgroup
 const RL: u32 = 8u;      // row lanes per column
-const BLOCK: u32 = 1024u;
+const BLOCK: u32 = 4096u;
 override MODE: u32 = 0u;
 
 struct Params {

@@ -10,7 +10,7 @@
 // t % CT4 and row lane t / CT4 (RL = 64 / CT4 lanes).
 // Bindings: 0 params; 1 a (vec4), 2 w (scalar), 6 w (vec4): read; 3 out, 4 out2 (vec4): write.
 
-const BLOCK: u32 = 1024u;
+const BLOCK: u32 = 4096u;
 override CT4: u32 = 2u;
 override MODE: u32 = 0u;
 

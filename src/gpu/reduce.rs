@@ -71,7 +71,7 @@ pub(crate) const REDUCE4: Kernel = Kernel::new::<Reduce4Params>(
 );
 
 /// Rows per block (`BLOCK` in the WGSL).
-const BLOCK: usize = 1024;
+const BLOCK: usize = 4096;
 /// Columns per workgroup (`CT` in the WGSL).
 const CT: usize = 8;
 
