@@ -196,6 +196,45 @@ pub enum Error {
         kernel: [usize; 2],
     },
 
+    /// A data file lacks a dataset.
+    #[error("{path}: no dataset {name}")]
+    DatasetMissing {
+        /// The file.
+        path: String,
+        /// The dataset looked for.
+        name: String,
+    },
+
+    /// A dataset of the wrong element type.
+    #[error("{path}: dataset {name} holds {found}, expected {expected}")]
+    DatasetType {
+        /// The file.
+        path: String,
+        /// The dataset.
+        name: String,
+        /// What it should hold.
+        expected: String,
+        /// What it holds.
+        found: String,
+    },
+
+    /// A dataset of the wrong shape.
+    #[error("{path}: dataset {name} has shape {shape:?}, expected {expected}")]
+    DatasetShape {
+        /// The file.
+        path: String,
+        /// The dataset.
+        name: String,
+        /// The shape it should have.
+        expected: String,
+        /// The shape it has.
+        shape: Vec<usize>,
+    },
+
+    /// The HDF5 library reported an error (a file that cannot be opened or read).
+    #[error("HDF5: {0}")]
+    Hdf5(String),
+
     /// A kernel could not be built (a bug in this crate: the message names the kernel).
     #[error("kernel {0}")]
     Kernel(String),

@@ -63,6 +63,7 @@
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cpu;
+pub mod data;
 mod error;
 mod gpu;
 mod layers;
