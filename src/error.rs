@@ -231,6 +231,17 @@ pub enum Error {
         shape: Vec<usize>,
     },
 
+    /// A weights file of another model.
+    #[error("{path} holds weights of model {found}, not {expected}")]
+    WrongModel {
+        /// The file.
+        path: String,
+        /// The model asked for.
+        expected: String,
+        /// The model in the file.
+        found: String,
+    },
+
     /// The HDF5 library reported an error (a file that cannot be opened or read).
     #[error("HDF5: {0}")]
     Hdf5(String),

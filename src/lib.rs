@@ -68,6 +68,7 @@ mod error;
 mod gpu;
 mod layers;
 mod params;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use layers::{AdamConfig, BatchNorm, GroupNorm, Labels, MomentumConfig, NormMode, SgdConfig};

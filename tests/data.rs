@@ -169,3 +169,50 @@ fn the_synthetic_set_is_deterministic_balanced_and_counts_its_squares() {
         assert_eq!(bright, a.y[i] * 64, "image {i}");
     }
 }
+
+#[test]
+fn weights_round_trip_bitwise_and_refuse_another_models_file() {
+    use ndarray::{ArrayD, IxDyn};
+    use wgpu_cnn::weights::Weights;
+    let w = Weights {
+        model: "signs".into(),
+        hyper: vec![("beta1".into(), 0.9), ("lr".into(), 0.009)],
+        params: vec![
+            (
+                "W1".into(),
+                ArrayD::from_shape_fn(IxDyn(&[4, 4, 3, 8]), |i| {
+                    (i[0] as f32 - 1.5) * 1e-3 + i[3] as f32 / 7.0
+                }),
+            ),
+            (
+                "b1".into(),
+                ArrayD::from_elem(IxDyn(&[8]), f32::MIN_POSITIVE),
+            ),
+            ("W3".into(), ArrayD::from_elem(IxDyn(&[64, 6]), -0.1)),
+        ],
+    };
+    let path = temp_file("weights.h5");
+    w.save(&path).unwrap();
+    let back = Weights::load(&path, "signs").unwrap();
+    assert_eq!(back.model, "signs");
+    assert_eq!(back.hyper, w.hyper);
+    assert_eq!(back.params.len(), 3);
+    for ((n, a), (m, b)) in w.params.iter().zip(&back.params) {
+        assert_eq!(n, m, "order kept");
+        assert_eq!(a.shape(), b.shape());
+        assert!(
+            a.iter()
+                .zip(b.iter())
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{n} bitwise"
+        );
+    }
+    assert!(back.get("b1").is_some() && back.get("W9").is_none());
+    let e = Weights::load(&path, "three-layer").unwrap_err();
+    assert!(
+        matches!(&e, Error::WrongModel { expected, found, .. } if expected == "three-layer" && found == "signs"),
+        "{e}"
+    );
+    let e = Weights::load(temp_file("none.h5"), "signs").unwrap_err();
+    assert!(matches!(e, Error::Hdf5(_)), "{e}");
+}
