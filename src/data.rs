@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ndarray::{Array4, Axis};
 
-use crate::error::{Error, Result};
+use crate::error::{hdf5_error, Error, Result};
 
 /// Images `(m, H, W, C)` with values in `[0, 1]`, their class labels, and the class names.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,10 +33,6 @@ fn prefix(file: &hdf5::File, path: &Path) -> Result<&'static str> {
         path: path.display().to_string(),
         name: "train_set_x or test_set_x".into(),
     })
-}
-
-fn hdf5_error(path: &Path, e: hdf5::Error) -> Error {
-    Error::Hdf5(format!("{}: {e}", path.display()))
 }
 
 impl Dataset {

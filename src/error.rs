@@ -263,5 +263,10 @@ pub enum Error {
     Gpu(String),
 }
 
+/// An HDF5 library error about the file at `path`, as [`Error::Hdf5`].
+pub(crate) fn hdf5_error(path: &std::path::Path, e: hdf5::Error) -> Error {
+    Error::Hdf5(format!("{}: {e}", path.display()))
+}
+
 /// Result with the crate's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ndarray::ArrayD;
 
-use crate::error::{Error, Result};
+use crate::error::{hdf5_error, Error, Result};
 
 /// A model's parameters, in order, with its name and hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,10 +18,6 @@ pub struct Weights {
     pub hyper: Vec<(String, f64)>,
     /// `(name, values)` per parameter, in the model's order.
     pub params: Vec<(String, ArrayD<f32>)>,
-}
-
-fn hdf5_error(path: &Path, e: hdf5::Error) -> Error {
-    Error::Hdf5(format!("{}: {e}", path.display()))
 }
 
 /// The attribute that holds the order of the parameters (HDF5 lists members by name).
