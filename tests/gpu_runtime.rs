@@ -258,3 +258,44 @@ fn memory_reports_live_and_peak_bytes_and_returns_to_zero() {
         .unwrap();
     assert!(gpu.download::<Ix4>(&m).unwrap().iter().all(|&v| v == 1.0));
 }
+
+#[test]
+fn copy_zeros_and_reshape_share_or_move_data_as_documented() {
+    let gpu = own_gpu();
+    let x = gpu
+        .upload(&Array4::from_shape_fn((2, 3, 4, 5), |(i, h, w, c)| {
+            (i * 60 + h * 20 + w * 5 + c) as f32
+        }))
+        .unwrap();
+    // reshape shares the buffer: no copy, the same bits in another shape.
+    let flat = x.reshape(&[120]).unwrap();
+    assert!(flat.same_buffer(&x));
+    let back: ndarray::Array1<f32> = gpu.download(&flat).unwrap();
+    assert_eq!(back, ndarray::Array1::from_iter((0..120).map(|v| v as f32)));
+    assert!(matches!(
+        x.reshape(&[7, 17]).unwrap_err(),
+        wgpu_cnn::Error::ShapeMismatch { .. }
+    ));
+    // copy moves the data into another tensor of as many elements, in order with the ops.
+    let mut z = gpu.zeros(&[6, 20]).unwrap();
+    assert!(gpu
+        .download::<ndarray::Ix2>(&z)
+        .unwrap()
+        .iter()
+        .all(|&v| v == 0.0));
+    gpu.copy(&x, &mut z).unwrap();
+    let z_host: ndarray::Array2<f32> = gpu.download(&z).unwrap();
+    assert_eq!(z_host.iter().copied().collect::<Vec<_>>(), back.to_vec());
+    let mut wrong = gpu.zeros(&[119]).unwrap();
+    assert!(matches!(
+        gpu.copy(&x, &mut wrong).unwrap_err(),
+        wgpu_cnn::Error::ShapeMismatch { .. }
+    ));
+    // A tensor of another Gpu is refused.
+    let other = own_gpu();
+    let mut foreign = other.zeros(&[120]).unwrap();
+    assert!(matches!(
+        gpu.copy(&x, &mut foreign).unwrap_err(),
+        wgpu_cnn::Error::ForeignTensor { .. }
+    ));
+}
