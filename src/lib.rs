@@ -67,6 +67,7 @@ pub mod data;
 mod error;
 mod gpu;
 mod layers;
+pub mod model;
 mod params;
 pub mod weights;
 
