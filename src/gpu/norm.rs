@@ -450,8 +450,9 @@ impl Gpu {
             cache.xhat.shape(),
         )?;
         let x_like = &cache.xhat;
-        let zeros = self.zeros(&[x_like.shape()[3]])?;
-        let l = self.norm_layout(x_like, &cache.gamma, &zeros, cache.groups, "norm backward")?;
+        // gamma stands in for beta (same shape): the backward needs only the layout.
+        let gamma = &cache.gamma;
+        let l = self.norm_layout(x_like, gamma, gamma, cache.groups, "norm backward")?;
         // Per-channel sums of dout and dout * xhat: over everything (batch norm), per sample
         // (group norm).
         let per_image = cache.groups != 0;

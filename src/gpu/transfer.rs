@@ -17,7 +17,7 @@ impl Gpu {
 
     /// The data bytes of `shape`, or [`Error::TooLarge`] when its buffer exceeds the device's
     /// `max_buffer_size`.
-    fn check_buffer_size(&self, what: &'static str, shape: &[usize]) -> Result<u64> {
+    pub(crate) fn check_buffer_size(&self, what: &'static str, shape: &[usize]) -> Result<u64> {
         let limit = self.limits().buffer_bytes.saturating_sub(WINDOW_BYTES + 16) / 8 * 7; // the pool's size classes round up by at most 1/8
         let bytes = shape
             .iter()

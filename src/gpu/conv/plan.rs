@@ -119,10 +119,9 @@ impl Gpu {
     /// Whether a tensor of `shape` can be allocated and bound image by image.
     fn temporary_fits(&self, shape: [usize; 4]) -> bool {
         let l = self.limits();
-        let bytes = shape.iter().try_fold(4u64, |a, &d| a.checked_mul(d as u64));
-        let image = bytes.map(|b| b / shape[0].max(1) as u64);
-        bytes.is_some_and(|b| b.saturating_add(WINDOW_BYTES + 16) <= l.buffer_bytes / 8 * 7)
-            && image.is_some_and(|b| b + l.offset_alignment + 16 <= l.binding_bytes)
+        // The same check `alloc` makes, then one image against the binding limit.
+        self.check_buffer_size("temporary", &shape)
+            .is_ok_and(|b| b / shape[0].max(1) as u64 + l.offset_alignment + 16 <= l.binding_bytes)
     }
 
     /// The implicit GEMM for `s`, if it applies (see the module docs).
