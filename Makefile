@@ -1,13 +1,16 @@
-# wgpu-cnn: the two jobs a fresh machine runs.
-#   make bench   the benchmark (roofline, every op, GPU vs CPU), table + bench-results/bench.json
+# wgpu-cnn: the jobs a fresh machine runs.
+#   make train   train seed 001's network on the built-in data set: run/weights.h5, loss.png, metrics.json
 #   make test    every test, on the default adapter (lavapipe / Vulkan here)
-# Both install what a fresh Debian machine lacks (libhdf5-dev, mesa-vulkan-drivers, pkg-config).
+#   make bench   the benchmark (roofline, every op, GPU vs CPU), table + bench-results/bench.json
+# Each installs what a fresh Debian machine lacks (libhdf5-dev, mesa-vulkan-drivers, pkg-config,
+# fontconfig and a font for the loss plot).
 
 CARGO ?= cargo
-APT_PACKAGES := libhdf5-dev mesa-vulkan-drivers pkg-config
+APT_PACKAGES := libhdf5-dev mesa-vulkan-drivers pkg-config libfontconfig1-dev fonts-dejavu-core
 BENCH_ARGS ?=
+TRAIN_ARGS ?=
 
-.PHONY: test test-gl bench deps lint fmt doc
+.PHONY: train test test-gl bench deps lint fmt doc
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -18,6 +21,9 @@ deps:
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+train: deps
+	$(CARGO) run --release --bin wgpu-cnn -- train $(TRAIN_ARGS)
 
 test: deps
 	$(CARGO) test --release --all-targets --all-features

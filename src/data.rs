@@ -141,9 +141,12 @@ impl Dataset {
         Ok(Self { x, y, classes })
     }
 
-    /// A deterministic synthetic set that a small convnet can learn, in the spirit of the SIGNS
-    /// images (which count raised fingers): `n` images `(size, size, 3)` of noise, each with
-    /// `label` bright squares (`label` in `0..6`), placed and coloured from `seed`.
+    /// A deterministic synthetic set that a small convnet can learn, standing in for the SIGNS
+    /// images (six hand signs): `n` images `(size, size, 3)` of dim noise (values below 0.3),
+    /// each with one to three bright squares (sides `size/8 ..= size/4`) at random places, all
+    /// of the colour of its class: red, green, blue, yellow, cyan, magenta (channels on at
+    /// 0.7..1, off at 0..0.3). Image `i` has class `i % 6`; places, sizes, shades and noise
+    /// come from `seed`.
     pub fn synthetic(n: usize, size: usize, seed: u64) -> Self {
         let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
         let mut next = move || {
@@ -154,33 +157,41 @@ impl Dataset {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        let classes = 6;
+        const COLOURS: [[bool; 3]; 6] = [
+            [true, false, false],
+            [false, true, false],
+            [false, false, true],
+            [true, true, false],
+            [false, true, true],
+            [true, false, true],
+        ];
         let mut x = Array4::<f32>::zeros((n, size, size, 3));
         let mut y = Vec::with_capacity(n);
-        let side = (size / 8).max(1);
+        let (small, large) = ((size / 8).max(1), (size / 4).max(1));
         for (i, mut image) in x.axis_iter_mut(Axis(0)).enumerate() {
-            let label = i % classes;
+            let label = i % COLOURS.len();
             y.push(label);
             for v in image.iter_mut() {
                 *v = (next() % 1000) as f32 / 1000.0 * 0.3;
             }
-            // `label` squares on a grid of cells, so they never overlap.
-            let cells = (size / (side * 2)).max(1);
-            let mut taken = Vec::new();
-            while taken.len() < label.min(cells * cells) {
-                let cell = (next() % (cells * cells) as u64) as usize;
-                if taken.contains(&cell) {
-                    continue;
-                }
-                taken.push(cell);
-                let (r0, c0) = ((cell / cells) * side * 2, (cell % cells) * side * 2);
-                let colour = [
-                    0.7 + (next() % 300) as f32 / 1000.0,
-                    0.7 + (next() % 300) as f32 / 1000.0,
-                    0.7 + (next() % 300) as f32 / 1000.0,
-                ];
-                for r in r0..(r0 + side).min(size) {
-                    for c in c0..(c0 + side).min(size) {
+            let squares = 1 + next() % 3;
+            for _ in 0..squares {
+                let side = small + (next() % (large - small + 1) as u64) as usize;
+                let r0 = (next() % (size - side + 1) as u64) as usize;
+                let c0 = (next() % (size - side + 1) as u64) as usize;
+                let colour: Vec<f32> = COLOURS[label]
+                    .iter()
+                    .map(|&on| {
+                        let shade = (next() % 300) as f32 / 1000.0;
+                        if on {
+                            0.7 + shade
+                        } else {
+                            shade
+                        }
+                    })
+                    .collect();
+                for r in r0..r0 + side {
+                    for c in c0..c0 + side {
                         for (k, &v) in colour.iter().enumerate() {
                             image[[r, c, k]] = v;
                         }
@@ -191,7 +202,10 @@ impl Dataset {
         Self {
             x,
             y,
-            classes: (0..classes).map(|c| c.to_string()).collect(),
+            classes: ["red", "green", "blue", "yellow", "cyan", "magenta"]
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
         }
     }
 }

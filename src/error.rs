@@ -242,6 +242,22 @@ pub enum Error {
         found: String,
     },
 
+    /// A network whose layers cannot be stacked (a convolution after a fully connected layer,
+    /// a window larger than its input, no layer that gives class scores, ...).
+    #[error("network {network}, layer {layer} ({kind}) on input {input}: {problem}")]
+    Network {
+        /// The network's name.
+        network: String,
+        /// The layer's index, from 0.
+        layer: usize,
+        /// The layer's kind.
+        kind: &'static str,
+        /// The per-image shape the layer receives, `(H, W, C)` or `(D,)`.
+        input: String,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// The HDF5 library reported an error (a file that cannot be opened or read).
     #[error("HDF5: {0}")]
     Hdf5(String),

@@ -67,7 +67,7 @@ pub mod data;
 mod error;
 mod gpu;
 mod layers;
-pub mod model;
+pub mod nn;
 mod params;
 pub mod weights;
 

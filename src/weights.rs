@@ -76,6 +76,24 @@ impl Weights {
     /// model's weights.
     pub fn load(path: impl AsRef<Path>, model: &str) -> Result<Self> {
         let path = path.as_ref();
+        let weights = Self::read(path)?;
+        if weights.model != model {
+            return Err(Error::WrongModel {
+                path: path.display().to_string(),
+                expected: model.to_string(),
+                found: weights.model,
+            });
+        }
+        Ok(weights)
+    }
+
+    /// Reads weights written by [`Weights::save`], of whatever model (see [`Weights::model`]).
+    ///
+    /// # Errors
+    /// [`Error::Hdf5`] when the file cannot be read, [`Error::DatasetMissing`] when a parameter
+    /// or the model attribute is missing.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let err = |e| hdf5_error(path, e);
         let file = hdf5::File::open(path).map_err(err)?;
         let missing = |name: &str| Error::DatasetMissing {
@@ -87,13 +105,6 @@ impl Weights {
             .map_err(|_| missing("attribute model"))?
             .read_scalar()
             .map_err(err)?;
-        if found.as_str() != model {
-            return Err(Error::WrongModel {
-                path: path.display().to_string(),
-                expected: model.to_string(),
-                found: found.as_str().to_string(),
-            });
-        }
         let order: Vec<hdf5::types::VarLenAscii> = file
             .attr(ORDER)
             .map_err(|_| missing(ORDER))?
@@ -118,7 +129,7 @@ impl Weights {
             params.push((name, values));
         }
         Ok(Self {
-            model: model.to_string(),
+            model: found.as_str().to_string(),
             hyper,
             params,
         })

@@ -150,23 +150,42 @@ fn the_course_files_read_when_present() {
 }
 
 #[test]
-fn the_synthetic_set_is_deterministic_balanced_and_counts_its_squares() {
+fn the_synthetic_set_is_deterministic_balanced_and_coloured_by_class() {
     let a = Dataset::synthetic(60, 64, 7);
     assert_eq!(a, Dataset::synthetic(60, 64, 7));
     assert_ne!(a.x, Dataset::synthetic(60, 64, 8).x);
     assert_eq!(a.x.dim(), (60, 64, 64, 3));
+    assert_eq!(a.classes.len(), 6);
     assert!(a.x.iter().all(|&v| (0.0..=1.0).contains(&v)));
     for c in 0..6 {
         assert_eq!(a.y.iter().filter(|&&l| l == c).count(), 10);
     }
-    // Bright pixels (noise stays below 0.3) come in label squares of 8 x 8.
+    // Bright values (noise stays below 0.3) appear only in the channels of the class's colour,
+    // in at least one square of side 8.
+    let on = [
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+        [1, 0, 1],
+    ];
     for (i, image) in a.x.outer_iter().enumerate() {
-        let bright = image
-            .index_axis(ndarray::Axis(2), 0)
-            .iter()
-            .filter(|&&v| v >= 0.7)
-            .count();
-        assert_eq!(bright, a.y[i] * 64, "image {i}");
+        for (k, &lit) in on[a.y[i]].iter().enumerate() {
+            let bright = image
+                .index_axis(ndarray::Axis(2), k)
+                .iter()
+                .filter(|&&v| v >= 0.7)
+                .count();
+            if lit == 1 {
+                assert!(
+                    bright >= 64,
+                    "image {i} channel {k}: {bright} bright pixels"
+                );
+            } else {
+                assert_eq!(bright, 0, "image {i} channel {k}");
+            }
+        }
     }
 }
 

@@ -221,6 +221,17 @@ impl Adam {
             .map_or(0, |s| s.t)
     }
 
+    /// Makes the moments of `w` now (zeros) rather than at its first step, so that a training
+    /// step's temporaries never land in buffers the optimizer keeps: with the state made up
+    /// front, every step reuses the same buffers, the first included.
+    ///
+    /// # Errors
+    /// [`Error::ForeignTensor`] for a tensor of another `Gpu`; device errors.
+    pub fn prepare(&mut self, gpu: &Gpu, w: &Tensor) -> Result<()> {
+        gpu.check_owner(w)?;
+        slot(gpu, &mut self.slots, w, true).map(|_| ())
+    }
+
     /// One step on `w` from its gradient `dw`.
     ///
     /// # Errors
