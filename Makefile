@@ -28,8 +28,8 @@ train: deps
 test: deps
 	$(CARGO) test --release --all-targets --all-features
 	$(CARGO) test --release --doc --all-features
-	# The heavy cases (a 544 MiB input), ignored by default.
-	$(CARGO) test --release --all-features --test gpu_hostile -- --ignored
+	# The heavy cases (a 544 MiB input; training on the course's photos), ignored by default.
+	$(CARGO) test --release --all-features --test gpu_hostile --test model -- --ignored
 
 # The same tests on llvmpipe through OpenGL.
 test-gl: deps

@@ -513,7 +513,7 @@ fn same_pooling_never_lets_padding_win_or_count() {
 }
 
 #[test]
-fn fused_conv_relu_is_bitwise_conv_then_relu_on_every_path() {
+fn fused_conv_relu_and_filter_only_backward_are_bitwise_the_plain_ops_on_every_path() {
     use wgpu_cnn::{GpuOptions, Padding};
     let small = wgpu_cnn::Gpu::with_options(GpuOptions {
         max_binding_bytes: Some(48 << 10), // the packed filter does not fit: the direct kernel
@@ -546,5 +546,14 @@ fn fused_conv_relu_is_bitwise_conv_then_relu_on_every_path() {
         assert_eq!(d(&fused.da_prev), d(&plain.da_prev));
         assert_eq!(d(&fused.dw), d(&plain.dw));
         assert_eq!(d(&fused.db), d(&plain.db));
+        // The filter gradient alone (a first layer's backward) is the same, bit for bit.
+        let (dw, db) = g.conv_relu_backward_filter(&tda, &cache).unwrap();
+        assert_eq!(d(&dw), d(&plain.dw));
+        assert_eq!(d(&db), d(&plain.db));
+        let (dw, db) = g
+            .conv_backward_filter(&g.relu_backward(&tda, &rc).unwrap(), &zc)
+            .unwrap();
+        assert_eq!(d(&dw), d(&plain.dw));
+        assert_eq!(d(&db), d(&plain.db));
     }
 }

@@ -312,3 +312,43 @@ fn the_three_layer_convnet_overfits_fifty_images() {
     );
     assert_eq!(accuracy, 1.0);
 }
+
+/// The course's cat / non-cat photos, when present (`make test` and CI run this; it is ignored
+/// by a plain `cargo test` because it trains for a while).
+#[test]
+#[ignore = "trains on catvnoncat for a few epochs; run by `make test` and CI"]
+fn signs_trains_on_catvnoncat_and_its_loss_falls() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    let (train, test) = (
+        dir.join("train_catvnoncat.h5"),
+        dir.join("test_catvnoncat.h5"),
+    );
+    if !train.exists() || !test.exists() {
+        eprintln!("skipped: {} not present", train.display());
+        return;
+    }
+    let train = Dataset::read(train).unwrap();
+    let test = Dataset::read(test).unwrap();
+    let gpu = own_gpu();
+    let net = Sequential::signs((64, 64, 3), 2);
+    let mut model = GpuNet::new(&gpu, &net, &net.init(1).unwrap(), AdamConfig::new(0.009)).unwrap();
+    let config = TrainConfig {
+        epochs: 12,
+        batch: 64,
+        seed: 1,
+    };
+    let history = model.fit(&train, &config, |_| {}).unwrap();
+    let cost: Vec<f64> = history.iter().map(|e| e.cost).collect();
+    println!("cost per epoch: {cost:.4?}");
+    let first: f64 = cost[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = cost[cost.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "the loss did not fall: {cost:?}");
+    let train_accuracy = model.accuracy(&train, 64).unwrap();
+    let test_accuracy = model.accuracy(&test, 64).unwrap();
+    println!("train accuracy {train_accuracy:.3}, test accuracy {test_accuracy:.3}");
+    // Better than always answering the larger class (non-cat: 72 of 209).
+    assert!(
+        train_accuracy > 137.0 / 209.0,
+        "train accuracy {train_accuracy}"
+    );
+}

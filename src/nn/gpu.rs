@@ -205,27 +205,49 @@ impl GpuNet {
     }
 
     /// The gradient of every parameter (`None` for running statistics and absent biases)
-    /// from the gradient of the scores.
+    /// from the gradient of the scores. Nothing is computed for the input images: the first
+    /// convolution gives its filter gradient only, and the walk stops there.
     fn backward(&self, dscores: Tensor, caches: Vec<Cache>) -> Result<Vec<Option<Tensor>>> {
         let g = &self.gpu;
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
-        for (op, cache) in self.plan.ops.iter().zip(caches).rev() {
+        for (k, (op, cache)) in self.plan.ops.iter().zip(caches).enumerate().rev() {
+            if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
+                break; // no parameters, and the images need no gradient
+            }
             d = match (*op, cache) {
                 (
                     Op::Conv { w, b, channels, .. },
                     cache @ (Cache::Conv(_) | Cache::ConvRelu(_)),
                 ) => {
-                    let r = match cache {
-                        Cache::ConvRelu(c) => g.conv_relu_backward(&d, &c)?,
-                        Cache::Conv(c) => g.conv_backward(&d, &c)?,
+                    // The first layer's input (the images) needs no gradient: only dW and db.
+                    let (dw, db, da_prev) = match (cache, k == 0) {
+                        (Cache::ConvRelu(c), true) => {
+                            let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
+                            (dw, db, None)
+                        }
+                        (Cache::Conv(c), true) => {
+                            let (dw, db) = g.conv_backward_filter(&d, &c)?;
+                            (dw, db, None)
+                        }
+                        (Cache::ConvRelu(c), false) => {
+                            let r = g.conv_relu_backward(&d, &c)?;
+                            (r.dw, r.db, Some(r.da_prev))
+                        }
+                        (Cache::Conv(c), false) => {
+                            let r = g.conv_backward(&d, &c)?;
+                            (r.dw, r.db, Some(r.da_prev))
+                        }
                         _ => return Err(Error::Kernel("network: conv cache".into())),
                     };
-                    grads[w] = Some(r.dw);
+                    grads[w] = Some(dw);
                     if let Some(b) = b {
-                        grads[b] = Some(r.db.reshape(&[channels])?);
+                        grads[b] = Some(db.reshape(&[channels])?);
                     }
-                    r.da_prev
+                    match da_prev {
+                        Some(da) => da,
+                        None => break,
+                    }
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,

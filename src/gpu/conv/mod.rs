@@ -231,20 +231,55 @@ impl Gpu {
         da_prev.expect_shape("conv_backward dA_prev", &g.input_shape())?;
         dw.expect_shape("conv_backward dW", &g.weight_shape())?;
         db.expect_shape("conv_backward db", &[1, 1, 1, g.c_out])?;
+        self.conv_backward_kernels(dz, cache, Some(da_prev), dw, db)
+    }
+
+    /// The filter and bias gradients alone, `(dW, db)` as in [`Gpu::conv_backward`], without
+    /// `dA_prev`: what the first layer of a network needs (its input has no gradient), at the
+    /// cost of the filter gradient only.
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_backward`].
+    pub fn conv_backward_filter(&self, dz: &Tensor, cache: &ConvCache) -> Result<(Tensor, Tensor)> {
+        let g = cache.plan.geometry;
+        self.check_owner(dz)?;
+        self.check_owner(&cache.a_prev)?;
+        dz.expect_shape(
+            "conv_backward dZ must have the forward output's shape",
+            &g.output_shape(),
+        )?;
+        let mut dw = self.alloc("conv_backward dW", &g.weight_shape(), false)?;
+        let mut db = self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?;
+        self.conv_backward_kernels(dz, cache, None, &mut dw, &mut db)?;
+        Ok((dw, db))
+    }
+
+    /// Records the backward kernels: `dA_prev` when asked for, then `dW` and `db`.
+    fn conv_backward_kernels(
+        &self,
+        dz: &Tensor,
+        cache: &ConvCache,
+        da_prev: Option<&mut Tensor>,
+        dw: &mut Tensor,
+        db: &mut Tensor,
+    ) -> Result<()> {
+        let plan = &cache.plan;
         // Pad channels (copies) only for the fast paths that read them.
-        let needs_dz4 = matches!(plan.backward_data, Path::Gemm(..))
-            || matches!(plan.backward_filter, FilterPath::Windowed(_));
+        let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm(..));
+        let needs_dz4 = data_gemm || matches!(plan.backward_filter, FilterPath::Windowed(_));
         let dz4 = if needs_dz4 {
             Some(self.pad_channels(dz)?)
         } else {
             None
         };
-        match (&dz4, &plan.backward_data) {
-            (Some(dz4), Path::Gemm(gemm)) => {
-                let (s, win) = &**gemm;
-                self.gemm_conv(s, win, dz4, &cache.w, Epilogue::default(), true, da_prev)?
+        if let Some(da_prev) = da_prev {
+            match (&dz4, &plan.backward_data) {
+                (Some(dz4), Path::Gemm(gemm)) => {
+                    let (s, win) = &**gemm;
+                    self.gemm_conv(s, win, dz4, &cache.w, Epilogue::default(), true, da_prev)?
+                }
+                _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }
-            _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
         }
         match (&dz4, plan.backward_filter) {
             (Some(dz4), FilterPath::Windowed(pixels)) => {
@@ -319,6 +354,19 @@ impl Gpu {
         // A > 0 exactly where Z > 0: A serves as the ReLU's input.
         let dz = self.relu_backward(da, &super::relu::ReluCache::of(cache.a.clone()))?;
         self.conv_backward(&dz, &cache.conv)
+    }
+
+    /// [`Gpu::conv_backward_filter`] after the fused ReLU: `(dW, db)` without `dA_prev`.
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_backward`].
+    pub fn conv_relu_backward_filter(
+        &self,
+        da: &Tensor,
+        cache: &ConvReluCache,
+    ) -> Result<(Tensor, Tensor)> {
+        let dz = self.relu_backward(da, &super::relu::ReluCache::of(cache.a.clone()))?;
+        self.conv_backward_filter(&dz, &cache.conv)
     }
 }
 
