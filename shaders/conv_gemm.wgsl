@@ -19,10 +19,18 @@
 // Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read; 2 bias (c_out), read (any buffer
 // when has_bias = 0); 3 z (m, out_h, out_w, c_out), write; 4 the window of Wp.
 // Overrides: CB4 (channel vec4s per thread), PX (pixels per thread); both are also unrolled.
+//
+// `conv_gemm_rows` is the same product for stride 1 along the width, with all the taps in one
+// window: a thread owns R consecutive output pixels of one output row, so for each row of taps
+// it loads the R + FW - 1 input vec4s that those pixels share once, instead of R * FW (with 3
+// input channels and a 4-wide filter, 7 loads instead of 16 for R = 4). Overrides R and FW (the
+// filter width) are unrolled too.
 
 override WG: u32 = 64u;
 override CB4: u32;
-override PX: u32;
+override PX: u32 = 1u;
+override R: u32 = 1u;
+override FW: u32 = 1u;
 const UBO_VEC4: u32 = 4096u;
 
 struct Params {
@@ -100,6 +108,45 @@ fn conv_gemm(
             }
         }
         store_z(first + lid + {i/CB4}u * WG, {i%CB4}u, acc{i}); // @unroll(PX*CB4)
+    }
+}
+
+@compute @workgroup_size(WG)
+fn conv_gemm_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let segs_per_row = (p.out_w + R - 1u) / R;
+    let segs = (p.total / p.out_w) * segs_per_row;
+    let grid = nwg.x * nwg.y * WG;
+    let wstride = p.c4_in * 4u * CB4; // window vec4s per tap
+    // As in conv_gemm, `first` is uniform over the workgroup; lanes past the end compute on a
+    // clamped segment and store nothing.
+    for (var first = (wid.y * nwg.x + wid.x) * WG; first < segs; first += grid) {
+        let seg = min(first + lid, segs - 1u);
+        let row = seg / segs_per_row; // (image, output row)
+        let ow0 = (seg % segs_per_row) * R;
+        let oh = row % p.out_h;
+        let im = row / p.out_h;
+        let c0 = i32(ow0) - p.left;
+        var acc{i} = vec4<f32>(0.0); // @unroll(R*CB4)
+        for (var dh = 0u; dh * p.f_w < p.tap_end; dh++) {
+            let h = i32(oh * p.s_h + dh) - p.top;
+            let h_in = h >= 0 && u32(h) < p.in_h;
+            let hc = u32(select(0, h, h_in));
+            for (var k4 = 0u; k4 < p.c4_in; k4++) {
+                let wb = (dh * p.f_w * p.c4_in + k4) * 4u * CB4;
+                let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
+                let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i}, in{i})), k4)], in{i}); // @unroll(R+FW-1)
+                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.x), win[wb + {i/(R*CB4)}u * wstride + {i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
+                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.y), win[wb + {i/(R*CB4)}u * wstride + {CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
+                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.z), win[wb + {i/(R*CB4)}u * wstride + {2*CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
+                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.w), win[wb + {i/(R*CB4)}u * wstride + {3*CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
+            }
+        }
+        let live = first + lid < segs;
+        store_z(select(p.total, row * p.out_w + ow0 + {i/CB4}u, live && ow0 + {i/CB4}u < p.out_w), {i%CB4}u, acc{i}); // @unroll(R*CB4)
     }
 }
 

@@ -637,5 +637,38 @@ pub fn layer_records(
             || adam.step(gpu, &mut w, &dw),
         )?);
     }
+    if wanted("train_step", "signs") {
+        out.push(train_step_signs(gpu, o)?);
+    }
     Ok(out)
+}
+
+/// One training step of seed 001's network at batch 64 on 64x64x3 images, 6 classes (forward,
+/// loss, backward, Adam), as `GpuNet::step` records it; the rate counts the two convolutions'
+/// multiply-adds (forward, filter gradient, and the second one's data gradient), which are
+/// nearly all of the step's arithmetic.
+fn train_step_signs(gpu: &Gpu, o: &Options) -> Result<Record> {
+    use crate::data::Dataset;
+    use crate::nn::{GpuNet, Sequential};
+    let data = Dataset::synthetic(64, 64, 1);
+    let net = Sequential::signs((64, 64, 3), 6);
+    let mut model = GpuNet::new(gpu, &net, &net.init(1)?, crate::AdamConfig::new(0.009))?;
+    let conv1 = 64.0 * 64.0 * 64.0 * 8.0 * 48.0;
+    let conv2 = 64.0 * 8.0 * 8.0 * 16.0 * 32.0;
+    let flops = 2.0 * (2.0 * conv1 + 3.0 * conv2);
+    let mut r = memory_record(
+        gpu,
+        (
+            "train_step",
+            "signs",
+            "batch 64 of 64x64x3, 6 classes".into(),
+        ),
+        0.0,
+        o,
+        || model.step(&data.x, &data.y).map(drop),
+    )?;
+    r.gbps = None;
+    r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
+    r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
+    Ok(r)
 }

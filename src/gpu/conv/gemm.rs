@@ -36,17 +36,23 @@ uniform! {
     }
 }
 
+const GEMM_BINDINGS: &[(u32, Access)] = &[
+    (1, Access::Read),
+    (2, Access::Read),
+    (3, Access::Write),
+    (4, Access::Window),
+];
+
 pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
     "conv_gemm.wgsl",
     include_str!("../../../shaders/conv_gemm.wgsl"),
     "conv_gemm",
-    &[
-        (1, Access::Read),
-        (2, Access::Read),
-        (3, Access::Write),
-        (4, Access::Window),
-    ],
+    GEMM_BINDINGS,
 );
+
+/// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
+/// width, one window of taps).
+pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", GEMM_BINDINGS);
 
 /// Output channel vec4s per thread (at most).
 pub(crate) const GEMM_CB4: usize = 8;
@@ -203,6 +209,17 @@ pub(crate) struct Windows {
 /// vec4s in one uniform window.
 pub(crate) const WINDOW_VEC4: usize = (WINDOW_BYTES / 16) as usize;
 
+/// Widest filter `conv_gemm_rows` takes (its loads and FMAs are unrolled over the width).
+const ROWS_FW_MAX: usize = 8;
+
+/// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
+/// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GemmVariant {
+    Pixels(usize),
+    Rows(usize),
+}
+
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
 pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
     let default = (GEMM_ACC / cb4.max(1)).clamp(1, GEMM_PX_MAX);
@@ -212,6 +229,28 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
             .into_iter()
             .filter(|&px| px != default && px * cb4 <= GEMM_ACC),
     );
+    v
+}
+
+/// The override constants of `conv_gemm.wgsl`.
+fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 4] {
+    [("CB4", cb4), ("PX", px), ("R", r), ("FW", fw)]
+}
+
+/// Pixels per row segment to try with `conv_gemm_rows`, for `cb4` channel vec4s.
+fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
+    [4, 8].into_iter().filter(move |&r| r * cb4 <= GEMM_ACC / 2)
+}
+
+/// The variants to try for `s` cut into `win`, the default first.
+fn variants(s: &GemmShape, win: &Windows) -> Vec<GemmVariant> {
+    let mut v: Vec<GemmVariant> = pixel_variants(win.cb4)
+        .into_iter()
+        .map(GemmVariant::Pixels)
+        .collect();
+    if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX {
+        v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
+    }
     v
 }
 
@@ -249,19 +288,19 @@ impl Gpu {
         out: &Tensor,
     ) -> Result<()> {
         let packed = self.pack_filter(w, s, win, flip)?;
-        let run = |px: usize| self.gemm_launches(s, win, px, x, epilogue, &packed, out);
+        let run = |v: GemmVariant| self.gemm_launches(s, win, v, x, epilogue, &packed, out);
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
-        let px = self.pick(s.tune_key(), macs, &pixel_variants(win.cb4), run)?;
-        run(px)
+        let v = self.pick(s.tune_key(), macs, &variants(s, win), run)?;
+        run(v)
     }
 
-    /// The `conv_gemm` dispatches of one convolution with `px` pixels per thread.
+    /// The dispatches of one convolution with variant `variant`.
     #[allow(clippy::too_many_arguments)]
     fn gemm_launches(
         &self,
         s: &GemmShape,
         win: &Windows,
-        px: usize,
+        variant: GemmVariant,
         x: &Tensor,
         epilogue: Epilogue,
         packed: &Tensor,
@@ -269,7 +308,13 @@ impl Gpu {
     ) -> Result<()> {
         let per_image = s.out_h * s.out_w;
         let aux = epilogue.bias.unwrap_or(packed);
-        let consts = [("CB4", win.cb4 as u32), ("PX", px as u32)];
+        // Both entry points are in one file, unrolled with every constant: the other entry's
+        // get 1.
+        let cb4 = win.cb4 as u32;
+        let (kernel, consts) = match variant {
+            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1)),
+            GemmVariant::Rows(r) => (&GEMM_ROWS, gemm_consts(cb4, 1, r as u32, s.f_w as u32)),
+        };
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
                 let tap_begin = tc * win.taps_per_window;
@@ -285,7 +330,7 @@ impl Gpu {
                     ..s.base
                 };
                 self.launch(
-                    &GEMM,
+                    kernel,
                     &consts,
                     s.m,
                     &[
@@ -301,7 +346,13 @@ impl Gpu {
                             z_off: chunk.offset(2),
                             ..base
                         };
-                        Ok((p, u64::from(p.total).div_ceil(WG * px as u64)))
+                        let threads = match variant {
+                            GemmVariant::Pixels(px) => u64::from(p.total).div_ceil(px as u64),
+                            GemmVariant::Rows(r) => {
+                                (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64
+                            }
+                        };
+                        Ok((p, threads.div_ceil(WG)))
                     },
                 )?;
             }
@@ -316,7 +367,12 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     let mut out = Vec::new();
     for cb4 in 1..=GEMM_CB4 {
         for px in pixel_variants(cb4) {
-            out.push((GEMM, vec![("CB4", cb4 as u32), ("PX", px as u32)]));
+            out.push((GEMM, gemm_consts(cb4 as u32, px as u32, 1, 1).to_vec()));
+        }
+        for r in row_variants(cb4) {
+            for fw in [1, 2, 3, 4, 7] {
+                out.push((GEMM_ROWS, gemm_consts(cb4 as u32, 1, r as u32, fw).to_vec()));
+            }
         }
     }
     out
