@@ -21,7 +21,8 @@
 // Overrides: CB4 (channel vec4s per thread), PX (pixels per thread); both are also unrolled.
 //
 // `conv_gemm_rows` is the same product for stride 1 along the width, with all the taps in one
-// window: a thread owns R consecutive output pixels of one output row, so for each row of taps
+// window and at most 4 input channels (c4_in = 1: small-channel layers such as an RGB input),
+// summed in conv_gemm's order: a thread owns R consecutive output pixels of one output row, so for each row of taps
 // it loads the R + FW - 1 input vec4s that those pixels share once, instead of R * FW (with 3
 // input channels and a 4-wide filter, 7 loads instead of 16 for R = 4). Overrides R and FW (the
 // filter width) are unrolled too.
@@ -139,10 +140,10 @@ fn conv_gemm_rows(
                 let wb = (dh * p.f_w * p.c4_in + k4) * 4u * CB4;
                 let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
                 let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i}, in{i})), k4)], in{i}); // @unroll(R+FW-1)
-                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.x), win[wb + {i/(R*CB4)}u * wstride + {i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
-                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.y), win[wb + {i/(R*CB4)}u * wstride + {CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
-                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.z), win[wb + {i/(R*CB4)}u * wstride + {2*CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
-                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.w), win[wb + {i/(R*CB4)}u * wstride + {3*CB4+i%CB4}u], acc{i%(R*CB4)}); // @unroll(FW*R*CB4)
+                // Per accumulator: taps dw in order, channels x, y, z, w of each: the order of
+                // conv_gemm, so both kernels give the same bits (with c4_in = 1, which the host
+                // requires) and the autotune's choice never changes a result.
+                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.w), win[wb + {i/(R*CB4)}u * wstride + {3*CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.z), win[wb + {i/(R*CB4)}u * wstride + {2*CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.y), win[wb + {i/(R*CB4)}u * wstride + {CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.x), win[wb + {i/(R*CB4)}u * wstride + {i%CB4}u], acc{i%(R*CB4)})))); // @unroll(FW*R*CB4)
             }
         }
         let live = first + lid < segs;

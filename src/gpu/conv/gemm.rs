@@ -248,7 +248,9 @@ fn variants(s: &GemmShape, win: &Windows) -> Vec<GemmVariant> {
         .into_iter()
         .map(GemmVariant::Pixels)
         .collect();
-    if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX {
+    // One vec4 of input channels: the rows kernel then sums in conv_gemm's order (bitwise the
+    // same result, so the tuned choice never changes a number).
+    if s.s_w == 1 && win.n_tc == 1 && s.c4_in() == 1 && s.f_w <= ROWS_FW_MAX {
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
     }
     v

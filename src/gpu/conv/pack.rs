@@ -60,7 +60,7 @@ impl Gpu {
         }
         let c4 = c.div_ceil(4);
         let y = self.alloc("channels padded to 4", &[m, h, w, c4 * 4], false)?;
-        let per_image = h * w * c4 * 4;
+        let per_image = h * w;
         self.launch(
             &PAD_CHANNELS,
             &[],
