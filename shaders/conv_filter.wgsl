@@ -10,6 +10,12 @@
 // 3 dW (f_h, f_w, k_real, c_out), write; 4 the window of dZ (channels padded to 4); 5 db (c_out).
 // Overrides: CB4 (output channel vec4s per lane), RT (consecutive taps per lane), WGF
 // (workgroup size); CB4 and RT are also unrolled.
+//
+// `conv_filter_split` + `filter_sum`: the same sums for a small filter (few (tap, k4) lanes, so
+// the windowed kernel would run a workgroup or two while the others idle): the pixels are cut
+// into `slices` runs of `pixels` (the last shorter), every (slice, lane) sums its run with dZ
+// read from storage (binding 6) into `part` (binding 7: slices x (dW then db)), and `filter_sum`
+// adds the slices in order. Deterministic; the order is fixed by the shape, not by the tuning.
 
 override CB4: u32;
 override RT: u32;
@@ -35,6 +41,8 @@ struct Params {
     pixels: u32,      // pixels in this window
     first_pixel: u32, // first pixel (flat over the batch) of the window
     accumulate: u32,  // 0: first window, store; 1: add to what is there
+    slices: u32,      // conv_filter_split: runs of pixels
+    all_pixels: u32,  // conv_filter_split: pixels in the batch
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -42,6 +50,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
 @group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
 @group(0) @binding(5) var<storage, read_write> db_out: array<f32>;
+@group(0) @binding(6) var<storage, read> dz: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> part: array<f32>;
 
 // vec4 index of X[i, h, w, 4*k4 .. 4*k4+3].
 fn index_x4(i: u32, h: u32, w: u32, k4: u32) -> u32 {
@@ -140,3 +150,102 @@ fn store_db(cb: u32, q: u32, v: vec4<f32>) {
     }
 }
 
+@compute @workgroup_size(WGF)
+fn conv_filter_split(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WGF;
+    let groups = (p.taps + RT - 1u) / RT;
+    let lanes_per_cb = groups * p.c4_in;
+    let lanes_per_slice = p.n_cb * lanes_per_cb;
+    let c4_out = (p.c_out + 3u) / 4u;
+    let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
+    for (var lane = (wid.y * nwg.x + wid.x) * WGF + lid; lane < p.total; lane += grid) {
+        let s = lane / lanes_per_slice;
+        let cb = (lane % lanes_per_slice) / lanes_per_cb;
+        let r = lane % lanes_per_cb;
+        let t0 = (r / p.c4_in) * RT;
+        let k4 = r % p.c4_in;
+        let dh{i} = (t0 + {i}u) / p.f_w; // @unroll(RT)
+        let dw{i} = (t0 + {i}u) % p.f_w; // @unroll(RT)
+        var acc{i} = vec4<f32>(0.0); // @unroll(RT*4*CB4)
+        var db{i} = vec4<f32>(0.0); // @unroll(CB4)
+        let begin = s * p.pixels;
+        let end = min(begin + p.pixels, p.all_pixels);
+        var ow = begin % p.out_w;
+        var oh = (begin / p.out_w) % p.out_h;
+        var im = begin / (p.out_w * p.out_h);
+        var drow = begin * c4_out + cb * CB4;
+        for (var n = begin; n < end; n++) {
+            let h{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
+            let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
+            let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
+            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
+            let d{i} = dz[drow + {i}u]; // @unroll(CB4)
+            acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
+            db{i} += d{i}; // @unroll(CB4)
+            drow += c4_out;
+            ow += 1u;
+            if (ow == p.out_w) {
+                ow = 0u;
+                oh += 1u;
+                if (oh == p.out_h) {
+                    oh = 0u;
+                    im += 1u;
+                }
+            }
+        }
+        store_part(s * outputs, t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
+        if (t0 == 0u && k4 == 0u) {
+            store_part_db(s * outputs + p.taps * p.k_real * p.c_out, cb, {i}u, db{i}); // @unroll(CB4)
+        }
+    }
+}
+
+// part[base + dW index of (t, 4*k4 + j, channels of vec4 q of block cb)] = acc[j * CB4 + q].
+fn store_part(base: u32, t: u32, k4: u32, cb: u32, slot: u32, v: vec4<f32>) {
+    let k = k4 * 4u + slot / CB4;
+    if (k >= p.k_real || t >= p.taps) {
+        return;
+    }
+    for (var e = 0u; e < 4u; e++) {
+        let c = (cb * CB4 + slot % CB4) * 4u + e;
+        if (c < p.c_out) {
+            part[base + (t * p.k_real + k) * p.c_out + c] = v[e];
+        }
+    }
+}
+
+fn store_part_db(base: u32, cb: u32, q: u32, v: vec4<f32>) {
+    for (var e = 0u; e < 4u; e++) {
+        let c = (cb * CB4 + q) * 4u + e;
+        if (c < p.c_out) {
+            part[base + c] = v[e];
+        }
+    }
+}
+
+// One thread per output of conv_filter_split (dW, then db): the sum of its slices, in order.
+@compute @workgroup_size(WGF)
+fn filter_sum(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WGF;
+    let dw_len = p.taps * p.k_real * p.c_out;
+    let outputs = dw_len + p.c_out;
+    for (var o = (wid.y * nwg.x + wid.x) * WGF + lid; o < outputs; o += grid) {
+        var sum = part[o];
+        for (var s = 1u; s < p.slices; s++) {
+            sum += part[s * outputs + o];
+        }
+        if (o < dw_len) {
+            z[o] = sum;
+        } else {
+            db_out[o - dw_len] = sum;
+        }
+    }
+}

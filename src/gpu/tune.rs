@@ -34,9 +34,11 @@ pub(crate) const MARGIN: f64 = 0.10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum TunedOp {
     /// The implicit-GEMM convolution (forward, or backward data at stride 1).
-    ConvGemm,
+    Gemm,
     /// The filter gradient.
-    ConvFilter,
+    Filter,
+    /// The filter gradient of a small filter, split over runs of pixels.
+    FilterSplit,
 }
 
 /// What a choice is keyed by: the op and the bucket of shapes it serves (the per-image

@@ -30,6 +30,8 @@ uniform! {
         pixels: u32,
         first_pixel: u32,
         accumulate: u32,
+        slices: u32,
+        all_pixels: u32,
     }
 }
 
@@ -46,6 +48,26 @@ pub(crate) const FILTER: Kernel = Kernel::new::<FilterParams>(
 );
 
 /// Consecutive taps per lane: each `dZ` row read from the window feeds this many.
+/// `conv_filter_split`: runs of pixels summed by (slice, lane), dZ read from storage.
+pub(crate) const FILTER_SPLIT: Kernel = FILTER.entry(
+    "conv_filter_split",
+    &[(1, Access::Read), (6, Access::Read), (7, Access::Write)],
+);
+
+/// `filter_sum`: the slices of `conv_filter_split` added in order into dW and db.
+pub(crate) const FILTER_SUM: Kernel = FILTER.entry(
+    "filter_sum",
+    &[(7, Access::Write), (3, Access::Write), (5, Access::Write)],
+);
+
+/// Lanes the split kernel aims at (slices x lanes per slice): enough for every core's SIMD
+/// lanes on a CPU adapter and a few workgroups per multiprocessor on a GPU.
+const SPLIT_LANES: usize = 4096;
+/// Most slices (each adds a row of partial sums that `filter_sum` walks).
+const SPLIT_MAX: usize = 1024;
+/// Most pixels one lane sums (within the llvmpipe loop budget with room to spare).
+const SPLIT_RUN_MAX: usize = 32768;
+
 const FILTER_TAPS: usize = 3;
 
 /// `(taps per lane, workgroup size, output channel vec4s per lane)` to try, default first.
@@ -99,7 +121,7 @@ impl Gpu {
             ..FilterParams::default()
         };
         let key = TuneKey {
-            op: TunedOp::ConvFilter,
+            op: TunedOp::Filter,
             image: [
                 k.in_h, k.in_w, k.c_in, k.out_h, k.out_w, k.c_out, k.f_h, k.f_w, k.s_h, k.s_w,
                 k.top, k.left,
@@ -138,8 +160,89 @@ impl Gpu {
             Ok(())
         };
         let macs = (pixels * k.c_out as usize * taps * k.c_in as usize) as f64;
+        if let Some(split) = self.split_plan(k, dz4) {
+            let key = TuneKey {
+                op: TunedOp::FilterSplit,
+                ..key
+            };
+            let run = |v| self.split_filter(k, &base, split, v, x4, dz4, dw, db);
+            let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
+            return run(variant);
+        }
         let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
         run(variant)
+    }
+
+    /// `(slices, pixels per slice)` when the filter is small enough that the windowed kernel
+    /// would leave most lanes idle (fewer lanes than one workgroup of 64), and dZ and the
+    /// partial sums fit a binding. Fixed by the shape alone, so that the summation order never
+    /// depends on the tuning.
+    fn split_plan(&self, k: &KernelGeometry, dz4: &Tensor) -> Option<(usize, usize)> {
+        let taps = (k.f_h * k.f_w) as usize;
+        let c4_in = (k.c_in as usize).div_ceil(4);
+        let c4_out = (k.c_out as usize).div_ceil(4);
+        let lanes = c4_out.div_ceil(c4_out.min(8)) * taps * c4_in;
+        if lanes >= 64 {
+            return None;
+        }
+        let pixels = k.m * k.out_h as usize * k.out_w as usize;
+        let wanted = (SPLIT_LANES / lanes).clamp(1, SPLIT_MAX).min(pixels.max(1));
+        let run = pixels.div_ceil(wanted).max(1);
+        let slices = pixels.div_ceil(run);
+        let outputs = taps * k.c_in as usize * k.c_out as usize + k.c_out as usize;
+        let binding = self.limits().binding_bytes;
+        let part_bytes = (slices * outputs * 4) as u64;
+        (run <= SPLIT_RUN_MAX
+            && dz4.byte_len() + 16 <= binding
+            && part_bytes + 16 <= binding
+            && self.temporary_fits([1, 1, slices, outputs]))
+        .then_some((slices, run))
+    }
+
+    /// The split filter gradient: `conv_filter_split` then `filter_sum`.
+    #[allow(clippy::too_many_arguments)]
+    fn split_filter(
+        &self,
+        k: &KernelGeometry,
+        base: &FilterParams,
+        (slices, run): (usize, usize),
+        (rt, wgf, cb4): (usize, usize, usize),
+        x4: &Tensor,
+        dz4: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<()> {
+        let taps = (k.f_h * k.f_w) as usize;
+        let c4_in = (k.c_in as usize).div_ceil(4);
+        let c4_out = (k.c_out as usize).div_ceil(4);
+        let n_cb = c4_out.div_ceil(cb4);
+        let lanes = slices * n_cb * taps.div_ceil(rt) * c4_in;
+        let outputs = taps * k.c_in as usize * k.c_out as usize + k.c_out as usize;
+        let part = self.alloc("conv filter partial sums", &[slices, outputs], false)?;
+        let pixels = k.m * k.out_h as usize * k.out_w as usize;
+        let p = FilterParams {
+            total: count(lanes)?,
+            n_cb: count(n_cb)?,
+            pixels: count(run)?,
+            slices: count(slices)?,
+            all_pixels: count(pixels)?,
+            ..*base
+        };
+        let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
+        self.launch(
+            &FILTER_SPLIT,
+            &consts,
+            1,
+            &[Arg::Whole(x4), Arg::Whole(dz4), Arg::Whole(&part)],
+            |_| Ok((p, (lanes as u64).div_ceil(wgf as u64))),
+        )?;
+        self.launch(
+            &FILTER_SUM,
+            &consts,
+            1,
+            &[Arg::Whole(&part), Arg::Whole(dw), Arg::Whole(db)],
+            |_| Ok((p, (outputs as u64).div_ceil(wgf as u64))),
+        )
     }
 }
 
@@ -151,6 +254,8 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         for (rt, wgf, cb4) in variants(9, c4_out) {
             let consts = vec![("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
             if !out.iter().any(|(_, c): &(Kernel, Vec<_>)| *c == consts) {
+                out.push((FILTER_SPLIT, consts.clone()));
+                out.push((FILTER_SUM, consts.clone()));
                 out.push((FILTER, consts));
             }
         }

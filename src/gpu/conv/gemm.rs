@@ -184,7 +184,7 @@ impl GemmShape {
         image[10] = self.top;
         image[11] = self.left;
         TuneKey {
-            op: TunedOp::ConvGemm,
+            op: TunedOp::Gemm,
             image,
         }
     }

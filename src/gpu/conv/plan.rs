@@ -9,7 +9,9 @@
 //! * backward data: the implicit GEMM over `dZ` with the flipped filter at stride 1, same
 //!   conditions; else the direct kernel.
 //! * backward filter: windows of `dZ` rows (`filter.rs`) when the whole channel-padded input
-//!   fits one binding; else the direct kernels.
+//!   fits one binding; else the direct kernels. A small filter (fewer (tap, channel) lanes than
+//!   one workgroup) is summed instead over runs of pixels in parallel, then the runs in order
+//!   (`conv_filter_split`, `filter_sum`), when `dZ` and the partial sums fit a binding.
 //!
 //! A temporary of ours (a padded copy, a packed filter) never makes a valid input fail: when one
 //! would not fit, the plan takes the direct path, which needs none.
@@ -117,7 +119,7 @@ impl Gpu {
     }
 
     /// Whether a tensor of `shape` can be allocated and bound image by image.
-    fn temporary_fits(&self, shape: [usize; 4]) -> bool {
+    pub(super) fn temporary_fits(&self, shape: [usize; 4]) -> bool {
         let l = self.limits();
         // The same check `alloc` makes, then one image against the binding limit.
         self.check_buffer_size("temporary", &shape)
