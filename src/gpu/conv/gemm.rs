@@ -239,7 +239,9 @@ fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 4] {
 
 /// Pixels per row segment to try with `conv_gemm_rows`, for `cb4` channel vec4s.
 fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
-    [4, 8].into_iter().filter(move |&r| r * cb4 <= GEMM_ACC / 2)
+    [4, 8, 16]
+        .into_iter()
+        .filter(move |&r| r * cb4 <= GEMM_ACC / 2)
 }
 
 /// The variants to try for `s` cut into `win`, the default first.
