@@ -60,6 +60,15 @@ pub(crate) struct Quirks {
     /// 64 MiB copy ran at 1.2 GB/s with one workgroup per 64 vec4s and 3.8 GB/s capped at 4096.
     /// A discrete GPU wants the whole grid (up to the device's per-dimension limit).
     pub grid_cap: u64,
+    /// Most workgroups of one dispatch of the implicit-GEMM convolutions (`conv_gemm`,
+    /// `conv_gemm_rows`), whose threads loop over the rest; `None`: no cap beyond `grid_cap`.
+    /// On lavapipe a workgroup of these large unrolled kernels costs ~13 us before it does any
+    /// work (an empty `conv_gemm_rows` dispatch: 6.9 ms with 512 workgroups, 1.8 ms with 64), so
+    /// 16 (8 per core here) is faster: seed 001's first convolution forward, 64x64x64x3 *
+    /// 4x4x3x8, went from 36.9 to 31.2 ms (`conv_gemm`) and from 29.3 to 23.5 ms
+    /// (`conv_gemm_rows`, 16 pixels), medians of 25, back to back; 4 was no faster. The loop
+    /// budget still bounds it from below (`Gpu::window_workgroups`).
+    pub window_grid_cap: Option<u64>,
     /// Dispatches recorded before the pending work is handed to the queue, so that the device
     /// starts while the host records more (and the uniform ring stays small).
     pub dispatches_per_submit: usize,
@@ -86,6 +95,7 @@ impl Quirks {
         let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
         Self {
             grid_cap: if cpu_adapter { 4096 } else { 1 << 20 },
+            window_grid_cap: cpu_adapter.then_some(16),
             dispatches_per_submit: 128,
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             serialize: info.backend == wgpu::Backend::Gl,

@@ -298,6 +298,25 @@ impl Gpu {
         run(v)
     }
 
+    /// Workgroups for a window kernel that needs `needed` workgroups' worth of threads, each
+    /// thread's grid-stride iteration running `inner` loop iterations: at most the adapter's
+    /// window cap (see `Quirks::window_grid_cap`), and never so few that a thread's loops
+    /// together pass half the loop budget.
+    pub(crate) fn window_workgroups(&self, needed: u64, inner: u64) -> u64 {
+        let Some(cap) = self.quirks().window_grid_cap else {
+            return needed;
+        };
+        let floor = match self.loop_budget() {
+            // iterations = ceil(needed / wg) * (1 + inner) <= budget / 2
+            Some(budget) => {
+                let per_thread = (budget / 2 / (1 + inner)).max(1);
+                needed.div_ceil(per_thread)
+            }
+            None => 1,
+        };
+        needed.min(cap.max(floor))
+    }
+
     /// The dispatches of one convolution with variant `variant`.
     #[allow(clippy::too_many_arguments)]
     fn gemm_launches(
@@ -350,13 +369,20 @@ impl Gpu {
                             z_off: chunk.offset(2),
                             ..base
                         };
-                        let threads = match variant {
-                            GemmVariant::Pixels(px) => u64::from(p.total).div_ceil(px as u64),
-                            GemmVariant::Rows(r) => {
-                                (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64
-                            }
+                        let (threads, inner) = match variant {
+                            GemmVariant::Pixels(px) => (
+                                u64::from(p.total).div_ceil(px as u64),
+                                (tap_end - tap_begin) * (1 + s.c4_in()),
+                            ),
+                            GemmVariant::Rows(r) => (
+                                (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64,
+                                s.f_h * (1 + s.c4_in()),
+                            ),
                         };
-                        Ok((p, threads.div_ceil(WG)))
+                        Ok((
+                            p,
+                            self.window_workgroups(threads.div_ceil(WG), inner as u64),
+                        ))
                     },
                 )?;
             }
