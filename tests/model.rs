@@ -93,6 +93,22 @@ fn three_layer_training_with_and_without_norms_matches_the_cpu_for_five_steps() 
 }
 
 #[test]
+fn layers_without_a_bias_train_on_the_gpu_as_on_the_cpu() {
+    // A convolution without a ReLU after it and a fully connected layer, both without bias,
+    // then average pooling: the paths the two seeds' networks do not take.
+    let net = Sequential::new("no-bias", (16, 16, 3))
+        .conv((3, 3), 5, 1, Pad::Same)
+        .without_bias()
+        .avg_pool((2, 2), 2, Pad::Valid)
+        .affine(12)
+        .without_bias()
+        .relu()
+        .affine(6);
+    assert_eq!(net.plan().unwrap().names(), ["W1", "W2", "W3", "b3"]);
+    gpu_matches_cpu(&net, &Dataset::synthetic(30, 16, 6), 10, 1e-2);
+}
+
+#[test]
 fn parameters_are_named_like_the_seeds() {
     let signs = Sequential::signs((64, 64, 3), 6).plan().unwrap();
     assert_eq!(signs.names(), ["W1", "W2", "W3", "b3"]);

@@ -78,26 +78,34 @@ impl CpuNet {
         })
     }
 
+    /// The bias parameter `b`, or `zero` (the op's [`Op::missing_bias`]) when there is none.
+    fn bias<'a>(
+        &'a self,
+        b: Option<usize>,
+        zero: Option<&'a Array1<f32>>,
+    ) -> Result<ArrayView1<'a, f32>> {
+        match (b, zero) {
+            (Some(b), _) => view1(&self.params[b]),
+            (None, Some(z)) => Ok(z.view()),
+            (None, None) => Err(Error::Kernel(
+                "network: a layer without bias or zero bias".into(),
+            )),
+        }
+    }
+
     fn forward(&mut self, x: ArrayD<f32>, train: bool) -> Result<(Array2<f32>, Vec<Cache>)> {
         let mut a = x;
         let mut caches = Vec::new();
         for op in &self.plan.ops {
             let (out, cache) = match *op {
                 Op::Conv {
-                    params,
-                    w,
-                    b,
-                    channels,
-                    relu,
+                    params, w, b, relu, ..
                 } => {
-                    let bias = match b {
-                        Some(b) => self.params[b].clone(),
-                        None => Array1::zeros(channels).into_dyn(),
-                    };
+                    let zero = op.missing_bias().map(Array1::zeros);
                     let (z, c) = cpu::conv_forward(
                         view4(&a)?,
                         view4(&self.params[w])?,
-                        view1(&bias)?,
+                        self.bias(b, zero.as_ref())?,
                         params,
                     )?;
                     if relu {
@@ -147,13 +155,13 @@ impl CpuNet {
                     )?;
                     (y.into_dyn(), Cache::GroupNorm(c))
                 }
-                Op::Affine { w, b } => {
-                    let bias = match b {
-                        Some(b) => self.params[b].clone(),
-                        None => Array1::zeros(self.params[w].shape()[1]).into_dyn(),
-                    };
-                    let (y, c) =
-                        cpu::affine_forward(a.view(), view2(&self.params[w])?, view1(&bias)?)?;
+                Op::Affine { w, b, .. } => {
+                    let zero = op.missing_bias().map(Array1::zeros);
+                    let (y, c) = cpu::affine_forward(
+                        a.view(),
+                        view2(&self.params[w])?,
+                        self.bias(b, zero.as_ref())?,
+                    )?;
                     (y.into_dyn(), Cache::Affine(c))
                 }
             };
@@ -205,7 +213,7 @@ impl CpuNet {
                     grads[gamma + 1] = Some(r.dbeta.into_dyn());
                     r.dx.into_dyn()
                 }
-                (Op::Affine { w, b }, Cache::Affine(c)) => {
+                (Op::Affine { w, b, .. }, Cache::Affine(c)) => {
                     let r = cpu::affine_backward(
                         d.view().into_dimensionality().map_err(|_| {
                             Error::Kernel("network: affine gradient is not (m, M)".into())

@@ -52,7 +52,8 @@ pub struct GpuNet {
     net: Sequential,
     plan: Plan,
     params: Vec<Tensor>,
-    /// A zero bias for each convolution without one (the kernels take a bias).
+    /// A zero bias for each convolution or fully connected layer without one (the kernels
+    /// take a bias).
     zero_bias: Vec<Option<Tensor>>,
     /// Adam for the weights (with the L2 weight decay `reg`) and for everything else.
     decayed: Adam,
@@ -78,12 +79,7 @@ impl GpuNet {
         let zero_bias = plan
             .ops
             .iter()
-            .map(|op| match *op {
-                Op::Conv {
-                    b: None, channels, ..
-                } => gpu.zeros(&[channels]).map(Some),
-                _ => Ok(None),
-            })
+            .map(|op| op.missing_bias().map(|n| gpu.zeros(&[n])).transpose())
             .collect::<Result<_>>()?;
         let mut decayed = Adam::with_config(adam.with_weight_decay(net.reg()));
         let mut plain = Adam::with_config(adam.with_weight_decay(0.0));
@@ -263,7 +259,7 @@ impl GpuNet {
                     grads[gamma + 1] = Some(r.dbeta);
                     r.dx
                 }
-                (Op::Affine { w, b }, Cache::Affine(c)) => {
+                (Op::Affine { w, b, .. }, Cache::Affine(c)) => {
                     let r = g.affine_backward(&d, &c)?;
                     grads[w] = Some(r.dw);
                     if let Some(b) = b {

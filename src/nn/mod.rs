@@ -474,7 +474,11 @@ impl Sequential {
                         params.push(ParamSpec::filled(format!("b{index}"), out, 0.0));
                         params.len() - 1
                     });
-                    ops.push(Op::Affine { w: w_id, b: b_id });
+                    ops.push(Op::Affine {
+                        w: w_id,
+                        b: b_id,
+                        out,
+                    });
                     shape = Shape::Flat(out);
                 }
             }
@@ -669,7 +673,22 @@ pub(crate) enum Op {
     Affine {
         w: usize,
         b: Option<usize>,
+        out: usize,
     },
+}
+
+impl Op {
+    /// The length of the zero bias a convolution or fully connected layer without a bias
+    /// stands in for (the kernels and the CPU reference take one); `None` for every other op.
+    pub(crate) fn missing_bias(&self) -> Option<usize> {
+        match *self {
+            Op::Conv {
+                b: None, channels, ..
+            } => Some(channels),
+            Op::Affine { b: None, out, .. } => Some(out),
+            _ => None,
+        }
+    }
 }
 
 /// How a parameter starts and whether it is trained.
