@@ -330,6 +330,19 @@ impl GpuNet {
         Ok(argmax_rows(&self.scores(x)?))
     }
 
+    /// `sum(W^2)` over the parameters that take the L2 weight decay (the weights, by the same
+    /// rule as the optimizer), downloaded.
+    pub(super) fn decayed_square_sum(&self) -> Result<f64> {
+        let mut sum = 0.0;
+        for (spec, t) in self.plan.params.iter().zip(&self.params) {
+            if spec.decays {
+                let v = self.gpu.download::<IxDyn>(t)?;
+                sum += v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+            }
+        }
+        Ok(sum)
+    }
+
     /// The current parameters, downloaded, with the network's name and hyper-parameters.
     ///
     /// # Errors

@@ -87,7 +87,7 @@ impl GpuNet {
             let mut cost = sum / losses.len().max(1) as f64;
             let reg = self.network().reg();
             if reg > 0.0 {
-                cost += 0.5 * reg * self.weight_norm()?;
+                cost += 0.5 * reg * self.decayed_square_sum()?;
             }
             let e = Epoch {
                 epoch,
@@ -98,17 +98,6 @@ impl GpuNet {
             history.push(e);
         }
         Ok(history)
-    }
-
-    /// `sum(W^2)` over the weights `W` (not biases or norm parameters).
-    fn weight_norm(&self) -> Result<f64> {
-        let w = self.weights()?;
-        Ok(w.params
-            .iter()
-            .filter(|(name, _)| name.starts_with('W'))
-            .flat_map(|(_, v)| v.iter())
-            .map(|&v| f64::from(v) * f64::from(v))
-            .sum())
     }
 
     /// Predicted classes of every image of `x` `(m, H, W, C)`, in batches of `batch`.
