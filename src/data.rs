@@ -148,15 +148,8 @@ impl Dataset {
     /// 0.7..1, off at 0..0.3). Image `i` has class `i % 6`; places, sizes, shades and noise
     /// come from `seed`.
     pub fn synthetic(n: usize, size: usize, seed: u64) -> Self {
-        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            // SplitMix64.
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut rng = crate::rng::Rng::from_state(seed ^ 0x9E37_79B9_7F4A_7C15);
+        let mut next = move || rng.next_u64();
         const COLOURS: [[bool; 3]; 6] = [
             [true, false, false],
             [false, true, false],

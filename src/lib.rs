@@ -69,6 +69,7 @@ mod gpu;
 mod layers;
 pub mod nn;
 mod params;
+mod rng;
 pub mod weights;
 
 pub use error::{Error, Result};

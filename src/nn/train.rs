@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use ndarray::{Array4, Axis, Ix1};
 
-use super::{GpuNet, Rng};
+use super::GpuNet;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::rng::Rng;
 
 /// How [`GpuNet::fit`] trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
