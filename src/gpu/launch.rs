@@ -117,6 +117,25 @@ impl Gpu {
         total.div_ceil(threads).max(1)
     }
 
+    /// Workgroups for a window kernel that needs `needed` workgroups' worth of threads, each
+    /// thread's grid-stride iteration running `inner` loop iterations: at most the adapter's
+    /// window cap (see `Quirks::window_grid_cap`), and never so few that a thread's loops
+    /// together pass half the loop budget.
+    pub(crate) fn window_workgroups(&self, needed: u64, inner: u64) -> u64 {
+        let Some(cap) = self.quirks().window_grid_cap else {
+            return needed;
+        };
+        let floor = match self.loop_budget() {
+            // iterations = ceil(needed / wg) * (1 + inner) <= budget / 2
+            Some(budget) => {
+                let per_thread = (budget / 2 / (1 + inner)).max(1);
+                needed.div_ceil(per_thread)
+            }
+            None => 1,
+        };
+        needed.min(cap.max(floor))
+    }
+
     /// Errors when a kernel whose threads each run `per_item` loop iterations for each of
     /// `items` elements (in a grid-stride loop) would exceed the adapter's loop budget.
     pub(crate) fn check_loops(
