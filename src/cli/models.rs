@@ -95,18 +95,13 @@ pub fn from_weights(weights: &Weights, image: (usize, usize, usize)) -> Result<S
     match weights.model.as_str() {
         "signs" => Ok(Sequential::signs(image, classes)),
         "three-layer" => {
-            let norm = hyper("norm")?;
             let settings = ThreeLayer {
                 num_filters: hyper("num_filters")? as usize,
                 filter_size: hyper("filter_size")? as usize,
                 hidden_dim: hyper("hidden_dim")? as usize,
                 weight_scale: hyper("weight_scale")?,
                 reg: hyper("reg")?,
-                norm: match norm {
-                    n if n < 0.5 => None,
-                    n if n < 1.5 => Some(Norm::Batch),
-                    n => Some(Norm::Group((n - 1.0).round() as usize)),
-                },
+                norm: Norm::from_code(hyper("norm")?),
             };
             Ok(Sequential::three_layer(image, classes, settings))
         }

@@ -20,6 +20,11 @@ type Failure = Box<dyn std::error::Error>;
 const BUILT_IN: (usize, usize, usize) = (600, 120, 10);
 const BUILT_IN_SEEDS: (u64, u64) = (1, 2);
 
+/// The built-in synthetic test set.
+fn built_in_test() -> Dataset {
+    Dataset::synthetic(BUILT_IN.1, 64, BUILT_IN_SEEDS.1)
+}
+
 /// `wgpu-cnn train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -103,7 +108,7 @@ fn data_sets(a: &TrainArgs) -> Result<(Dataset, Dataset, String), Failure> {
             let (n_train, n_test, _) = BUILT_IN;
             Ok((
                 Dataset::synthetic(n_train, 64, BUILT_IN_SEEDS.0),
-                Dataset::synthetic(n_test, 64, BUILT_IN_SEEDS.1),
+                built_in_test(),
                 format!(
                     "built-in synthetic set ({n_train} train, {n_test} test, 64x64x3, 6 classes)"
                 ),
@@ -267,7 +272,7 @@ fn load_model(gpu: &Gpu, weights: &Path, data: &Dataset) -> Result<GpuNet, Failu
 fn data_or_built_in(path: Option<&Path>) -> Result<Dataset, Failure> {
     Ok(match path {
         Some(p) => Dataset::read(p)?,
-        None => Dataset::synthetic(BUILT_IN.1, 64, BUILT_IN_SEEDS.1),
+        None => built_in_test(),
     })
 }
 

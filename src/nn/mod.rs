@@ -164,6 +164,34 @@ pub enum Norm {
     Group(usize),
 }
 
+impl Norm {
+    /// The `norm` hyper-parameter saved with three-layer weights (hyper-parameters are floats):
+    /// 0 for none, 1 for batch norm, `1 + g` for group norm with `g` groups.
+    pub fn code(norm: Option<Norm>) -> f64 {
+        match norm {
+            None => 0.0,
+            Some(Norm::Batch) => 1.0,
+            Some(Norm::Group(g)) => 1.0 + g as f64,
+        }
+    }
+
+    /// The norm that [`Norm::code`] gave `code`.
+    ///
+    /// ```
+    /// use wgpu_cnn::nn::Norm;
+    /// for norm in [None, Some(Norm::Batch), Some(Norm::Group(1)), Some(Norm::Group(8))] {
+    ///     assert_eq!(Norm::from_code(Norm::code(norm)), norm);
+    /// }
+    /// ```
+    pub fn from_code(code: f64) -> Option<Norm> {
+        match code {
+            c if c < 0.5 => None,
+            c if c < 1.5 => Some(Norm::Batch),
+            c => Some(Norm::Group((c - 1.0).round() as usize)),
+        }
+    }
+}
+
 impl Default for ThreeLayer {
     fn default() -> Self {
         Self {
@@ -225,11 +253,6 @@ impl Sequential {
             Some(Norm::Group(g)) => net.group_norm(GroupNorm::new(g)),
             None => net,
         };
-        let norm = match s.norm {
-            None => 0.0,
-            Some(Norm::Batch) => 1.0,
-            Some(Norm::Group(g)) => 1.0 + g as f64,
-        };
         net.relu()
             .max_pool((2, 2), 2, Pad::Valid)
             .affine(s.hidden_dim)
@@ -243,7 +266,7 @@ impl Sequential {
             .hyper("hidden_dim", s.hidden_dim as f64)
             .hyper("weight_scale", s.weight_scale)
             .hyper("reg", s.reg)
-            .hyper("norm", norm)
+            .hyper("norm", Norm::code(s.norm))
     }
 
     /// Appends a convolution with a bias, Glorot weights.
