@@ -13,7 +13,7 @@
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
 // workgroup per (s, b, tile of CT columns): thread t takes column c0 + t % CT and row lane
 // t / CT, sums rows r0 + lane, r0 + lane + RL, ... in order (neighbouring threads read
-// neighbouring columns), then a fixed tree in workgroup memory adds the RL lanes of each column.
+// neighbouring columns; with SPANS, a contiguous span of rows each), then a fixed tree in workgroup memory adds the RL lanes of each column.
 // The host applies it again to the block sums until one block is left: the order of every
 // addition is fixed by the shape alone, so the result is bitwise the same on every run and
 // whatever the batch chunking (blocks never cross a segment, and chunks split at segments).
@@ -26,6 +26,10 @@ const CT: u32 = 8u;      // columns per workgroup
 const RL: u32 = 8u;      // row lanes per column
 const BLOCK: u32 = 4096u;
 override MODE: u32 = 0u;
+// 0: row lane l sums rows l, l + RL, ... of its block (neighbouring threads read neighbouring
+// addresses: coalesced on a GPU); 1: each row lane sums its own contiguous span of BLOCK / RL
+// rows (CPU adapters, which run a workgroup's lanes eight at a time; see Quirks::reduce_spans).
+override SPANS: u32 = 0u;
 
 struct Params {
     total: u32,      // workgroups of work: segments * blocks * tiles
@@ -75,7 +79,16 @@ fn reduce_rows(
             if (MODE == 3u) {
                 shift = w[select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u)];
             }
-            for (var r = b * BLOCK + lane; r < r_end; r += RL) {
+            // Row lane `lane` sums rows r0, r0 + dr, ... below r1 (see SPANS).
+            var r0 = b * BLOCK + lane;
+            var r1 = r_end;
+            var dr = RL;
+            if (SPANS != 0u) {
+                r0 = b * BLOCK + lane * (BLOCK / RL);
+                r1 = min(r0 + BLOCK / RL, r_end);
+                dr = 1u;
+            }
+            for (var r = r0; r < r1; r += dr) {
                 let i = base + r * p.stride_r;
                 let v = a[p.a_off + i];
                 if (MODE == 1u) {

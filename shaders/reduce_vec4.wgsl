@@ -13,6 +13,10 @@
 const BLOCK: u32 = 4096u;
 override CT4: u32 = 2u;
 override MODE: u32 = 0u;
+// 0: row lane l sums rows l, l + RL, ... of its block (neighbouring threads read neighbouring
+// addresses: coalesced on a GPU); 1: each row lane sums its own contiguous span of BLOCK / RL
+// rows (CPU adapters, which run a workgroup's lanes eight at a time; see Quirks::reduce_spans).
+override SPANS: u32 = 0u;
 
 struct Params {
     total: u32,      // workgroups of work: segments * blocks * tiles
@@ -65,7 +69,16 @@ fn reduce_rows4(
                     shift = vec4<f32>(w[(p.seg0 + s) * p.groups + (c4 * 4u) / p.cg]);
                 }
             }
-            for (var r = b * BLOCK + lane; r < r_end; r += rl) {
+            // Row lane `lane` sums rows r0, r0 + dr, ... below r1 (see SPANS).
+            var r0 = b * BLOCK + lane;
+            var r1 = r_end;
+            var dr = rl;
+            if (SPANS != 0u) {
+                r0 = b * BLOCK + lane * (BLOCK / rl);
+                r1 = min(r0 + BLOCK / rl, r_end);
+                dr = 1u;
+            }
+            for (var r = r0; r < r1; r += dr) {
                 let i = base + r * p.cols4;
                 let v = a[p.a_off + i];
                 if (MODE == 3u) {

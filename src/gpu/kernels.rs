@@ -263,10 +263,12 @@ mod tests {
             super::super::norm::APPLY,
             super::super::norm::GROUP_COMBINE,
             super::super::norm::NORM_DX,
-            super::super::norm::APPLY4,
-            super::super::norm::NORM_DX4,
         ] {
             all.push((k, vec![]));
+        }
+        for k in [super::super::norm::APPLY4, super::super::norm::NORM_DX4] {
+            all.push((k, vec![("GROUPED", 0)]));
+            all.push((k, vec![("GROUPED", 1)]));
         }
         #[cfg(feature = "bench")]
         {

@@ -133,6 +133,18 @@ struct Layout {
 }
 
 impl Layout {
+    /// Whether the element-wise passes may run four channels per thread (`norm_vec4.wgsl`):
+    /// channels a multiple of 4, and every vec4 of channels given threads of its own (a grid
+    /// has at least min(vec4s, 2^18) threads).
+    fn vec4(&self) -> bool {
+        self.c.is_multiple_of(4) && self.c / 4 <= 1 << 16
+    }
+
+    /// The override constants of `norm_vec4.wgsl`.
+    fn vec4_consts(&self) -> [(&'static str, u32); 1] {
+        [("GROUPED", u32::from(self.groups != 0))]
+    }
+
     fn params(&self, total: usize) -> Result<NormParams> {
         Ok(NormParams {
             total: count(total)?,
@@ -149,8 +161,19 @@ impl Layout {
 impl Gpu {
     /// One launch of a norm kernel over `total` items, tensors bound whole.
     fn norm_launch(&self, k: &Kernel, p: NormParams, args: &[&Tensor]) -> Result<()> {
+        self.norm_launch_with(k, &[], p, args)
+    }
+
+    /// [`Gpu::norm_launch`] with override constants.
+    fn norm_launch_with(
+        &self,
+        k: &Kernel,
+        consts: &[(&'static str, u32)],
+        p: NormParams,
+        args: &[&Tensor],
+    ) -> Result<()> {
         let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
-        self.launch(k, &[], 1, &args, |_| {
+        self.launch(k, consts, 1, &args, |_| {
             Ok((p, u64::from(p.total).div_ceil(WG)))
         })
     }
@@ -292,16 +315,12 @@ impl Gpu {
         y: &Tensor,
     ) -> Result<Tensor> {
         let xhat = self.alloc("norm xhat", x.shape(), false)?;
-        let (kernel, items) = if l.c.is_multiple_of(4) {
-            (&APPLY4, x.len() / 4)
+        let args = [x, inv_std, &xhat, y, gamma, beta, mean];
+        if l.vec4() {
+            self.norm_launch_with(&APPLY4, &l.vec4_consts(), l.params(x.len() / 4)?, &args)?;
         } else {
-            (&APPLY, x.len())
-        };
-        self.norm_launch(
-            kernel,
-            l.params(items)?,
-            &[x, inv_std, &xhat, y, gamma, beta, mean],
-        )?;
+            self.norm_launch(&APPLY, l.params(x.len())?, &args)?;
+        }
         Ok(xhat)
     }
 
@@ -475,7 +494,7 @@ impl Gpu {
         let sd = self.combine(&t1, Some(&cache.gamma), &l, l.stats)?;
         let sdx = self.combine(&t2, Some(&cache.gamma), &l, l.stats)?;
         let dx = self.alloc("norm dx", x_like.shape(), false)?;
-        let vec4 = l.c.is_multiple_of(4);
+        let vec4 = l.vec4();
         let p = NormParams {
             train: u32::from(cache.train),
             ..l.params(if vec4 { dx.len() / 4 } else { dx.len() })?
@@ -483,7 +502,7 @@ impl Gpu {
         let (xhat, gamma, inv_std) = (&cache.xhat, &cache.gamma, &cache.inv_std);
         if vec4 {
             let args = [dout, &dx, gamma, &sd, &sdx, inv_std, xhat];
-            self.norm_launch(&NORM_DX4, p, &args)?;
+            self.norm_launch_with(&NORM_DX4, &l.vec4_consts(), p, &args)?;
         } else {
             let args = [dout, xhat, &dx, gamma, &sd, &sdx, inv_std];
             self.norm_launch(&NORM_DX, p, &args)?;

@@ -78,10 +78,18 @@ const CT: usize = 8;
 /// Every specialisation of `reduce.wgsl`.
 #[cfg(test)]
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
-    let mut out: Vec<_> = (0..5).map(|m| (REDUCE, vec![("MODE", m)])).collect();
-    for mode in [0, 3, 4] {
-        for ct4 in [1, 2, 4, 8] {
-            out.push((REDUCE4, vec![("CT4", ct4), ("MODE", mode)]));
+    let mut out = Vec::new();
+    for spans in [0, 1] {
+        for mode in 0..5 {
+            out.push((REDUCE, vec![("MODE", mode), ("SPANS", spans)]));
+        }
+        for mode in [0, 3, 4] {
+            for ct4 in [1, 2, 4, 8] {
+                out.push((
+                    REDUCE4,
+                    vec![("CT4", ct4), ("MODE", mode), ("SPANS", spans)],
+                ));
+            }
         }
     }
     out
@@ -145,7 +153,8 @@ impl Gpu {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let blocks = rows.div_ceil(BLOCK).max(1);
         let mode = terms.mode(a);
-        let consts = [("MODE", mode)];
+        let spans = u32::from(self.quirks().reduce_spans);
+        let consts = [("MODE", mode), ("SPANS", spans)];
         let wanted = if per_image { m * cols } else { cols };
         let pair = matches!(terms, Terms::Pair(_) | Terms::Shifted { .. });
         // Stage 1: per image, blocks of rows (chunks split at images, so blocks never move).
@@ -217,7 +226,7 @@ impl Gpu {
             };
             self.launch(
                 &REDUCE4,
-                &[("CT4", ct4 as u32), ("MODE", mode)],
+                &[("CT4", ct4 as u32), ("MODE", mode), ("SPANS", spans)],
                 m,
                 &[
                     Arg::Batched(&a4),
