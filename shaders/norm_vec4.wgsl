@@ -92,21 +92,23 @@ fn image_count() -> u32 {
     return (p.total * 4u) / p.per_image;
 }
 
+// Pixel lanes of the grid: its threads, a vec4 of channels each.
+fn pixel_lanes(nwg: vec3<u32>) -> u32 {
+    return (nwg.x * nwg.y * WG) / (p.c / 4u);
+}
+
 fn lane_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Lane {
-    let images = image_count();
     let c4 = p.c / 4u;
     let g = linear_id(wid, nwg, lid);
-    let lanes = (nwg.x * nwg.y * WG) / c4;
-    let per = max(lanes / images, 1u);
+    let lanes = pixel_lanes(nwg);
+    let per = max(lanes / image_count(), 1u);
     let pl = g / c4;
     return Lane(pl < (lanes / per) * per, g % c4, pl % per, per);
 }
 
 fn images_of(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, l: Lane) -> Images {
-    let c4 = p.c / 4u;
-    let count = image_count();
-    let lanes = (nwg.x * nwg.y * WG) / c4;
-    return Images(linear_id(wid, nwg, lid) / c4 / l.per, lanes / l.per, count, p.per_image / p.c);
+    let pl = linear_id(wid, nwg, lid) / (p.c / 4u);
+    return Images(pl / l.per, pixel_lanes(nwg) / l.per, image_count(), p.per_image / p.c);
 }
 
 // The statistic of each of the thread's four channels in image 0 (add img * groups for others).

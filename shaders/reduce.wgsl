@@ -13,7 +13,8 @@
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
 // workgroup per (s, b, tile of CT columns): thread t takes column c0 + t % CT and row lane
 // t / CT, sums rows r0 + lane, r0 + lane + RL, ... in order (neighbouring threads read
-// neighbouring columns; with SPANS, a contiguous span of rows each), then a fixed tree in workgroup memory adds the RL lanes of each column.
+// neighbouring columns; with SPANS, a contiguous span of rows each), then a fixed tree in
+// workgroup memory adds the RL lanes of each column.
 // The host applies it again to the block sums until one block is left: the order of every
 // addition is fixed by the shape alone, so the result is bitwise the same on every run and
 // whatever the batch chunking (blocks never cross a segment, and chunks split at segments).
