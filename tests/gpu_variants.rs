@@ -27,6 +27,13 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
         ([1, 4, 3, 130], [2, 3, 130, 9], ConvParams::new(1, 1)),
         // Forward at stride 2 (the data gradient takes the direct kernel).
         ([2, 10, 9, 4], [3, 3, 4, 12], ConvParams::new(2, 1)),
+        // Three input channels, 16 output channels (two subgroups of lanes on lavapipe), rows
+        // longer than one segment of the channel-lane kernel, asymmetric padding.
+        (
+            [2, 7, 19, 3],
+            [3, 4, 3, 16],
+            ConvParams::new(1, 0).with_padding(Padding::explicit(1, 2, 0, 3)),
+        ),
     ];
     for variant in 0..VARIANTS {
         let g = Gpu::with_options(GpuOptions {
@@ -52,7 +59,8 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
 
 /// The autotune may pick any variant, so variants of one kernel must give the same bits: then
 /// training is bitwise repeatable whatever the timings chose. Here the implicit GEMM's pixel
-/// counts and its row-segment kernel on a 3-channel input (seed 001's first layer, SAME).
+/// counts, its row-segment kernel and the channel-lane kernel on a 3-channel input (seed 001's
+/// first layer, SAME).
 #[test]
 fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
     let (input, weights) = ([3, 13, 11, 3], [4, 4, 3, 8]);

@@ -91,6 +91,9 @@ pub(crate) struct Quirks {
     /// over 80000 pixels summed the first ~65600). Kernels with long serial loops split their
     /// work to stay within it, or refuse with a typed error.
     pub loop_budget: Option<u64>,
+    /// The subgroup size, when the device has subgroup operations and every subgroup has that
+    /// size (lavapipe: 8, its 256-bit lanes): `conv_lanes` is built for it.
+    pub subgroup: Option<u32>,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time
     /// talks to the device, and waits are cut into 50 ms slices.
@@ -98,7 +101,11 @@ pub(crate) struct Quirks {
 }
 
 impl Quirks {
-    fn for_adapter(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> Self {
+    fn for_adapter(
+        info: &wgpu::AdapterInfo,
+        limits: &wgpu::Limits,
+        features: wgpu::Features,
+    ) -> Self {
         let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
         Self {
             grid_cap: if cpu_adapter { 4096 } else { 1 << 20 },
@@ -107,6 +114,10 @@ impl Quirks {
             reduce_spans: cpu_adapter,
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             serialize: info.backend == wgpu::Backend::Gl,
+            subgroup: (features.contains(wgpu::Features::SUBGROUP)
+                && info.subgroup_min_size == info.subgroup_max_size
+                && info.subgroup_min_size > 0)
+                .then_some(info.subgroup_min_size),
             loop_budget: [&info.name, &info.driver]
                 .iter()
                 .any(|s| s.to_lowercase().contains("llvmpipe"))
@@ -221,7 +232,7 @@ impl Device {
                 })
                 .max(1),
         };
-        let quirks = Quirks::for_adapter(&info, &l);
+        let quirks = Quirks::for_adapter(&info, &l, device.features());
         Self {
             device,
             queue,

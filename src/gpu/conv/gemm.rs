@@ -45,7 +45,10 @@ const GEMM_BINDINGS: &[(u32, Access)] = &[
 
 pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
     "conv_gemm.wgsl",
-    include_str!("../../../shaders/conv_gemm.wgsl"),
+    concat!(
+        include_str!("../../../shaders/conv_gemm.wgsl"),
+        include_str!("../../../shaders/conv_gemm_io.wgsl")
+    ),
     "conv_gemm",
     GEMM_BINDINGS,
 );
@@ -53,6 +56,19 @@ pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
 /// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
 /// width, one window of taps).
 pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", GEMM_BINDINGS);
+
+/// `conv_lanes`: the same product with lanes on output channels and the shared activations
+/// loaded once per subgroup (stride 1 along the width, one window of taps, one input vec4).
+/// Its own module, since it needs subgroup operations.
+pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
+    "conv_lanes.wgsl",
+    concat!(
+        include_str!("../../../shaders/conv_lanes.wgsl"),
+        include_str!("../../../shaders/conv_gemm_io.wgsl")
+    ),
+    "conv_lanes",
+    GEMM_BINDINGS,
+);
 
 /// Output channel vec4s per thread (at most).
 pub(crate) const GEMM_CB4: usize = 8;
@@ -212,12 +228,19 @@ pub(crate) const WINDOW_VEC4: usize = (WINDOW_BYTES / 16) as usize;
 /// Widest filter `conv_gemm_rows` takes (its loads and FMAs are unrolled over the width).
 const ROWS_FW_MAX: usize = 8;
 
+/// Most taps `conv_lanes` takes: it keeps taps x 4 weights per lane and unrolls taps x 4 x R
+/// FMAs.
+const LANES_TAPS_MAX: usize = 25;
+
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
-/// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread.
+/// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
+/// `Lanes(r, sg)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup and subgroups
+/// of `sg` lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
     Pixels(usize),
     Rows(usize),
+    Lanes(usize, u32),
 }
 
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
@@ -237,6 +260,32 @@ fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 4] {
     [("CB4", cb4), ("PX", px), ("R", r), ("FW", fw)]
 }
 
+/// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
+/// channels, `cb4` channel vec4s (one lane each), `r` pixels per segment, subgroups of `sg`.
+fn lanes_consts(
+    (f_h, f_w, k): (usize, usize, usize),
+    cb4: u32,
+    r: u32,
+    sg: u32,
+) -> [(&'static str, u32); 7] {
+    let u = |v: usize| v as u32;
+    [
+        ("WG", 4 * cb4),
+        ("CB4", cb4),
+        ("R", r),
+        ("FW", u(f_w)),
+        ("FH", u(f_h)),
+        ("K", u(k)),
+        ("SG", sg),
+    ]
+}
+
+/// Pixels per segment of `conv_lanes` for a filter `f_w` wide and subgroups of `sg`: the
+/// segment's input columns (r + f_w - 1) fill two loads per lane.
+fn lanes_pixels(f_w: usize, sg: u32) -> usize {
+    (2 * sg as usize).saturating_sub(f_w - 1).max(1)
+}
+
 /// Pixels per row segment to try with `conv_gemm_rows`, for `cb4` channel vec4s.
 fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
     [4, 8, 16]
@@ -244,8 +293,9 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
         .filter(move |&r| r * cb4 <= GEMM_ACC / 2)
 }
 
-/// The variants to try for `s` cut into `win`, the default first.
-fn variants(s: &GemmShape, win: &Windows) -> Vec<GemmVariant> {
+/// The variants to try for `s` cut into `win`, the default first; `subgroup`: the adapter's
+/// fixed subgroup size, if it has subgroup operations.
+fn variants(s: &GemmShape, win: &Windows, subgroup: Option<u32>) -> Vec<GemmVariant> {
     let mut v: Vec<GemmVariant> = pixel_variants(win.cb4)
         .into_iter()
         .map(GemmVariant::Pixels)
@@ -254,6 +304,12 @@ fn variants(s: &GemmShape, win: &Windows) -> Vec<GemmVariant> {
     // same result, so the tuned choice never changes a number).
     if s.s_w == 1 && win.n_tc == 1 && s.c4_in() == 1 && s.f_w <= ROWS_FW_MAX {
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
+        // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
+        if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
+            if s.k_real <= 4 && s.taps() <= LANES_TAPS_MAX {
+                v.push(GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg));
+            }
+        }
     }
     v
 }
@@ -294,7 +350,8 @@ impl Gpu {
         let packed = self.pack_filter(w, s, win, flip)?;
         let run = |v: GemmVariant| self.gemm_launches(s, win, v, x, epilogue, &packed, out);
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
-        let v = self.pick(s.tune_key(), macs, &variants(s, win), run)?;
+        let candidates = variants(s, win, self.quirks().subgroup);
+        let v = self.pick(s.tune_key(), macs, &candidates, run)?;
         run(v)
     }
 
@@ -316,8 +373,15 @@ impl Gpu {
         // get 1.
         let cb4 = win.cb4 as u32;
         let (kernel, consts) = match variant {
-            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1)),
-            GemmVariant::Rows(r) => (&GEMM_ROWS, gemm_consts(cb4, 1, r as u32, s.f_w as u32)),
+            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1).to_vec()),
+            GemmVariant::Rows(r) => (
+                &GEMM_ROWS,
+                gemm_consts(cb4, 1, r as u32, s.f_w as u32).to_vec(),
+            ),
+            GemmVariant::Lanes(r, sg) => {
+                let filter = (s.f_h, s.f_w, s.k_real);
+                (&LANES, lanes_consts(filter, cb4, r as u32, sg).to_vec())
+            }
         };
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
@@ -359,6 +423,11 @@ impl Gpu {
                                 (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64,
                                 s.f_h * (1 + s.c4_in()),
                             ),
+                            // A workgroup per segment; no inner loops (all unrolled).
+                            GemmVariant::Lanes(r, _) => {
+                                let segs = chunk.images * s.out_h * s.out_w.div_ceil(r);
+                                return Ok((p, self.window_workgroups(segs as u64, 0)));
+                            }
                         };
                         Ok((
                             p,
@@ -383,6 +452,14 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         for r in row_variants(cb4) {
             for fw in [1, 2, 3, 4, 7] {
                 out.push((GEMM_ROWS, gemm_consts(cb4 as u32, 1, r as u32, fw).to_vec()));
+            }
+        }
+        for filter in [(4, 4, 3), (3, 3, 1), (1, 1, 4), (5, 5, 2), (2, 7, 3)] {
+            for sg in [4, 8, 16, 32] {
+                if (4 * cb4).is_multiple_of(sg as usize) {
+                    let r = lanes_pixels(filter.1, sg) as u32;
+                    out.push((LANES, lanes_consts(filter, cb4 as u32, r, sg).to_vec()));
+                }
             }
         }
     }

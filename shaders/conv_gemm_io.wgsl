@@ -1,0 +1,42 @@
+// The params, bindings and input indexing that the implicit-GEMM convolutions share
+// (`conv_gemm.wgsl`, `conv_lanes.wgsl`; the host appends this file to each).
+// Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read; 2 bias (c_out), read (any buffer
+// when has_bias = 0); 3 z (m, out_h, out_w, c_out), write; 4 the window of the packed filter Wp
+// (conv_pack.wgsl): for tap t (from tap_begin) and input vec4 k4, the rows
+// (t * c4_in + k4) * 4 * CB4 + j * CB4 + q hold channel 4*k4 + j of output vec4 q of the block.
+
+const UBO_VEC4: u32 = 4096u;
+
+struct Params {
+    total: u32,       // output pixels in the chunk
+    in_h: u32,
+    in_w: u32,
+    c4_in: u32,       // input channels / 4 (padded)
+    out_h: u32,
+    out_w: u32,
+    c_out: u32,       // real output channels
+    f_w: u32,
+    s_h: u32,
+    s_w: u32,
+    top: i32,
+    left: i32,
+    tap_begin: u32,   // taps of this window: tap_begin .. tap_end
+    tap_end: u32,
+    c_begin: u32,     // first output channel of the block
+    accumulate: u32,  // 0: start fresh (+ bias if has_bias); 1: add to what is there
+    has_bias: u32,
+    x_off: u32,       // element offset of the chunk's first image in x
+    z_off: u32,       // element offset of the chunk's first image in z
+    relu: u32,        // 1 on the last window of a fused conv + ReLU: z = max(0, z)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> z: array<f32>;
+@group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
+
+// vec4 index of X[i, h, w, 4*k4 .. 4*k4+3] (x_off is in floats, a multiple of 4).
+fn index_x4(i: u32, h: u32, w: u32, k4: u32) -> u32 {
+    return p.x_off / 4u + ((i * p.in_h + h) * p.in_w + w) * p.c4_in + k4;
+}

@@ -1,0 +1,73 @@
+// `conv_lanes`: the product of conv_gemm.wgsl with lanes on output channels instead of pixels,
+// for adapters that run a workgroup as SIMD lanes of one CPU core (lavapipe):
+//
+//   Z[p, c] = sum_{t, k} X[p -> t, k] * Wp[t, k, c]  (+ b[c])
+//
+// A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) owns R
+// consecutive output pixels of one output row at a time. Each thread keeps its channel's
+// FH*FW*K weights in registers for the whole dispatch. The activations that the R pixels share
+// (FH rows of R + FW - 1 input vec4s) are loaded once per subgroup: lane l loads vec4s
+// l, l + SG, ... of each row and `subgroupBroadcast` hands every value to all lanes. On lavapipe
+// a storage load costs one scalar load per lane however many lanes want the same address, so
+// this cuts the loads by SG against one load of each vec4 by every lane.
+//
+// Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), at most
+// 4 input channels (c4_in = 1, K of them real). Per pixel the sum runs over taps, then channels,
+// as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
+// Params and bindings: conv_gemm_io.wgsl.
+
+override WG: u32;
+override CB4: u32;
+override R: u32;
+override FW: u32;
+override FH: u32;
+override K: u32;
+override SG: u32;
+
+@compute @workgroup_size(WG)
+fn conv_lanes(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32,
+) {
+    let segs_per_row = (p.out_w + R - 1u) / R;
+    let segs = (p.total / p.out_w) * segs_per_row;
+    let c = p.c_begin + lid;
+    let q = lid / 4u;
+    let e = lid % 4u;
+    let wt{i} = win[{i} * CB4 + q][e]; // @unroll(FH*FW*4)
+    // This lane's bias, read once (any element in range when there is none).
+    let bl = select(0.0, bias[min(c, p.c_out - 1u)], p.has_bias != 0u);
+    let lane_live = c < p.c_out;
+    // Segments are uniform over the workgroup: `seg` comes from the workgroup id alone.
+    for (var seg = wid.y * nwg.x + wid.x; seg < segs; seg += nwg.x * nwg.y) {
+        let row = seg / segs_per_row; // (image, output row)
+        let ow0 = (seg % segs_per_row) * R;
+        let oh = row % p.out_h;
+        let im = row / p.out_h;
+        let c0 = i32(ow0) - p.left + i32(sl); // this lane's first input column
+        let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
+        let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
+        let hrow{i} = p.x_off / 4u + (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w; // @unroll(FH)
+        // Lane columns c0 + j*SG, j < M = ceil((R + FW - 1) / SG).
+        let cok{i} = c0 + {i*SG} >= 0 && c0 + {i*SG} < i32(p.in_w); // @unroll((R+FW+SG-2)/SG)
+        let col{i} = u32(select(0, c0 + {i*SG}, cok{i})); // @unroll((R+FW+SG-2)/SG)
+        // v[dh * M + j]: this lane's vec4 of row dh, column j (zero in the padding).
+        let v{i} = select(vec4<f32>(0.0), x[hrow{i/((R+FW+SG-2)/SG)} + col{i%((R+FW+SG-2)/SG)}], hin{i/((R+FW+SG-2)/SG)} && cok{i%((R+FW+SG-2)/SG)}); // @unroll(FH*((R+FW+SG-2)/SG))
+        // a[dh * (R + FW - 1) + u]: input vec4 u of row dh, for every lane.
+        let a{i} = subgroupBroadcast(v{(i/(R+FW-1))*((R+FW+SG-2)/SG) + (i%(R+FW-1))/SG}, {(i%(R+FW-1))%SG}u); // @unroll(FH*(R+FW-1))
+        var acc{i} = 0.0; // @unroll(R)
+        // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
+        acc{i%R} = fma(a{(i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW}[{(i/R)%K}], wt{(i/(R*K))*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
+        let zb = p.z_off + (row * p.out_w + ow0) * p.c_out + c;
+        put(zb + {i}u * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
+    }
+}
+
+// z[at] = v, or max(0, v) with the fused ReLU (as conv_gemm's store_z), if `live`.
+fn put(at: u32, live: bool, v: f32) {
+    if (live) {
+        z[at] = select(v, select(v, 0.0, v < 0.0), p.relu != 0u);
+    }
+}
