@@ -6,8 +6,9 @@
 // `pixels` consecutive output pixels; every lane of a workgroup reads the same row at the same
 // time (a broadcast load). Windows are accumulated in order (`accumulate`): deterministic.
 //
-// Bindings: 0 params; 1 x = A_prev (m, in_h, in_w, c4_in) vec4 (channels padded), read;
-// 3 dW (f_h, f_w, k_real, c_out), write; 4 the window of dZ (channels padded to 4); 5 db (c_out).
+// Params and bindings (conv_filter_io.wgsl): 1 x = A_prev (m, in_h, in_w, c4_in) vec4 (channels
+// padded), read; 3 dW (f_h, f_w, k_real, c_out), write; 4 the window of dZ (channels padded to
+// 4); 5 db (c_out); 6 dZ in storage; 7 the partial sums of the split kernels.
 // Overrides: CB4 (output channel vec4s per lane), RT (consecutive taps per lane), WGF
 // (workgroup size); CB4 and RT are also unrolled.
 //
@@ -20,43 +21,6 @@
 override CB4: u32;
 override RT: u32;
 override WGF: u32;
-const UBO_VEC4: u32 = 4096u;
-
-struct Params {
-    total: u32,       // lanes
-    in_h: u32,
-    in_w: u32,
-    c4_in: u32,       // input channels / 4 (padded)
-    out_h: u32,
-    out_w: u32,
-    c_out: u32,
-    f_w: u32,
-    s_h: u32,
-    s_w: u32,
-    top: i32,
-    left: i32,
-    k_real: u32,      // real input channels
-    taps: u32,        // f_h * f_w
-    n_cb: u32,        // channel blocks
-    pixels: u32,      // pixels in this window
-    first_pixel: u32, // first pixel (flat over the batch) of the window
-    accumulate: u32,  // 0: first window, store; 1: add to what is there
-    slices: u32,      // conv_filter_split: runs of pixels
-    all_pixels: u32,  // conv_filter_split: pixels in the batch
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> z: array<f32>;
-@group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
-@group(0) @binding(5) var<storage, read_write> db_out: array<f32>;
-@group(0) @binding(6) var<storage, read> dz: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> part: array<f32>;
-
-// vec4 index of X[i, h, w, 4*k4 .. 4*k4+3].
-fn index_x4(i: u32, h: u32, w: u32, k4: u32) -> u32 {
-    return ((i * p.in_h + h) * p.in_w + w) * p.c4_in + k4;
-}
 
 // One lane per (channel block, group of RT consecutive taps, k4); lanes of one channel block fill
 // whole workgroups of WGF (`lanes_per_cb` rounded up), so each workgroup reads one uniform slice

@@ -37,7 +37,10 @@ uniform! {
 
 pub(crate) const FILTER: Kernel = Kernel::new::<FilterParams>(
     "conv_filter.wgsl",
-    include_str!("../../../shaders/conv_filter.wgsl"),
+    concat!(
+        include_str!("../../../shaders/conv_filter.wgsl"),
+        include_str!("../../../shaders/conv_filter_io.wgsl")
+    ),
     "conv_filter",
     &[
         (1, Access::Read),
@@ -59,6 +62,40 @@ pub(crate) const FILTER_SUM: Kernel = FILTER.entry(
     "filter_sum",
     &[(7, Access::Write), (3, Access::Write), (5, Access::Write)],
 );
+
+/// `conv_filter_lanes`: the split kernel's sums with lanes on output channels and the shared
+/// activations loaded once per subgroup. Its own module, since it needs subgroup operations.
+pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
+    "conv_filter_lanes.wgsl",
+    concat!(
+        include_str!("../../../shaders/conv_filter_lanes.wgsl"),
+        include_str!("../../../shaders/conv_filter_io.wgsl")
+    ),
+    "conv_filter_lanes",
+    &[(1, Access::Read), (6, Access::Read), (7, Access::Write)],
+);
+
+/// Pixels of a row that `conv_filter_lanes` takes at once.
+const LANES_PIXELS: usize = 8;
+/// Most taps `conv_filter_lanes` takes (it keeps taps x k_real sums per lane).
+const LANES_TAPS_MAX: usize = 25;
+
+/// A variant of the split filter gradient: `Tiled((taps per lane, workgroup size, channel
+/// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size)`,
+/// `conv_filter_lanes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SplitVariant {
+    Tiled((usize, usize, usize)),
+    Lanes(usize, u32),
+}
+
+/// Loop iterations (at most) of one slice of `run` pixels in `conv_filter_lanes` with `r` pixels
+/// at once: per row the row loop, its chunks and its one-by-one pixels.
+fn lanes_slice_iterations(k: &KernelGeometry, run: usize, r: usize) -> u64 {
+    let out_w = k.out_w as usize;
+    let rows = run / out_w + 2;
+    (rows * (1 + out_w / r + r)) as u64
+}
 
 /// Lanes the split kernel aims at (slices x lanes per slice): enough for every core's SIMD
 /// lanes on a CPU adapter and a few workgroups per multiprocessor on a GPU.
@@ -166,7 +203,14 @@ impl Gpu {
                 ..key
             };
             let run = |v| self.split_filter(k, &base, split, v, x4, dz4, dw, db);
-            let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
+            let mut candidates: Vec<SplitVariant> = variants(taps, c4_out)
+                .into_iter()
+                .map(SplitVariant::Tiled)
+                .collect();
+            if let Some(v) = self.filter_lanes_variant(k, split) {
+                candidates.push(v);
+            }
+            let variant = self.pick(key, macs, &candidates, run)?;
             return run(variant);
         }
         let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
@@ -199,14 +243,39 @@ impl Gpu {
         .then_some((slices, run))
     }
 
-    /// The split filter gradient: `conv_filter_split` then `filter_sum`.
+    /// The channel-lane variant of the split filter gradient, where it applies: an adapter with
+    /// fixed-size subgroups, stride 1 along the width, at most 4 input channels, all the output
+    /// channels in whole subgroups of one workgroup, and slices within the loop budget.
+    fn filter_lanes_variant(
+        &self,
+        k: &KernelGeometry,
+        (slices, run): (usize, usize),
+    ) -> Option<SplitVariant> {
+        let sg = self.quirks().subgroup?;
+        let wg = (k.c_out as usize).div_ceil(4) * 4;
+        let taps = (k.f_h * k.f_w) as usize;
+        let fits = k.s_w == 1
+            && k.c_in <= 4
+            && taps <= LANES_TAPS_MAX
+            && wg <= 32
+            && wg.is_multiple_of(sg as usize);
+        let per_slice = lanes_slice_iterations(k, run, LANES_PIXELS);
+        let within_budget = self.loop_budget().is_none_or(|budget| {
+            let wgs = self.window_workgroups(slices as u64, per_slice);
+            (slices as u64).div_ceil(wgs) * (1 + per_slice) <= budget / 2
+        });
+        (fits && within_budget).then_some(SplitVariant::Lanes(LANES_PIXELS, sg))
+    }
+
+    /// The split filter gradient: `conv_filter_split` (or `conv_filter_lanes`) then
+    /// `filter_sum`.
     #[allow(clippy::too_many_arguments)]
     fn split_filter(
         &self,
         k: &KernelGeometry,
         base: &FilterParams,
         (slices, run): (usize, usize),
-        (rt, wgf, cb4): (usize, usize, usize),
+        variant: SplitVariant,
         x4: &Tensor,
         dz4: &Tensor,
         dw: &Tensor,
@@ -215,27 +284,51 @@ impl Gpu {
         let taps = (k.f_h * k.f_w) as usize;
         let c4_in = (k.c_in as usize).div_ceil(4);
         let c4_out = (k.c_out as usize).div_ceil(4);
-        let n_cb = c4_out.div_ceil(cb4);
-        let lanes = slices * n_cb * taps.div_ceil(rt) * c4_in;
         let outputs = taps * k.c_in as usize * k.c_out as usize + k.c_out as usize;
         let part = self.alloc("conv filter partial sums", &[slices, outputs], false)?;
         let pixels = k.m * k.out_h as usize * k.out_w as usize;
-        let p = FilterParams {
-            total: count(lanes)?,
-            n_cb: count(n_cb)?,
+        let base = FilterParams {
             pixels: count(run)?,
             slices: count(slices)?,
             all_pixels: count(pixels)?,
             ..*base
         };
-        let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
-        self.launch(
-            &FILTER_SPLIT,
-            &consts,
-            1,
-            &[Arg::Whole(x4), Arg::Whole(dz4), Arg::Whole(&part)],
-            |_| Ok((p, (lanes as u64).div_ceil(wgf as u64))),
-        )?;
+        let args = [Arg::Whole(x4), Arg::Whole(dz4), Arg::Whole(&part)];
+        // filter_sum's own workgroup size.
+        let sum_wg = match variant {
+            SplitVariant::Tiled((rt, wgf, cb4)) => {
+                let n_cb = c4_out.div_ceil(cb4);
+                let lanes = slices * n_cb * taps.div_ceil(rt) * c4_in;
+                let p = FilterParams {
+                    total: count(lanes)?,
+                    n_cb: count(n_cb)?,
+                    ..base
+                };
+                let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
+                self.launch(&FILTER_SPLIT, &consts, 1, &args, |_| {
+                    Ok((p, (lanes as u64).div_ceil(wgf as u64)))
+                })?;
+                (wgf, consts)
+            }
+            SplitVariant::Lanes(r, sg) => {
+                let u = |v: usize| v as u32;
+                let consts = [
+                    ("WG", u(c4_out * 4)),
+                    ("R", u(r)),
+                    ("FW", k.f_w),
+                    ("FH", k.f_h),
+                    ("K", k.c_in),
+                    ("SG", sg),
+                ];
+                let per_slice = lanes_slice_iterations(k, run, r);
+                let wgs = self.window_workgroups(slices as u64, per_slice);
+                self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
+                let wgf = 64;
+                (wgf, [("CB4", 1), ("RT", 1), ("WGF", wgf as u32)])
+            }
+        };
+        let (wgf, consts) = sum_wg;
+        let p = base;
         self.launch(
             &FILTER_SUM,
             &consts,
@@ -258,6 +351,19 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 out.push((FILTER_SUM, consts.clone()));
                 out.push((FILTER, consts));
             }
+        }
+    }
+    for (f_h, f_w, k) in [(4, 4, 3), (2, 2, 4), (3, 3, 1), (1, 7, 2)] {
+        for (wg, sg) in [(8, 8), (16, 8), (32, 8), (16, 16), (32, 32), (4, 4)] {
+            let consts = vec![
+                ("WG", wg),
+                ("R", LANES_PIXELS as u32),
+                ("FW", f_w),
+                ("FH", f_h),
+                ("K", k),
+                ("SG", sg),
+            ];
+            out.push((FILTER_LANES, consts));
         }
     }
     out

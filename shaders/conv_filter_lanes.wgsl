@@ -1,0 +1,91 @@
+// `conv_filter_lanes`: the sums of `conv_filter_split` (conv_filter.wgsl) with lanes on output
+// channels, for adapters that run a workgroup as SIMD lanes of one CPU core (lavapipe):
+//
+//   part[s, t, k, c] = sum_{p in slice s} X[p -> t, k] * dZ[p, c];   part[s, db, c] = sum dZ[p, c]
+//
+// A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) sums one slice
+// of consecutive pixels at a time, row by row: R pixels of a row at once, then the row's last
+// pixels one by one. Each thread keeps its channel's FH*FW*K sums in registers. The activations
+// that R pixels share (FH rows of R + FW - 1 input vec4s) are loaded once per subgroup (lane l
+// loads vec4s l, l + SG, ...) and handed to every lane with `subgroupBroadcast`; each lane reads
+// its own channel of dZ. Every sum runs over the slice's pixels in order, as in
+// conv_filter_split, so both give the same bits and `filter_sum` finishes either.
+//
+// Stride 1 along the width, at most 4 input channels (c4_in = 1, K of them real), all output
+// channels in one workgroup. Overrides FH, FW, K, R and SG are unrolled.
+// Params and bindings: conv_filter_io.wgsl (x, dz, part).
+
+override WG: u32;
+override R: u32;
+override FW: u32;
+override FH: u32;
+override K: u32;
+override SG: u32;
+
+@compute @workgroup_size(WG)
+fn conv_filter_lanes(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32,
+) {
+    let c4_out = (p.c_out + 3u) / 4u;
+    let c = min(lid, p.c_out - 1u); // lanes past c_out repeat the last channel, store nothing
+    let q = c / 4u;
+    let e = c % 4u;
+    let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
+    // Slices are uniform over the workgroup: `s` comes from the workgroup id alone.
+    for (var s = wid.y * nwg.x + wid.x; s < p.slices; s += nwg.x * nwg.y) {
+        var acc{i} = 0.0; // @unroll(FH*FW*K)
+        var db = 0.0;
+        let begin = s * p.pixels;
+        let end = min(begin + p.pixels, p.all_pixels);
+        var n = begin;
+        var ow = begin % p.out_w;
+        var row = begin / p.out_w; // (image, output row)
+        while (n < end) {
+            let oh = row % p.out_h;
+            let im = row / p.out_h;
+            let stop = min(end, n + p.out_w - ow); // this row's last pixel in the slice, + 1
+            let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
+            let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
+            let hrow{i} = (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w; // @unroll(FH)
+            for (; n + R <= stop; n += R) {
+                // M = ceil((R + FW - 1) / SG) loads per lane and row of taps.
+                let c0 = i32(ow) - p.left + i32(sl);
+                let cok{i} = c0 + {i*SG} >= 0 && c0 + {i*SG} < i32(p.in_w); // @unroll((R+FW+SG-2)/SG)
+                let col{i} = u32(select(0, c0 + {i*SG}, cok{i})); // @unroll((R+FW+SG-2)/SG)
+                let v{i} = select(vec4<f32>(0.0), x[hrow{i/((R+FW+SG-2)/SG)} + col{i%((R+FW+SG-2)/SG)}], hin{i/((R+FW+SG-2)/SG)} && cok{i%((R+FW+SG-2)/SG)}); // @unroll(FH*((R+FW+SG-2)/SG))
+                let a{i} = subgroupBroadcast(v{(i/(R+FW-1))*((R+FW+SG-2)/SG) + (i%(R+FW-1))/SG}, {(i%(R+FW-1))%SG}u); // @unroll(FH*(R+FW-1))
+                let d{i} = dz[(n + {i}u) * c4_out + q][e]; // @unroll(R)
+                // Line i: sum (t, k) = i / R over pixel r = i % R, pixels in order.
+                acc{i/R} = fma(a{(i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW}[{(i/R)%K}], d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)
+                db += d{i}; // @unroll(R)
+                ow += R;
+            }
+            for (; n < stop; n++) {
+                let c1 = i32(ow) - p.left + i32(sl);
+                let tok{i} = c1 + {i*SG} >= 0 && c1 + {i*SG} < i32(p.in_w); // @unroll((FW+SG-1)/SG)
+                let tcol{i} = u32(select(0, c1 + {i*SG}, tok{i})); // @unroll((FW+SG-1)/SG)
+                let u{i} = select(vec4<f32>(0.0), x[hrow{i/((FW+SG-1)/SG)} + tcol{i%((FW+SG-1)/SG)}], hin{i/((FW+SG-1)/SG)} && tok{i%((FW+SG-1)/SG)}); // @unroll(FH*((FW+SG-1)/SG))
+                let b{i} = subgroupBroadcast(u{(i/FW)*((FW+SG-1)/SG) + (i%FW)/SG}, {(i%FW)%SG}u); // @unroll(FH*FW)
+                let d = dz[n * c4_out + q][e];
+                acc{i} = fma(b{i/K}[{i%K}], d, acc{i}); // @unroll(FH*FW*K)
+                db += d;
+                ow += 1u;
+            }
+            ow = 0u;
+            row += 1u;
+        }
+        let base = s * outputs;
+        let live = lid < p.c_out;
+        put_part(base + ({i/K}u * p.k_real + {i%K}u) * p.c_out + lid, live, acc{i}); // @unroll(FH*FW*K)
+        put_part(base + p.taps * p.k_real * p.c_out + lid, live, db);
+    }
+}
+
+fn put_part(at: u32, live: bool, v: f32) {
+    if (live) {
+        part[at] = v;
+    }
+}
