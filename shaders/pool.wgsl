@@ -14,6 +14,7 @@
 // pool_backward: 1 a_prev, 2 da (m, out_h, out_w, c), 3 da_prev (m, in_h, in_w, c).
 
 override WG: u32 = 64u;
+override RELU: u32 = 0u; // backward: 1 also applies the backward of a ReLU before the pool
 const MODE_MAX: u32 = 0u;
 
 struct Params {
@@ -161,6 +162,7 @@ fn pool_backward(
                 }
             }
         }
-        dst[p.dst_off + idx] = acc;
+        // With RELU, the backward of the ReLU whose output A_prev is: as relu_backward.
+        dst[p.dst_off + idx] = select(acc, select(0.0, acc, mine > 0.0), RELU == 1u);
     }
 }

@@ -5,7 +5,8 @@
 //     writes every element of its own window, so each dA_prev element has exactly one writer:
 //     average: dA / (FH*FW); max, every maximum (TIES = 0): dA where A_prev == max;
 //     max, first maximum (TIES = 1): dA at the first maximum in row-major window order.
-//     Elements in no window stay zero (fresh buffers are zero-filled).
+//     Elements in no window stay zero (fresh buffers are zero-filled). With RELU = 1 the result
+//     is also masked by A_prev > 0: the backward of a ReLU whose output A_prev is (`dZ`).
 // Bindings: 0 params; 1 a_prev (m, IN_H, IN_W, C4) vec4; 2 grad dA (m, OUT_H, OUT_W, C4) vec4
 // (backward only); 3 dst (write) vec4. x_off / g_off / d_off: vec4 offsets of the chunk.
 
@@ -26,6 +27,7 @@ override SH: u32;
 override SW: u32;
 override MAX_MODE: u32;   // 1 max, 0 average
 override TIES: u32;       // 0 every maximum, 1 first maximum
+override RELU: u32 = 0u;  // backward: 1 also applies the backward of a ReLU before the pool
 
 struct Params {
     total: u32,   // windows (i, oh, ow, c4) in this chunk
@@ -46,6 +48,12 @@ fn is_nan4(v: vec4<f32>) -> vec4<bool> {
 // max(a, b), NaN if either is NaN.
 fn max_nan(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> {
     return select(select(max(a, b), a, is_nan4(a)), b, is_nan4(b));
+}
+
+// Where the backward of a ReLU before the pool lets the gradient through: A_prev > 0 (A_prev is
+// the ReLU's output), everywhere when RELU = 0. Bitwise what relu_backward then gives.
+fn relu_mask(v: vec4<f32>) -> vec4<bool> {
+    return (v > vec4<f32>(0.0)) | vec4<bool>(RELU == 0u);
 }
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -107,13 +115,18 @@ fn pool_backward(
                 // `taken` marks the components whose first maximum (or first NaN) has been found.
                 var taken = vec4<bool>(false);
                 let hit{i} = (((v{i} == m) & !m_nan) | is_nan4(v{i})) & !taken; taken = taken | hit{i}; // @unroll(FH*FW)
-                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, hit{i}); // @unroll(FH*FW)
+                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, hit{i} & relu_mask(v{i})); // @unroll(FH*FW)
             } else {
-                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, (v{i} == m) & !m_nan); // @unroll(FH*FW)
+                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), g, (v{i} == m) & !m_nan & relu_mask(v{i})); // @unroll(FH*FW)
             }
         } else {
             let share = g / f32(FH * FW);
-            dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = share; // @unroll(FH*FW)
+            if (RELU == 1u) {
+                let v{i} = a_prev[p.x_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(FH*FW)
+                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = select(vec4<f32>(0.0), share, relu_mask(v{i})); // @unroll(FH*FW)
+            } else {
+                dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = share; // @unroll(FH*FW)
+            }
         }
     }
 }

@@ -622,3 +622,53 @@ fn fused_conv_relu_and_filter_only_backward_are_bitwise_the_plain_ops_on_every_p
         assert_eq!(d(&db), d(&plain.db));
     }
 }
+
+#[test]
+fn fused_pool_relu_backward_is_bitwise_relu_backward_after_pool_backward() {
+    use wgpu_cnn::Ties;
+    let g = gpu();
+    let mut rng = NumpyRng::seed(41);
+    // (input, pool): the vec4 kernel (non-overlapping windows, channels of 4) and the general
+    // one (overlapping windows, 3 channels, SAME padding).
+    let cases = [
+        ([3, 16, 16, 8], PoolParams::new(8, 8, PoolMode::Max)),
+        (
+            [3, 16, 16, 8],
+            PoolParams::new(4, 4, PoolMode::Max).with_ties(Ties::FirstMax),
+        ),
+        ([2, 8, 8, 4], PoolParams::new(2, 2, PoolMode::Average)),
+        (
+            [2, 9, 7, 3],
+            PoolParams::new(3, 2, PoolMode::Max).with_kernel(3, 3),
+        ),
+        (
+            [2, 9, 7, 3],
+            PoolParams::new(3, 2, PoolMode::Average).with_kernel(3, 3),
+        ),
+    ];
+    for (i, (shape, pool)) in cases.into_iter().enumerate() {
+        let mut z = randn(&mut rng, &shape);
+        // Ties and a NaN: zeros (ReLU of negatives) tie in every all-negative window.
+        z.iter_mut().step_by(11).for_each(|v| *v = -v.abs());
+        z.as_slice_mut().unwrap()[5] = f32::NAN;
+        let (a, rc) = g.relu_forward(&up(&z)).unwrap();
+        let (p, pc) = g.pool_forward(&a, pool).unwrap();
+        let dp = up(&randn(&mut rng, p.shape()));
+        let fused = down(&g.pool_relu_backward(&dp, &pc).unwrap());
+        let plain = down(
+            &g.relu_backward(&g.pool_backward(&dp, &pc).unwrap(), &rc)
+                .unwrap(),
+        );
+        assert!(
+            fused
+                .iter()
+                .zip(&plain)
+                .all(|(f, q)| f.to_bits() == q.to_bits()),
+            "case {i}: fused pool + ReLU backward differs"
+        );
+        assert!(
+            plain.iter().any(|&v| v != 0.0),
+            "case {i}: nothing flows back"
+        );
+    }
+}

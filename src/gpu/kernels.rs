@@ -238,6 +238,7 @@ mod tests {
         all.extend(super::super::pool::vec4_specializations());
         all.push((super::super::pool::FORWARD, vec![]));
         all.push((super::super::pool::BACKWARD, vec![]));
+        all.push((super::super::pool::BACKWARD, vec![("RELU", 1)]));
         all.push((super::super::pad::ZERO_PAD, vec![]));
         all.extend(super::super::reduce::specializations());
         for k in [

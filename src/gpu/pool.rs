@@ -106,7 +106,11 @@ pub(crate) fn vec4_specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> 
                 let g = PoolGeometry::new([1, 2 * f_h, 2 * f_w, 4], params).expect("valid");
                 let consts = vec4_consts(&g, &params).expect("vec4 applies");
                 out.push((FORWARD_VEC4, consts.clone()));
-                out.push((BACKWARD_VEC4, consts));
+                for relu in [0, 1] {
+                    let mut consts = consts.clone();
+                    consts.push(("RELU", relu));
+                    out.push((BACKWARD_VEC4, consts));
+                }
             }
         }
     }
@@ -290,10 +294,37 @@ impl Gpu {
     /// [`Error::ShapeMismatch`] when `da` is not the forward output's shape,
     /// [`Error::ForeignTensor`], [`Error::TooLarge`].
     pub fn pool_backward(&self, da: &Tensor, cache: &PoolCache) -> Result<Tensor> {
+        self.pool_backward_masked(da, cache, false)
+    }
+
+    /// The backward pass of a ReLU followed by this pooling, in one pass: where the pool's input
+    /// `A_prev` is the ReLU's output, `dZ = pool_backward(dA) * (A_prev > 0)`, bitwise what
+    /// [`Gpu::pool_backward`] then [`Gpu::relu_backward`] give, without writing and reading back
+    /// the intermediate gradient (the pool backward reads `A_prev` anyway). `da` is
+    /// `(m, n_H, n_W, n_C)`; the result is shaped like `A_prev`.
+    ///
+    /// ```no_run
+    /// use wgpu_cnn::{Gpu, PoolMode, PoolParams};
+    /// let gpu = Gpu::new()?;
+    /// let z = gpu.upload(&ndarray::Array4::<f32>::from_shape_vec((1, 2, 2, 1), vec![-1.0, 2.0, 0.0, 1.0]).unwrap())?;
+    /// let (a, _) = gpu.relu_forward(&z)?;
+    /// let (p, cache) = gpu.pool_forward(&a, PoolParams::new(2, 2, PoolMode::Average))?;
+    /// let dz: ndarray::Array4<f32> = gpu.download(&gpu.pool_relu_backward(&p, &cache)?)?;
+    /// assert_eq!(dz.iter().filter(|&&v| v != 0.0).count(), 2); // only where A_prev > 0
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Gpu::pool_backward`].
+    pub fn pool_relu_backward(&self, da: &Tensor, cache: &PoolCache) -> Result<Tensor> {
+        self.pool_backward_masked(da, cache, true)
+    }
+
+    fn pool_backward_masked(&self, da: &Tensor, cache: &PoolCache, relu: bool) -> Result<Tensor> {
         let g = cache.geometry;
         let zeroed = self.vec4_backward(&g, &cache.params).is_some();
         let mut da_prev = self.alloc("pool_backward dA_prev", &g.input_shape(), zeroed)?;
-        self.backward_into(da, cache, &mut da_prev, zeroed)?;
+        self.backward_into(da, cache, &mut da_prev, zeroed, relu)?;
         Ok(da_prev)
     }
 
@@ -308,7 +339,7 @@ impl Gpu {
         cache: &PoolCache,
         da_prev: &mut Tensor,
     ) -> Result<()> {
-        self.backward_into(da, cache, da_prev, false)
+        self.backward_into(da, cache, da_prev, false, false)
     }
 
     /// The vec4 backward's constants, if it applies: windows that do not overlap.
@@ -328,7 +359,9 @@ impl Gpu {
         cache: &PoolCache,
         da_prev: &mut Tensor,
         zeroed: bool,
+        relu: bool,
     ) -> Result<()> {
+        let relu_const = ("RELU", u32::from(relu));
         self.check_owner(da)?;
         self.check_owner(da_prev)?;
         self.check_owner(&cache.a_prev)?;
@@ -341,7 +374,8 @@ impl Gpu {
             .a_prev
             .expect_shape("pool cache A_prev", &g.input_shape())?;
         da_prev.expect_shape("pool_backward dA_prev", &g.input_shape())?;
-        if let Some(consts) = self.vec4_backward(&g, &cache.params) {
+        if let Some(mut consts) = self.vec4_backward(&g, &cache.params) {
+            consts.push(relu_const);
             // One thread per window writes its window; elements in no window must be zero.
             let covered = g.s_h == g.f_h
                 && g.s_w == g.f_w
@@ -386,7 +420,7 @@ impl Gpu {
         )?;
         self.launch(
             &BACKWARD,
-            &[],
+            &[relu_const],
             g.m,
             &[
                 Arg::Batched(&cache.a_prev),

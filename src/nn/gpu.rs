@@ -207,6 +207,12 @@ impl GpuNet {
         let g = &self.gpu;
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
+        // Whether `d` is already past the ReLU of the layer below: a pool right after a fused
+        // conv + ReLU applies the ReLU's mask in its own backward pass (`pool_relu_backward`).
+        let mut masked = false;
+        let below_is_conv_relu: Vec<bool> = std::iter::once(false)
+            .chain(caches.iter().map(|c| matches!(c, Cache::ConvRelu(_))))
+            .collect();
         for (k, (op, cache)) in self.plan.ops.iter().zip(caches).enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
@@ -217,6 +223,11 @@ impl GpuNet {
                     cache @ (Cache::Conv(_) | Cache::ConvRelu(_)),
                 ) => {
                     // The first layer's input (the images) needs no gradient: only dW and db.
+                    let cache = match cache {
+                        Cache::ConvRelu(c) if masked => Cache::Conv(c.conv().clone()),
+                        other => other,
+                    };
+                    masked = false;
                     let (dw, db, da_prev) = match (cache, k == 0) {
                         (Cache::ConvRelu(c), true) => {
                             let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
@@ -246,6 +257,10 @@ impl GpuNet {
                     }
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
+                (Op::Pool(_), Cache::Pool(c)) if below_is_conv_relu[k] => {
+                    masked = true;
+                    g.pool_relu_backward(&d, &c)?
+                }
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,
                 (Op::BatchNorm { gamma, .. }, Cache::BatchNorm(c)) => {
                     let r = g.spatial_batchnorm_backward(&d, &c)?;

@@ -32,6 +32,9 @@ use plan::{ConvPlan, FilterPath, Path};
 #[derive(Debug, Clone)]
 pub struct ConvCache {
     a_prev: Tensor,
+    /// `a_prev` with its channels padded to a multiple of 4, when the forward pass made it (the
+    /// filter gradient reads it again).
+    x4: Option<Tensor>,
     w: Tensor,
     b: Tensor,
     plan: ConvPlan,
@@ -151,7 +154,7 @@ impl Gpu {
         check_bias(b.shape(), g.c_out)?;
         z.expect_shape("conv_forward output", &g.output_shape())?;
         let plan = self.conv_plan(&g)?;
-        match &plan.forward {
+        let x4 = match &plan.forward {
             Path::Gemm(gemm) => {
                 let (s, win) = &**gemm;
                 let x4 = self.pad_channels(a_prev)?;
@@ -160,10 +163,15 @@ impl Gpu {
                     relu,
                 };
                 self.gemm_conv(s, win, &x4, w, epilogue, false, z)?;
+                Some(x4)
             }
-            Path::Direct => self.direct_forward(&plan.kernel, a_prev, w, b, relu, z)?,
-        }
+            Path::Direct => {
+                self.direct_forward(&plan.kernel, a_prev, w, b, relu, z)?;
+                None
+            }
+        };
         Ok(ConvCache {
+            x4,
             a_prev: a_prev.clone(),
             w: w.clone(),
             b: b.clone(),
@@ -283,7 +291,10 @@ impl Gpu {
         }
         match (&dz4, plan.backward_filter) {
             (Some(dz4), FilterPath::Windowed(pixels)) => {
-                let x4 = self.pad_channels(&cache.a_prev)?;
+                let x4 = match &cache.x4 {
+                    Some(x4) => x4.clone(),
+                    None => self.pad_channels(&cache.a_prev)?,
+                };
                 self.gemm_filter(&plan.kernel, pixels, &x4, dz4, dw, db)?;
             }
             _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
