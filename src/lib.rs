@@ -81,4 +81,5 @@ pub use params::{
 pub use gpu::{
     Adam, AffineCache, AffineGrads, BatchNormState, ConvCache, ConvGrads, ConvReluCache, Gpu,
     GpuOptions, MemoryStats, NormCache, NormGrads, PoolCache, ReluCache, Sgd, SgdMomentum, Tensor,
+    TuningCache,
 };

@@ -299,3 +299,51 @@ fn copy_zeros_and_reshape_share_or_move_data_as_documented() {
         wgpu_cnn::Error::ForeignTensor { .. }
     ));
 }
+
+/// The autotune's choices persist in the tuning cache file: a shape large enough to be timed
+/// leaves its choice there, keyed by the adapter; a later `Gpu` on the same file gives the same
+/// result; a file that is not JSON is ignored and replaced.
+#[test]
+fn the_tuning_cache_keeps_choices_and_survives_a_broken_file() {
+    use wgpu_cnn::TuningCache;
+    let path = std::env::temp_dir().join(format!("wgpu-cnn-tuning-{}.json", std::process::id()));
+    std::fs::write(&path, b"{ not json").unwrap();
+    let mut rng = common::numpy_rng::NumpyRng::seed(3);
+    // 37.7 million multiply-adds: above the autotune's threshold.
+    let x = randn_f32(&mut rng, [8, 32, 32, 16]);
+    let w = randn_f32(&mut rng, [3, 3, 16, 32]);
+    let b = Array1::<f32>::zeros(32);
+    let run = || {
+        let g = Gpu::with_options(GpuOptions {
+            tuning_cache: TuningCache::File(path.clone()),
+            ..Default::default()
+        })
+        .expect("a Gpu");
+        let (tx, tw, tb) = (
+            g.upload(&x).unwrap(),
+            g.upload(&w).unwrap(),
+            g.upload(&b).unwrap(),
+        );
+        let (z, _) = g
+            .conv_forward(&tx, &tw, &tb, ConvParams::new(1, 1))
+            .unwrap();
+        let z: Array4<f32> = g.download(&z).unwrap();
+        (z, g.adapter_info().name.clone())
+    };
+    let (first, adapter) = run();
+    let text = std::fs::read_to_string(&path).expect("the cache was written");
+    let cache: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).expect("the cache is JSON");
+    assert!(
+        cache
+            .keys()
+            .any(|k| k.starts_with(&adapter) && k.contains("Gemm")),
+        "no choice for the convolution on {adapter}: {text}"
+    );
+    let (second, _) = run();
+    assert!(first
+        .iter()
+        .zip(&second)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    let _ = std::fs::remove_file(&path);
+}

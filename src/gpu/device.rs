@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::tune::TuningCache;
 use crate::error::{Error, Result};
 
 /// How to choose and limit the device. [`GpuOptions::default`] reads wgpu's environment
@@ -27,6 +28,8 @@ pub struct GpuOptions {
     /// Skip the autotune (timing kernel variants on the first run of each shape, which waits for
     /// the device once per shape) and use each op's default variant.
     pub no_autotune: bool,
+    /// Where the autotune's choices persist between processes (see [`TuningCache`]).
+    pub tuning_cache: TuningCache,
     /// Tests only: run variant `i` (modulo the count) of every op that has variants, untimed.
     #[doc(hidden)]
     pub force_variant: Option<usize>,

@@ -48,6 +48,7 @@ pub use optim::{Adam, Sgd, SgdMomentum};
 pub use pool::PoolCache;
 pub use relu::ReluCache;
 pub use tensor::Tensor;
+pub use tune::TuningCache;
 
 pub(crate) use launch::Arg;
 
@@ -130,7 +131,12 @@ impl Gpu {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
                 kernels: kernels::KernelCache::default(),
                 recorder: Mutex::new(recorder),
-                tuner: tune::Tuner::new(!options.no_autotune, options.force_variant),
+                tuner: tune::Tuner::new(
+                    !options.no_autotune,
+                    options.force_variant,
+                    &options.tuning_cache,
+                    &device.info,
+                ),
                 device,
                 pool,
             }),

@@ -13,8 +13,16 @@
 //!   slowest round beats the default's median.
 //! * Ops under [`TUNE_MIN_MACS`] multiply-adds take the default untimed;
 //!   `GpuOptions::no_autotune` skips the timing everywhere.
+//! * **Choices persist** in a small JSON file (the tuning cache, see [`TuningCache`]), keyed by
+//!   the adapter, its driver, the kernels' source and the op's key, so a later process on the
+//!   same machine skips the timing (and the compiling of the variants it would not pick). Every
+//!   variant of an op gives the same bits, so the cache can change speed, never a result. A
+//!   stored choice that names no current variant is ignored; a cache that cannot be read or
+//!   written is ignored too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -49,20 +57,135 @@ pub(crate) struct TuneKey {
     pub image: [i64; 12],
 }
 
+/// Where the autotune keeps its choices between processes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TuningCache {
+    /// `WGPU_CNN_TUNING_CACHE` (a file path, or `off`), else
+    /// `$XDG_CACHE_HOME/wgpu-cnn/tuning.json`, else `$HOME/.cache/wgpu-cnn/tuning.json`.
+    #[default]
+    Default,
+    /// This file.
+    File(PathBuf),
+    /// No file: every process times its variants again.
+    Off,
+}
+
+impl TuningCache {
+    /// The file this setting names, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        match self {
+            Self::File(p) => Some(p.clone()),
+            Self::Off => None,
+            Self::Default => match std::env::var_os("WGPU_CNN_TUNING_CACHE") {
+                Some(v) if v == "off" => None,
+                Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+                _ => std::env::var_os("XDG_CACHE_HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+                    .map(|d| d.join("wgpu-cnn").join("tuning.json")),
+            },
+        }
+    }
+}
+
+/// Serialises this process's writes of tuning caches.
+static CACHE_WRITE: Mutex<()> = Mutex::new(());
+
+/// The tuning cache file: one JSON object of `key -> variant` strings.
+struct CacheFile {
+    path: PathBuf,
+    /// What identifies this adapter, driver and these kernels in every key.
+    prefix: String,
+}
+
+impl CacheFile {
+    fn read(path: &Path) -> BTreeMap<String, String> {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn key(&self, key: &TuneKey) -> String {
+        format!("{}|{:?}|{:?}", self.prefix, key.op, key.image)
+    }
+
+    fn get(&self, key: &TuneKey) -> Option<String> {
+        Self::read(&self.path).remove(&self.key(key))
+    }
+
+    /// Adds `key -> choice` to the file (read again, merged, written to a temporary file and
+    /// renamed over it, so a reader never sees half a file). Errors are ignored: the cache only
+    /// saves time.
+    fn put(&self, key: &TuneKey, choice: String) {
+        let _guard = CACHE_WRITE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = Self::read(&self.path);
+        all.insert(self.key(key), choice);
+        let Ok(text) = serde_json::to_vec_pretty(&all) else {
+            return;
+        };
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, text).is_ok() && std::fs::rename(&tmp, &self.path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The sources of every kernel with variants: a change to any of them makes the cached choices
+/// stale (their keys no longer match).
+const TUNED_SOURCES: &[&str] = &[
+    include_str!("../../shaders/conv_gemm.wgsl"),
+    include_str!("../../shaders/conv_lanes.wgsl"),
+    include_str!("../../shaders/conv_gemm_io.wgsl"),
+    include_str!("../../shaders/conv_filter.wgsl"),
+    include_str!("../../shaders/conv_filter_lanes.wgsl"),
+    include_str!("../../shaders/conv_filter_io.wgsl"),
+];
+
 /// The choices made so far, with the medians they were made from.
 pub(crate) struct Tuner {
     chosen: Mutex<HashMap<TuneKey, usize>>,
     enabled: bool,
     force_variant: Option<usize>,
+    file: Option<CacheFile>,
 }
 
 impl Tuner {
-    /// `enabled`: time variants at all; `force_variant`: tests run variant `i` untimed.
-    pub fn new(enabled: bool, force_variant: Option<usize>) -> Self {
+    /// `enabled`: time variants at all; `force_variant`: tests run variant `i` untimed;
+    /// `cache`: where choices persist, for the adapter `info`.
+    pub fn new(
+        enabled: bool,
+        force_variant: Option<usize>,
+        cache: &TuningCache,
+        info: &wgpu::AdapterInfo,
+    ) -> Self {
+        let file = cache.path().map(|path| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            TUNED_SOURCES.hash(&mut h);
+            CacheFile {
+                path,
+                prefix: format!(
+                    "{}|{:?}|{}|{}|{}|{:016x}",
+                    info.name,
+                    info.backend,
+                    info.driver,
+                    info.driver_info,
+                    env!("CARGO_PKG_VERSION"),
+                    h.finish()
+                ),
+            }
+        });
         Self {
             chosen: Mutex::default(),
             enabled,
             force_variant,
+            file,
         }
     }
 }
@@ -103,7 +226,7 @@ pub(crate) fn decide(rounds: &[Vec<f64>]) -> usize {
 impl Gpu {
     /// The variant of `candidates` to use for `key`: cached, or measured now with `run`.
     /// `macs` is the op's size in multiply-adds.
-    pub(crate) fn pick<C: Copy>(
+    pub(crate) fn pick<C: Copy + std::fmt::Debug>(
         &self,
         key: TuneKey,
         macs: f64,
@@ -129,6 +252,16 @@ impl Gpu {
         if let Some(i) = cached {
             return Ok(candidates[i]);
         }
+        let stored = tuner.file.as_ref().and_then(|f| f.get(&key));
+        if let Some(i) = stored.and_then(|s| candidates.iter().position(|c| format!("{c:?}") == s))
+        {
+            tuner
+                .chosen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, i);
+            return Ok(candidates[i]);
+        }
         self.synchronize()?;
         for &c in candidates {
             run(c)?;
@@ -145,6 +278,9 @@ impl Gpu {
             }
         }
         let chosen = decide(&rounds);
+        if let Some(f) = &tuner.file {
+            f.put(&key, format!("{:?}", candidates[chosen]));
+        }
         tuner
             .chosen
             .lock()
