@@ -28,6 +28,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+// conv_filter_lanes reads A_prev unpadded: (m, in_h, in_w, k_real) floats.
+@group(0) @binding(2) var<storage, read> xs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
 @group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
 @group(0) @binding(5) var<storage, read_write> db_out: array<f32>;

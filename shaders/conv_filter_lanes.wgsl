@@ -6,14 +6,14 @@
 // A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) sums one slice
 // of consecutive pixels at a time, row by row: R pixels of a row at once, then the row's last
 // pixels one by one. Each thread keeps its channel's FH*FW*K sums in registers. The activations
-// that R pixels share (FH rows of R + FW - 1 input vec4s) are loaded once per subgroup (lane l
-// loads vec4s l, l + SG, ...) and handed to every lane with `subgroupBroadcast`; each lane reads
-// its own channel of dZ. Every sum runs over the slice's pixels in order, as in
+// that R pixels share (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from
+// `xs`) are loaded once per subgroup (lane l loads floats l, l + SG, ...) and handed to every
+// lane with `subgroupBroadcast`; each lane reads its own channel of dZ. Every sum runs over the slice's pixels in order, as in
 // conv_filter_split, so both give the same bits and `filter_sum` finishes either.
 //
 // Stride 1 along the width, at most 4 input channels (c4_in = 1, K of them real), all output
 // channels in one workgroup. Overrides FH, FW, K, R and SG are unrolled.
-// Params and bindings: conv_filter_io.wgsl (x, dz, part).
+// Params and bindings: conv_filter_io.wgsl (xs, dz, part).
 
 override WG: u32;
 override R: u32;
@@ -49,28 +49,30 @@ fn conv_filter_lanes(
             let stop = min(end, n + p.out_w - ow); // this row's last pixel in the slice, + 1
             let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
             let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
-            let hrow{i} = (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w; // @unroll(FH)
+            let hrow{i} = (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w * K; // @unroll(FH)
             for (; n + R <= stop; n += R) {
-                // M = ceil((R + FW - 1) / SG) loads per lane and row of taps.
-                let c0 = i32(ow) - p.left + i32(sl);
-                let cok{i} = c0 + {i*SG} >= 0 && c0 + {i*SG} < i32(p.in_w); // @unroll((R+FW+SG-2)/SG)
-                let col{i} = u32(select(0, c0 + {i*SG}, cok{i})); // @unroll((R+FW+SG-2)/SG)
-                let v{i} = select(vec4<f32>(0.0), x[hrow{i/((R+FW+SG-2)/SG)} + col{i%((R+FW+SG-2)/SG)}], hin{i/((R+FW+SG-2)/SG)} && cok{i%((R+FW+SG-2)/SG)}); // @unroll(FH*((R+FW+SG-2)/SG))
-                let a{i} = subgroupBroadcast(v{(i/(R+FW-1))*((R+FW+SG-2)/SG) + (i%(R+FW-1))/SG}, {(i%(R+FW-1))%SG}u); // @unroll(FH*(R+FW-1))
+                // MS = ceil((R + FW - 1) * K / SG) loads per lane and row of taps (as conv_lanes).
+                let c0 = i32(ow) - p.left;
+                let col{i} = c0 + i32((sl + {i*SG}u) / K); // @unroll(((R+FW-1)*K+SG-1)/SG)
+                let cok{i} = col{i} >= 0 && col{i} < i32(p.in_w); // @unroll(((R+FW-1)*K+SG-1)/SG)
+                let at{i} = u32(select(0, col{i}, cok{i})) * K + (sl + {i*SG}u) % K; // @unroll(((R+FW-1)*K+SG-1)/SG)
+                let v{i} = select(0.0, xs[hrow{i/(((R+FW-1)*K+SG-1)/SG)} + at{i%(((R+FW-1)*K+SG-1)/SG)}], hin{i/(((R+FW-1)*K+SG-1)/SG)} && cok{i%(((R+FW-1)*K+SG-1)/SG)}); // @unroll(FH*(((R+FW-1)*K+SG-1)/SG))
+                let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
                 let d{i} = dz[(n + {i}u) * c4_out + q][e]; // @unroll(R)
                 // Line i: sum (t, k) = i / R over pixel r = i % R, pixels in order.
-                acc{i/R} = fma(a{(i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW}[{(i/R)%K}], d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)
+                acc{i/R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)
                 db += d{i}; // @unroll(R)
                 ow += R;
             }
             for (; n < stop; n++) {
-                let c1 = i32(ow) - p.left + i32(sl);
-                let tok{i} = c1 + {i*SG} >= 0 && c1 + {i*SG} < i32(p.in_w); // @unroll((FW+SG-1)/SG)
-                let tcol{i} = u32(select(0, c1 + {i*SG}, tok{i})); // @unroll((FW+SG-1)/SG)
-                let u{i} = select(vec4<f32>(0.0), x[hrow{i/((FW+SG-1)/SG)} + tcol{i%((FW+SG-1)/SG)}], hin{i/((FW+SG-1)/SG)} && tok{i%((FW+SG-1)/SG)}); // @unroll(FH*((FW+SG-1)/SG))
-                let b{i} = subgroupBroadcast(u{(i/FW)*((FW+SG-1)/SG) + (i%FW)/SG}, {(i%FW)%SG}u); // @unroll(FH*FW)
+                let c1 = i32(ow) - p.left;
+                let tcol{i} = c1 + i32((sl + {i*SG}u) / K); // @unroll((FW*K+SG-1)/SG)
+                let tok{i} = tcol{i} >= 0 && tcol{i} < i32(p.in_w); // @unroll((FW*K+SG-1)/SG)
+                let tat{i} = u32(select(0, tcol{i}, tok{i})) * K + (sl + {i*SG}u) % K; // @unroll((FW*K+SG-1)/SG)
+                let u{i} = select(0.0, xs[hrow{i/((FW*K+SG-1)/SG)} + tat{i%((FW*K+SG-1)/SG)}], hin{i/((FW*K+SG-1)/SG)} && tok{i%((FW*K+SG-1)/SG)}); // @unroll(FH*((FW*K+SG-1)/SG))
+                let b{i} = subgroupBroadcast(u{(i/(FW*K))*((FW*K+SG-1)/SG) + (i%(FW*K))/SG}, {(i%(FW*K))%SG}u); // @unroll(FH*FW*K)
                 let d = dz[n * c4_out + q][e];
-                acc{i} = fma(b{i/K}[{i%K}], d, acc{i}); // @unroll(FH*FW*K)
+                acc{i} = fma(b{i}, d, acc{i}); // @unroll(FH*FW*K)
                 db += d;
                 ow += 1u;
             }

@@ -1,6 +1,6 @@
 // The params, bindings and input indexing that the implicit-GEMM convolutions share
 // (`conv_gemm.wgsl`, `conv_lanes.wgsl`; the host appends this file to each).
-// Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read; 2 bias (c_out), read (any buffer
+// Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read (5 xs: the same unpadded); 2 bias (c_out), read (any buffer
 // when has_bias = 0); 3 z (m, out_h, out_w, c_out), write; 4 the window of the packed filter Wp
 // (conv_pack.wgsl): for tap t (from tap_begin) and input vec4 k4, the rows
 // (t * c4_in + k4) * 4 * CB4 + j * CB4 + q hold channel 4*k4 + j of output vec4 q of the block.
@@ -35,6 +35,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> z: array<f32>;
 @group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
+// conv_lanes reads the input unpadded: (m, in_h, in_w, k_real) floats.
+@group(0) @binding(5) var<storage, read> xs: array<f32>;
 
 // vec4 index of X[i, h, w, 4*k4 .. 4*k4+3] (x_off is in floats, a multiple of 4).
 fn index_x4(i: u32, h: u32, w: u32, k4: u32) -> u32 {

@@ -6,13 +6,14 @@
 // A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) owns R
 // consecutive output pixels of one output row at a time. Each thread keeps its channel's
 // FH*FW*K weights in registers for the whole dispatch. The activations that the R pixels share
-// (FH rows of R + FW - 1 input vec4s) are loaded once per subgroup: lane l loads vec4s
-// l, l + SG, ... of each row and `subgroupBroadcast` hands every value to all lanes. On lavapipe
-// a storage load costs one scalar load per lane however many lanes want the same address, so
-// this cuts the loads by SG against one load of each vec4 by every lane.
+// (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from `xs`) are loaded once per
+// subgroup: lane l loads floats l, l + SG, ... of each row and `subgroupBroadcast` hands every
+// value to all lanes. On lavapipe a storage load costs one scalar load per lane however many
+// lanes want the same address, so this cuts the loads by SG against one load of each value by
+// every lane, and the input needs no copy with its channels padded to 4.
 //
 // Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), at most
-// 4 input channels (c4_in = 1, K of them real). Per pixel the sum runs over taps, then channels,
+// 4 input channels (c4_in = 1, K of them real); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
 // as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
 // Params and bindings: conv_gemm_io.wgsl.
 
@@ -46,20 +47,21 @@ fn conv_lanes(
         let ow0 = (seg % segs_per_row) * R;
         let oh = row % p.out_h;
         let im = row / p.out_h;
-        let c0 = i32(ow0) - p.left + i32(sl); // this lane's first input column
+        let c0 = i32(ow0) - p.left; // the segment's first input column
         let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
         let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
-        let hrow{i} = p.x_off / 4u + (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w; // @unroll(FH)
-        // Lane columns c0 + j*SG, j < M = ceil((R + FW - 1) / SG).
-        let cok{i} = c0 + {i*SG} >= 0 && c0 + {i*SG} < i32(p.in_w); // @unroll((R+FW+SG-2)/SG)
-        let col{i} = u32(select(0, c0 + {i*SG}, cok{i})); // @unroll((R+FW+SG-2)/SG)
-        // v[dh * M + j]: this lane's vec4 of row dh, column j (zero in the padding).
-        let v{i} = select(vec4<f32>(0.0), x[hrow{i/((R+FW+SG-2)/SG)} + col{i%((R+FW+SG-2)/SG)}], hin{i/((R+FW+SG-2)/SG)} && cok{i%((R+FW+SG-2)/SG)}); // @unroll(FH*((R+FW+SG-2)/SG))
-        // a[dh * (R + FW - 1) + u]: input vec4 u of row dh, for every lane.
-        let a{i} = subgroupBroadcast(v{(i/(R+FW-1))*((R+FW+SG-2)/SG) + (i%(R+FW-1))/SG}, {(i%(R+FW-1))%SG}u); // @unroll(FH*(R+FW-1))
+        let hrow{i} = p.x_off + (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w * K; // @unroll(FH)
+        // Each row of taps needs (R + FW - 1) * K consecutive floats from column c0: lane l
+        // loads floats l + j*SG, j < MS = ceil((R + FW - 1) * K / SG), zero in the padding.
+        let col{i} = c0 + i32((sl + {i*SG}u) / K); // @unroll(((R+FW-1)*K+SG-1)/SG)
+        let cok{i} = col{i} >= 0 && col{i} < i32(p.in_w); // @unroll(((R+FW-1)*K+SG-1)/SG)
+        let at{i} = u32(select(0, col{i}, cok{i})) * K + (sl + {i*SG}u) % K; // @unroll(((R+FW-1)*K+SG-1)/SG)
+        let v{i} = select(0.0, xs[hrow{i/(((R+FW-1)*K+SG-1)/SG)} + at{i%(((R+FW-1)*K+SG-1)/SG)}], hin{i/(((R+FW-1)*K+SG-1)/SG)} && cok{i%(((R+FW-1)*K+SG-1)/SG)}); // @unroll(FH*(((R+FW-1)*K+SG-1)/SG))
+        // a[(dh * (R + FW - 1) + u) * K + k]: channel k of input column u of row dh, for every lane.
+        let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
         var acc{i} = 0.0; // @unroll(R)
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
-        acc{i%R} = fma(a{(i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW}[{(i/R)%K}], wt{(i/(R*K))*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
+        acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
         let zb = p.z_off + (row * p.out_w + ow0) * p.c_out + c;
         put(zb + {i}u * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
     }

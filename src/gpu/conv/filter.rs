@@ -6,6 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
+use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
 
@@ -72,7 +73,7 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
         include_str!("../../../shaders/conv_filter_io.wgsl")
     ),
     "conv_filter_lanes",
-    &[(1, Access::Read), (6, Access::Read), (7, Access::Write)],
+    &[(2, Access::Read), (6, Access::Read), (7, Access::Write)],
 );
 
 /// Pixels of a row that `conv_filter_lanes` takes at once.
@@ -124,13 +125,14 @@ fn variants(taps: usize, c4_out: usize) -> Vec<(usize, usize, usize)> {
 }
 
 impl Gpu {
-    /// `dW` and `db` from `x4` (`A_prev`, channels padded to 4) and `dz4` (`dZ`, channels padded
-    /// to 4), `window_pixels` rows of `dZ` per window.
+    /// `dW` and `db` from `x` (`A_prev`, read with its channels padded to 4 except by the
+    /// channel-lane kernel) and `dz4` (`dZ`, channels padded to 4), `window_pixels` rows of `dZ`
+    /// per window.
     pub(crate) fn gemm_filter(
         &self,
         k: &KernelGeometry,
         window_pixels: usize,
-        x4: &Tensor,
+        x: &Padded,
         dz4: &Tensor,
         dw: &Tensor,
         db: &Tensor,
@@ -166,6 +168,7 @@ impl Gpu {
             .map(i64::from),
         };
         let run = |(rt, wgf, cb4): (usize, usize, usize)| {
+            let x4 = x.x4(self)?;
             let n_cb = c4_out.div_ceil(cb4);
             let lanes = n_cb * (taps.div_ceil(rt) * c4_in).next_multiple_of(wgf);
             let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
@@ -185,7 +188,7 @@ impl Gpu {
                     &consts,
                     1,
                     &[
-                        Arg::Whole(x4),
+                        Arg::Whole(&x4),
                         Arg::Whole(dw),
                         Arg::Window(dz4, first as u64 * row_bytes),
                         Arg::Whole(db),
@@ -202,7 +205,7 @@ impl Gpu {
                 op: TunedOp::FilterSplit,
                 ..key
             };
-            let run = |v| self.split_filter(k, &base, split, v, x4, dz4, dw, db);
+            let run = |v| self.split_filter(k, &base, split, v, x, dz4, dw, db);
             let mut candidates: Vec<SplitVariant> = variants(taps, c4_out)
                 .into_iter()
                 .map(SplitVariant::Tiled)
@@ -276,7 +279,7 @@ impl Gpu {
         base: &FilterParams,
         (slices, run): (usize, usize),
         variant: SplitVariant,
-        x4: &Tensor,
+        x: &Padded,
         dz4: &Tensor,
         dw: &Tensor,
         db: &Tensor,
@@ -293,7 +296,6 @@ impl Gpu {
             all_pixels: count(pixels)?,
             ..*base
         };
-        let args = [Arg::Whole(x4), Arg::Whole(dz4), Arg::Whole(&part)];
         // filter_sum's own workgroup size.
         let sum_wg = match variant {
             SplitVariant::Tiled((rt, wgf, cb4)) => {
@@ -305,6 +307,8 @@ impl Gpu {
                     ..base
                 };
                 let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
+                let x4 = x.x4(self)?;
+                let args = [Arg::Whole(&x4), Arg::Whole(dz4), Arg::Whole(&part)];
                 self.launch(&FILTER_SPLIT, &consts, 1, &args, |_| {
                     Ok((p, (lanes as u64).div_ceil(wgf as u64)))
                 })?;
@@ -322,6 +326,7 @@ impl Gpu {
                 ];
                 let per_slice = lanes_slice_iterations(k, run, r);
                 let wgs = self.window_workgroups(slices as u64, per_slice);
+                let args = [Arg::Whole(x.x), Arg::Whole(dz4), Arg::Whole(&part)];
                 self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
                 let wgf = 64;
                 (wgf, [("CB4", 1), ("RT", 1), ("WGF", wgf as u32)])

@@ -6,6 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::{count, WG};
 use super::super::tune::{TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
+use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
 use crate::params::ConvGeometry;
@@ -67,7 +68,12 @@ pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
         include_str!("../../../shaders/conv_gemm_io.wgsl")
     ),
     "conv_lanes",
-    GEMM_BINDINGS,
+    &[
+        (5, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Window),
+    ],
 );
 
 /// Output channel vec4s per thread (at most).
@@ -334,25 +340,34 @@ impl Gpu {
         (packed_bytes + 16 <= self.limits().binding_bytes).then_some(win)
     }
 
-    /// `out = conv(x, w)` and the `epilogue` for `s`; `x` has its channels padded to a multiple
-    /// of 4. `flip` packs the backward-data filter.
+    /// `out = conv(x, w)` and the `epilogue` for `s`: `x.x` as it is (`k_real` channels) for
+    /// the channel-lane kernel, its copy with channels padded to a multiple of 4 for the others
+    /// (made on first use). `flip` packs the backward-data filter. Returns whether the variant
+    /// that ran reads the padded copy.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_conv(
         &self,
         s: &GemmShape,
         win: &Windows,
-        x: &Tensor,
+        x: &Padded,
         w: &Tensor,
         epilogue: Epilogue,
         flip: bool,
         out: &Tensor,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let packed = self.pack_filter(w, s, win, flip)?;
-        let run = |v: GemmVariant| self.gemm_launches(s, win, v, x, epilogue, &packed, out);
+        let run = |v: GemmVariant| {
+            let input = match v {
+                GemmVariant::Lanes(..) => x.x.clone(),
+                _ => x.x4(self)?,
+            };
+            self.gemm_launches(s, win, v, &input, epilogue, &packed, out)
+        };
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
         let candidates = variants(s, win, self.quirks().subgroup);
         let v = self.pick(s.tune_key(), macs, &candidates, run)?;
-        run(v)
+        run(v)?;
+        Ok(!matches!(v, GemmVariant::Lanes(..)))
     }
 
     /// The dispatches of one convolution with variant `variant`.

@@ -18,6 +18,7 @@ use super::{Gpu, Tensor};
 use crate::error::Result;
 use crate::params::{check_bias, ConvGeometry, ConvParams};
 use gemm::Epilogue;
+use pack::Padded;
 use plan::{ConvPlan, FilterPath, Path};
 
 /// What `conv_forward` keeps for `conv_backward` (the seeds' `(A_prev, W, b, hparameters)`),
@@ -157,13 +158,16 @@ impl Gpu {
         let x4 = match &plan.forward {
             Path::Gemm(gemm) => {
                 let (s, win) = &**gemm;
-                let x4 = self.pad_channels(a_prev)?;
+                let x = Padded::new(a_prev, None);
                 let epilogue = Epilogue {
                     bias: Some(b),
                     relu,
                 };
-                self.gemm_conv(s, win, &x4, w, epilogue, false, z)?;
-                Some(x4)
+                // Keep the padded copy for the filter gradient only if the chosen kernel reads
+                // it: then every step makes the same temporaries as the first (the autotune may
+                // have made one while timing the other kernels).
+                let padded = self.gemm_conv(s, win, &x, w, epilogue, false, z)?;
+                x.into_x4().filter(|_| padded)
             }
             Path::Direct => {
                 self.direct_forward(&plan.kernel, a_prev, w, b, relu, z)?;
@@ -284,18 +288,16 @@ impl Gpu {
             match (&dz4, &plan.backward_data) {
                 (Some(dz4), Path::Gemm(gemm)) => {
                     let (s, win) = &**gemm;
-                    self.gemm_conv(s, win, dz4, &cache.w, Epilogue::default(), true, da_prev)?
+                    let x = Padded::new(dz, Some(dz4));
+                    self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), true, da_prev)?;
                 }
                 _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }
         }
         match (&dz4, plan.backward_filter) {
             (Some(dz4), FilterPath::Windowed(pixels)) => {
-                let x4 = match &cache.x4 {
-                    Some(x4) => x4.clone(),
-                    None => self.pad_channels(&cache.a_prev)?,
-                };
-                self.gemm_filter(&plan.kernel, pixels, &x4, dz4, dw, db)?;
+                let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
+                self.gemm_filter(&plan.kernel, pixels, &x, dz4, dw, db)?;
             }
             _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
         }

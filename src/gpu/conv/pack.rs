@@ -50,6 +50,38 @@ pub(crate) const PAD_CHANNELS: Kernel = Kernel::new::<PadParams>(
     simple(1, 1),
 );
 
+/// A tensor and its copy with channels padded to 4, made on first use: the kernels that read
+/// vec4s of channels ask for the copy, the channel-lane kernels read the tensor itself.
+pub(crate) struct Padded<'a> {
+    pub x: &'a Tensor,
+    x4: std::cell::RefCell<Option<Tensor>>,
+}
+
+impl<'a> Padded<'a> {
+    /// `x`, with its padded copy if the caller has it already.
+    pub fn new(x: &'a Tensor, x4: Option<&Tensor>) -> Self {
+        Self {
+            x,
+            x4: std::cell::RefCell::new(x4.cloned()),
+        }
+    }
+
+    /// The padded copy, made now if it was not.
+    pub fn x4(&self, gpu: &Gpu) -> Result<Tensor> {
+        if let Some(x4) = &*self.x4.borrow() {
+            return Ok(x4.clone());
+        }
+        let x4 = gpu.pad_channels(self.x)?;
+        *self.x4.borrow_mut() = Some(x4.clone());
+        Ok(x4)
+    }
+
+    /// The padded copy, if one was made or given.
+    pub fn into_x4(self) -> Option<Tensor> {
+        self.x4.into_inner()
+    }
+}
+
 impl Gpu {
     /// `x` with its channels (last axis) padded with zeros to a multiple of 4 (a pooled
     /// temporary), or `x` itself.
