@@ -105,7 +105,7 @@ impl Gpu {
     /// let gpu = wgpu_cnn::Gpu::new()?;
     /// let mut x = gpu.upload(&Array4::<f32>::zeros((1, 2, 2, 1)))?;
     /// gpu.write(&mut x, &Array4::<f32>::ones((1, 2, 2, 1)))?;
-    /// assert_eq!(gpu.download::<ndarray::Ix4>(&x)?, Array4::ones((1, 2, 2, 1)));
+    /// assert_eq!(gpu.download::<ndarray::Ix4>(&x)?, Array4::<f32>::ones((1, 2, 2, 1)));
     /// # Ok::<(), wgpu_cnn::Error>(())
     /// ```
     ///
@@ -165,7 +165,7 @@ impl Gpu {
     /// let gpu = wgpu_cnn::Gpu::new()?;
     /// let x = gpu.upload(&Array4::<f32>::ones((1, 2, 2, 1)))?;
     /// let back: Array4<f32> = gpu.download(&x)?;
-    /// assert_eq!(back, Array4::ones((1, 2, 2, 1)));
+    /// assert_eq!(back, Array4::<f32>::ones((1, 2, 2, 1)));
     /// # Ok::<(), wgpu_cnn::Error>(())
     /// ```
     ///

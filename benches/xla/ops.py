@@ -1,0 +1,82 @@
+"""The convolution and pooling shapes of `wgpu-cnn bench` in JAX (XLA on the CPU), for the
+benchmark table's XLA column: run it right after `make bench` on the same machine.
+
+    python benches/xla/ops.py [--reps 7]
+
+For each convolution: the forward pass (conv + bias) and the backward pass (dA_prev, dW and db
+from dZ, as `conv_backward` computes them), each jitted; for each max pool: forward and backward
+(XLA's select-and-scatter). Prints the median wall time of `reps` runs after a compiling run,
+with the result blocked on. fp32 throughout. Needs `jax` (pip install jax).
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+# name, input (NHWC), weights (HWIO), strides, padding ((top, bottom), (left, right))
+CONVS = [
+    ("cifar", (64, 32, 32, 16), (3, 3, 16, 32), ((1, 1), (1, 1))),
+    ("deep", (16, 16, 16, 128), (3, 3, 128, 128), ((1, 1), (1, 1))),
+    ("stem", (16, 64, 64, 3), (4, 4, 3, 8), ((2, 2), (2, 2))),
+    ("signs1", (64, 64, 64, 3), (4, 4, 3, 8), ((1, 2), (1, 2))),  # SAME, as TensorFlow pads
+    ("signs2", (64, 8, 8, 8), (2, 2, 8, 16), ((0, 1), (0, 1))),
+]
+# name, input (NHWC), window = stride
+POOLS = [
+    ("pool", (64, 32, 32, 32), 2),
+    ("signs1", (64, 64, 64, 8), 8),
+    ("signs2", (64, 8, 8, 16), 4),
+]
+
+
+def conv(x, w, b, padding):
+    z = lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return z + b
+
+
+def max_pool(x, f):
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, f, f, 1), (1, f, f, 1), "VALID")
+
+
+def median_ms(fn, args, reps):
+    jax.block_until_ready(fn(*args))  # compile
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=7)
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; median of {a.reps} runs, ms")
+    print(f"{'op/shape':<28}{'forward':>10}{'backward':>10}")
+    for name, xs, ws, pad in CONVS:
+        x = jnp.asarray(rng.standard_normal(xs), jnp.float32)
+        w = jnp.asarray(rng.standard_normal(ws), jnp.float32)
+        b = jnp.asarray(rng.standard_normal(ws[3]), jnp.float32)
+        fwd = jax.jit(lambda x, w, b: conv(x, w, b, pad))
+        z, vjp = jax.vjp(lambda x, w, b: conv(x, w, b, pad), x, w, b)
+        dz = jnp.asarray(rng.standard_normal(z.shape), jnp.float32)
+        bwd = jax.jit(lambda x, w, b, dz: jax.vjp(lambda x, w, b: conv(x, w, b, pad), x, w, b)[1](dz))
+        print(f"{'conv/' + name:<28}{median_ms(fwd, (x, w, b), a.reps):>10.2f}"
+              f"{median_ms(bwd, (x, w, b, dz), a.reps):>10.2f}")
+    for name, xs, f in POOLS:
+        x = jnp.asarray(rng.standard_normal(xs), jnp.float32)
+        fwd = jax.jit(lambda x: max_pool(x, f))
+        y = fwd(x)
+        dy = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+        bwd = jax.jit(lambda x, dy: jax.vjp(lambda x: max_pool(x, f), x)[1](dy)[0])
+        print(f"{'max_pool/' + name:<28}{median_ms(fwd, (x,), a.reps):>10.2f}"
+              f"{median_ms(bwd, (x, dy), a.reps):>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
