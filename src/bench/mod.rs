@@ -350,6 +350,7 @@ pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let bytes = gpu.memory().peak_bytes - before;
     let timing = time_op(gpu, o.reps, || gpu.conv_backward(&tdz, &cache).map(drop))?;
     let seconds = timing.best().median;
+    // dA and dW: each the forward's multiply-adds.
     let flops = 2.0 * g.forward_flops();
     let dims = format!("dZ {} -> dA, dW, db", dims4(g.output_shape()));
     let mut r = Record::timed("conv_backward", c.name, dims, timing);
@@ -590,7 +591,7 @@ pub fn layer_records(
         .find(|c| c.name == "signs1")
         .ok_or_else(|| crate::Error::Kernel("no signs1 case".into()))?;
     let g = ConvGeometry::new(case.input, case.weights, case.params)?;
-    let flops = 2.0 * g.forward_flops();
+    let flops = g.forward_flops();
     let ConvInputs { tx, tw, tb, .. } = upload_conv(gpu, &case)?;
     let cdims = format!("{} * {} + ReLU", dims4(case.input), dims4(case.weights));
     for (op, fused) in [
