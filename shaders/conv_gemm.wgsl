@@ -31,6 +31,11 @@ override PX: u32 = 1u;
 override R: u32 = 1u;
 override FW: u32 = 1u;
 
+// conv_gemm_tiled: input vec4s per tile step.
+const TKC: u32 = 4u;
+var<workgroup> tile_x: array<vec4<f32>, 256>; // 64 pixels x TKC input vec4s
+var<workgroup> tile_w: array<vec4<f32>, 128>; // 4*TKC input channels x CB4 output vec4s
+
 @compute @workgroup_size(WG)
 fn conv_gemm(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -111,6 +116,58 @@ fn conv_gemm_rows(
         }
         let live = first + lid < segs;
         store_z(select(p.total, row * p.out_w + ow0 + {i/CB4}u, live && ow0 + {i/CB4}u < p.out_w), {i%CB4}u, acc{i}); // @unroll(R*CB4)
+    }
+}
+
+// `conv_gemm_tiled` is the same product tiled through workgroup memory, the shape of a GPU
+// kernel: a workgroup of 64 threads owns 64 consecutive output pixels and all 4*CB4 channels of
+// the window (64 % CB4 == 0). For each tap and each step of TKC input vec4s, the threads load the
+// pixels' input vec4s (one pixel per thread, neighbouring threads on neighbouring pixels) and the
+// filter rows from the uniform window into workgroup memory, then thread (pixel group, q) adds
+// CB4 pixels x one output vec4 q from there. The sum runs over taps, input vec4s and their 4
+// channels in conv_gemm's order, so it gives the same bits.
+@compute @workgroup_size(64)
+fn conv_gemm_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let q = lid % CB4;             // this thread's output vec4
+    let mine = (lid / CB4) * CB4;  // its first pixel in the tile (CB4 pixels)
+    // Uniform over the workgroup: `first`, the taps and the steps, so the barriers are too.
+    for (var first = (wid.y * nwg.x + wid.x) * 64u; first < p.total; first += nwg.x * nwg.y * 64u) {
+        let lp = min(first + lid, p.total - 1u); // the pixel this thread loads
+        let ow = lp % p.out_w;
+        let oh = (lp / p.out_w) % p.out_h;
+        let im = lp / (p.out_w * p.out_h);
+        var acc{i} = vec4<f32>(0.0); // @unroll(CB4)
+        for (var t = p.tap_begin; t < p.tap_end; t++) {
+            let h = i32(oh * p.s_h + t / p.f_w) - p.top;
+            let w = i32(ow * p.s_w + t % p.f_w) - p.left;
+            let inb = h >= 0 && w >= 0 && u32(h) < p.in_h && u32(w) < p.in_w;
+            let base = index_x4(im, u32(select(0, h, inb)), u32(select(0, w, inb)), 0u);
+            for (var k0 = 0u; k0 < p.c4_in; k0 += TKC) {
+                let steps = min(TKC, p.c4_in - k0);
+                for (var j = 0u; j < TKC; j++) {
+                    tile_x[lid * TKC + j] = select(vec4<f32>(0.0), x[base + min(k0 + j, p.c4_in - 1u)], inb && j < steps);
+                }
+                for (var r = lid; r < 4u * TKC * CB4; r += 64u) {
+                    let kk = min(r / (4u * CB4), steps - 1u);
+                    tile_w[r] = win[((t - p.tap_begin) * p.c4_in + k0 + kk) * 4u * CB4 + r % (4u * CB4)];
+                }
+                workgroupBarrier();
+                for (var kk = 0u; kk < steps; kk++) {
+                    let wx = tile_w[(kk * 4u) * CB4 + q];
+                    let wy = tile_w[(kk * 4u + 1u) * CB4 + q];
+                    let wz = tile_w[(kk * 4u + 2u) * CB4 + q];
+                    let ww = tile_w[(kk * 4u + 3u) * CB4 + q];
+                    let a{i} = tile_x[(mine + {i}u) * TKC + kk]; // @unroll(CB4)
+                    acc{i} = fma(vec4<f32>(a{i}.w), ww, fma(vec4<f32>(a{i}.z), wz, fma(vec4<f32>(a{i}.y), wy, fma(vec4<f32>(a{i}.x), wx, acc{i})))); // @unroll(CB4)
+                }
+                workgroupBarrier();
+            }
+        }
+        store_z(first + mine + {i}u, q, acc{i}); // @unroll(CB4)
     }
 }
 

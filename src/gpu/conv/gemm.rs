@@ -58,6 +58,13 @@ pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
 /// width, one window of taps).
 pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", GEMM_BINDINGS);
 
+/// `conv_gemm_tiled`: the same product tiled through workgroup memory (64 pixels x all the
+/// window's channels per workgroup; the GPU-shaped variant).
+pub(crate) const GEMM_TILED: Kernel = GEMM.entry("conv_gemm_tiled", GEMM_BINDINGS);
+
+/// Pixels per workgroup of `conv_gemm_tiled`.
+const TILED_PIXELS: usize = 64;
+
 /// `conv_lanes`: the same product with lanes on output channels and the shared activations
 /// loaded once per subgroup (stride 1 along the width, one window of taps, one input vec4).
 /// Its own module, since it needs subgroup operations.
@@ -241,12 +248,13 @@ const LANES_TAPS_MAX: usize = 25;
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
 /// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
 /// `Lanes(r, sg)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup and subgroups
-/// of `sg` lanes.
+/// of `sg` lanes; `Tiled`, `conv_gemm_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
     Pixels(usize),
     Rows(usize),
     Lanes(usize, u32),
+    Tiled,
 }
 
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
@@ -306,6 +314,10 @@ fn variants(s: &GemmShape, win: &Windows, subgroup: Option<u32>) -> Vec<GemmVari
         .into_iter()
         .map(GemmVariant::Pixels)
         .collect();
+    // Tiles through workgroup memory: thread groups of CB4 threads split the 64 pixels.
+    if TILED_PIXELS.is_multiple_of(win.cb4) {
+        v.push(GemmVariant::Tiled);
+    }
     // One vec4 of input channels: the rows kernel then sums in conv_gemm's order (bitwise the
     // same result, so the tuned choice never changes a number).
     if s.s_w == 1 && win.n_tc == 1 && s.c4_in() == 1 && s.f_w <= ROWS_FW_MAX {
@@ -397,6 +409,7 @@ impl Gpu {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (&LANES, lanes_consts(filter, cb4, r as u32, sg).to_vec())
             }
+            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1).to_vec()),
         };
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
@@ -438,6 +451,14 @@ impl Gpu {
                                 (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64,
                                 s.f_h * (1 + s.c4_in()),
                             ),
+                            GemmVariant::Tiled => {
+                                let tiles = u64::from(p.total).div_ceil(TILED_PIXELS as u64);
+                                // Per tile: each tap, each step of 4 input vec4s: 4 loads,
+                                // up to 2 filter rows, up to 4 vec4s of FMAs.
+                                let steps = (s.c4_in() as u64).div_ceil(4);
+                                let inner = (tap_end - tap_begin) as u64 * (1 + 11 * steps);
+                                return Ok((p, self.window_workgroups(tiles, inner)));
+                            }
                             // A workgroup per segment; no inner loops (all unrolled).
                             GemmVariant::Lanes(r, _) => {
                                 let segs = chunk.images * s.out_h * s.out_w.div_ceil(r);
@@ -463,6 +484,9 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for cb4 in 1..=GEMM_CB4 {
         for px in pixel_variants(cb4) {
             out.push((GEMM, gemm_consts(cb4 as u32, px as u32, 1, 1).to_vec()));
+        }
+        if TILED_PIXELS.is_multiple_of(cb4) {
+            out.push((GEMM_TILED, gemm_consts(cb4 as u32, 1, 1, 1).to_vec()));
         }
         for r in row_variants(cb4) {
             for fw in [1, 2, 3, 4, 7] {
