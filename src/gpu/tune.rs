@@ -137,17 +137,6 @@ impl CacheFile {
     }
 }
 
-/// The sources of every kernel with variants: a change to any of them makes the cached choices
-/// stale (their keys no longer match).
-const TUNED_SOURCES: &[&str] = &[
-    include_str!("../../shaders/conv_gemm.wgsl"),
-    include_str!("../../shaders/conv_lanes.wgsl"),
-    include_str!("../../shaders/conv_gemm_io.wgsl"),
-    include_str!("../../shaders/conv_filter.wgsl"),
-    include_str!("../../shaders/conv_filter_lanes.wgsl"),
-    include_str!("../../shaders/conv_filter_io.wgsl"),
-];
-
 /// The choices made so far, with the medians they were made from.
 pub(crate) struct Tuner {
     chosen: Mutex<HashMap<TuneKey, usize>>,
@@ -167,7 +156,7 @@ impl Tuner {
     ) -> Self {
         let file = cache.path().map(|path| {
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            TUNED_SOURCES.hash(&mut h);
+            super::conv::TUNED_SOURCES.hash(&mut h);
             CacheFile {
                 path,
                 prefix: format!(

@@ -207,12 +207,6 @@ impl GpuNet {
         let g = &self.gpu;
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
-        // Whether `d` is already past the ReLU of the layer below: a pool right after a fused
-        // conv + ReLU applies the ReLU's mask in its own backward pass (`pool_relu_backward`).
-        let mut masked = false;
-        let below_is_conv_relu: Vec<bool> = std::iter::once(false)
-            .chain(caches.iter().map(|c| matches!(c, Cache::ConvRelu(_))))
-            .collect();
         for (k, (op, cache)) in self.plan.ops.iter().zip(caches).enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
@@ -223,11 +217,13 @@ impl GpuNet {
                     cache @ (Cache::Conv(_) | Cache::ConvRelu(_)),
                 ) => {
                     // The first layer's input (the images) needs no gradient: only dW and db.
+                    // The pool above applied this layer's ReLU mask already.
                     let cache = match cache {
-                        Cache::ConvRelu(c) if masked => Cache::Conv(c.conv().clone()),
+                        Cache::ConvRelu(c) if self.pool_takes_relu(k + 1) => {
+                            Cache::Conv(c.conv().clone())
+                        }
                         other => other,
                     };
-                    masked = false;
                     let (dw, db, da_prev) = match (cache, k == 0) {
                         (Cache::ConvRelu(c), true) => {
                             let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
@@ -257,8 +253,7 @@ impl GpuNet {
                     }
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
-                (Op::Pool(_), Cache::Pool(c)) if below_is_conv_relu[k] => {
-                    masked = true;
+                (Op::Pool(_), Cache::Pool(c)) if self.pool_takes_relu(k) => {
                     g.pool_relu_backward(&d, &c)?
                 }
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,
@@ -343,6 +338,15 @@ impl GpuNet {
     /// As [`GpuNet::scores`].
     pub fn predict(&mut self, x: &Array4<f32>) -> Result<Vec<usize>> {
         Ok(argmax_rows(&self.scores(x)?))
+    }
+
+    /// Whether op `k` is a pool right after a fused conv + ReLU: its backward pass then applies
+    /// the ReLU's mask too (`pool_relu_backward`), and the conv's backward skips it.
+    fn pool_takes_relu(&self, k: usize) -> bool {
+        let ops = &self.plan.ops;
+        k > 0
+            && matches!(ops.get(k), Some(Op::Pool(_)))
+            && matches!(ops[k - 1], Op::Conv { relu: true, .. })
     }
 
     /// `sum(W^2)` over the parameters that take the L2 weight decay (the weights, by the same

@@ -6,6 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
+use super::gemm::LANES_TAPS_MAX;
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
@@ -78,8 +79,6 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
 
 /// Pixels of a row that `conv_filter_lanes` takes at once.
 const LANES_PIXELS: usize = 8;
-/// Most taps `conv_filter_lanes` takes (it keeps taps x k_real sums per lane).
-const LANES_TAPS_MAX: usize = 25;
 
 /// A variant of the split filter gradient: `Tiled((taps per lane, workgroup size, channel
 /// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size)`,
@@ -96,6 +95,21 @@ fn lanes_slice_iterations(k: &KernelGeometry, run: usize, r: usize) -> u64 {
     let out_w = k.out_w as usize;
     let rows = run / out_w + 2;
     (rows * (1 + out_w / r + r)) as u64
+}
+
+impl Gpu {
+    /// Workgroups of `conv_filter_lanes` over `slices` slices of `run` pixels, `r` at once,
+    /// and the loop iterations each of its invocations runs.
+    fn lanes_workgroups(
+        &self,
+        k: &KernelGeometry,
+        (slices, run): (usize, usize),
+        r: usize,
+    ) -> (u64, u64) {
+        let per_slice = lanes_slice_iterations(k, run, r);
+        let wgs = self.window_workgroups(slices as u64, per_slice);
+        (wgs, (slices as u64).div_ceil(wgs) * (1 + per_slice))
+    }
 }
 
 /// Lanes the split kernel aims at (slices x lanes per slice): enough for every core's SIMD
@@ -262,11 +276,10 @@ impl Gpu {
             && taps <= LANES_TAPS_MAX
             && wg <= 32
             && wg.is_multiple_of(sg as usize);
-        let per_slice = lanes_slice_iterations(k, run, LANES_PIXELS);
-        let within_budget = self.loop_budget().is_none_or(|budget| {
-            let wgs = self.window_workgroups(slices as u64, per_slice);
-            (slices as u64).div_ceil(wgs) * (1 + per_slice) <= budget / 2
-        });
+        let (_, iterations) = self.lanes_workgroups(k, (slices, run), LANES_PIXELS);
+        let within_budget = self
+            .loop_budget()
+            .is_none_or(|budget| iterations <= budget / 2);
         (fits && within_budget).then_some(SplitVariant::Lanes(LANES_PIXELS, sg))
     }
 
@@ -296,8 +309,8 @@ impl Gpu {
             all_pixels: count(pixels)?,
             ..*base
         };
-        // filter_sum's own workgroup size.
-        let sum_wg = match variant {
+        // filter_sum's own workgroup size and constants.
+        let (wgf, consts) = match variant {
             SplitVariant::Tiled((rt, wgf, cb4)) => {
                 let n_cb = c4_out.div_ceil(cb4);
                 let lanes = slices * n_cb * taps.div_ceil(rt) * c4_in;
@@ -324,22 +337,19 @@ impl Gpu {
                     ("K", k.c_in),
                     ("SG", sg),
                 ];
-                let per_slice = lanes_slice_iterations(k, run, r);
-                let wgs = self.window_workgroups(slices as u64, per_slice);
+                let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);
                 let args = [Arg::Whole(x.x), Arg::Whole(dz4), Arg::Whole(&part)];
                 self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
                 let wgf = 64;
                 (wgf, [("CB4", 1), ("RT", 1), ("WGF", wgf as u32)])
             }
         };
-        let (wgf, consts) = sum_wg;
-        let p = base;
         self.launch(
             &FILTER_SUM,
             &consts,
             1,
             &[Arg::Whole(&part), Arg::Whole(dw), Arg::Whole(db)],
-            |_| Ok((p, (outputs as u64).div_ceil(wgf as u64))),
+            |_| Ok((base, (outputs as u64).div_ceil(wgf as u64))),
         )
     }
 }

@@ -241,9 +241,9 @@ pub(crate) const WINDOW_VEC4: usize = (WINDOW_BYTES / 16) as usize;
 /// Widest filter `conv_gemm_rows` takes (its loads and FMAs are unrolled over the width).
 const ROWS_FW_MAX: usize = 8;
 
-/// Most taps `conv_lanes` takes: it keeps taps x 4 weights per lane and unrolls taps x 4 x R
-/// FMAs.
-const LANES_TAPS_MAX: usize = 25;
+/// Most taps the channel-lane kernels take (`conv_lanes`, `conv_filter_lanes`): they keep taps x
+/// channels weights or sums per lane and unroll the taps.
+pub(crate) const LANES_TAPS_MAX: usize = 25;
 
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
 /// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
@@ -442,33 +442,28 @@ impl Gpu {
                             z_off: chunk.offset(2),
                             ..base
                         };
-                        let (threads, inner) = match variant {
+                        // (workgroups that cover the work, loop iterations per workgroup item)
+                        let taps = (tap_end - tap_begin) as u64;
+                        let c4_in = s.c4_in() as u64;
+                        let segs = |r: usize| (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64;
+                        let (needed, inner) = match variant {
                             GemmVariant::Pixels(px) => (
-                                u64::from(p.total).div_ceil(px as u64),
-                                (tap_end - tap_begin) * (1 + s.c4_in()),
+                                u64::from(p.total).div_ceil(px as u64).div_ceil(WG),
+                                taps * (1 + c4_in),
                             ),
-                            GemmVariant::Rows(r) => (
-                                (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64,
-                                s.f_h * (1 + s.c4_in()),
-                            ),
-                            GemmVariant::Tiled => {
-                                let tiles = u64::from(p.total).div_ceil(TILED_PIXELS as u64);
-                                // Per tile: each tap, each step of 4 input vec4s: 4 loads,
-                                // up to 2 filter rows, up to 4 vec4s of FMAs.
-                                let steps = (s.c4_in() as u64).div_ceil(4);
-                                let inner = (tap_end - tap_begin) as u64 * (1 + 11 * steps);
-                                return Ok((p, self.window_workgroups(tiles, inner)));
+                            GemmVariant::Rows(r) => {
+                                (segs(r).div_ceil(WG), s.f_h as u64 * (1 + c4_in))
                             }
+                            // Per tile: each tap, each step of 4 input vec4s: 4 loads, up to
+                            // 2 filter rows, up to 4 vec4s of FMAs.
+                            GemmVariant::Tiled => (
+                                u64::from(p.total).div_ceil(TILED_PIXELS as u64),
+                                taps * (1 + 11 * c4_in.div_ceil(4)),
+                            ),
                             // A workgroup per segment; no inner loops (all unrolled).
-                            GemmVariant::Lanes(r, _) => {
-                                let segs = chunk.images * s.out_h * s.out_w.div_ceil(r);
-                                return Ok((p, self.window_workgroups(segs as u64, 0)));
-                            }
+                            GemmVariant::Lanes(r, _) => (segs(r), 0),
                         };
-                        Ok((
-                            p,
-                            self.window_workgroups(threads.div_ceil(WG), inner as u64),
-                        ))
+                        Ok((p, self.window_workgroups(needed, inner)))
                     },
                 )?;
             }

@@ -21,6 +21,15 @@ use gemm::Epilogue;
 use pack::Padded;
 use plan::{ConvPlan, FilterPath, Path};
 
+/// The sources (with their shared parts) of every convolution kernel that has tuned variants:
+/// the tuning cache's keys hash them, so a change to any kernel makes old choices stale.
+pub(crate) const TUNED_SOURCES: [&str; 4] = [
+    gemm::GEMM.source,
+    gemm::LANES.source,
+    filter::FILTER.source,
+    filter::FILTER_LANES.source,
+];
+
 /// What `conv_forward` keeps for `conv_backward` (the seeds' `(A_prev, W, b, hparameters)`),
 /// with the plan of the convolution. Its parts can be read, not changed, so it always matches
 /// the forward pass that made it:
