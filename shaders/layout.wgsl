@@ -33,8 +33,8 @@ fn permute4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let o3 = i % p.d3;
         let o2 = (i / p.d3) % p.d2;
         let o1 = (i / (p.d3 * p.d2)) % p.d1;
@@ -49,8 +49,8 @@ fn permute4_vec4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let e = i * 4u;
         let o3 = e % p.d3;
         let o2 = (e / p.d3) % p.d2;

@@ -64,8 +64,8 @@ fn first_values(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var s = items.x; s < items.y; s += items.z) {
         var i = s;
         if (p.groups > 0u) {
             i = (s / p.groups) * p.per_image + (s % p.groups) * p.cg;
@@ -82,8 +82,8 @@ fn finish_shifted(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var s = items.x; s < items.y; s += items.z) {
         let m1 = src[s] / p.n;
         dst[s] = sd[s] + m1;
         dst2[s] = max(aux[s] / p.n - m1 * m1, 0.0);
@@ -96,8 +96,8 @@ fn finish_var(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var s = items.x; s < items.y; s += items.z) {
         let var_s = src[s] / p.n;
         dst[s] = 1.0 / sqrt(var_s + p.eps);
         if (p.update != 0u) {
@@ -113,8 +113,8 @@ fn inv_std_of(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var s = items.x; s < items.y; s += items.z) {
         dst[s] = 1.0 / sqrt(src[s] + p.eps);
     }
 }
@@ -125,8 +125,8 @@ fn apply(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let c = i % p.c;
         let s = stat(i);
         let xhat = (src[i] - sd[s]) * aux[s];
@@ -141,8 +141,8 @@ fn group_combine(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var s = linear_id(wid, nwg, lid); s < p.total; s += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var s = items.x; s < items.y; s += items.z) {
         let first = (s / p.groups) * p.c + (s % p.groups) * p.cg;
         let g0 = (s % p.groups) * p.cg;
         var acc = 0.0;
@@ -163,8 +163,8 @@ fn norm_dx(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let c = i % p.c;
         let s = stat(i);
         let g = gamma[c] * src[i];

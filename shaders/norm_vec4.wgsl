@@ -137,8 +137,8 @@ fn apply4(
     if (GROUPED == 0u) {
         let mean = gather_sd(s0);
         let inv_std = gather_aux(s0);
-        let pixels = p.total / c4;
-        for (var q = l.first; q < pixels; q += l.per) {
+        let r = stream_range(l.first, l.per, p.total / c4);
+        for (var q = r.x; q < r.y; q += r.z) {
             let i = q * c4 + l.cv;
             let xhat = (src[i] - mean) * inv_std;
             dst[i] = xhat;
@@ -152,7 +152,8 @@ fn apply4(
         let mean = gather_sd(s);
         let inv_std = gather_aux(s);
         let base = img * im.pix;
-        for (var q = l.first; q < im.pix; q += l.per) {
+        let r = stream_range(l.first, l.per, im.pix);
+        for (var q = r.x; q < r.y; q += r.z) {
             let i = (base + q) * c4 + l.cv;
             let xhat = (src[i] - mean) * inv_std;
             dst[i] = xhat;
@@ -193,8 +194,8 @@ fn norm_dx4(
     let s0 = channel_stats(l.cv);
     if (GROUPED == 0u) {
         let t = dx_terms(s0, gm);
-        let pixels = p.total / c4;
-        for (var q = l.first; q < pixels; q += l.per) {
+        let r = stream_range(l.first, l.per, p.total / c4);
+        for (var q = r.x; q < r.y; q += r.z) {
             let i = q * c4 + l.cv;
             dst[i] = fma(t.a, src[i], fma(t.k, xhat4[i], t.b));
         }
@@ -204,7 +205,8 @@ fn norm_dx4(
     for (var img = im.first; img < im.count; img += im.k) {
         let t = dx_terms(vec4<u32>(img * p.groups) + s0, gm);
         let base = img * im.pix;
-        for (var q = l.first; q < im.pix; q += l.per) {
+        let r = stream_range(l.first, l.per, im.pix);
+        for (var q = r.x; q < r.y; q += r.z) {
             let i = (base + q) * c4 + l.cv;
             dst[i] = fma(t.a, src[i], fma(t.k, xhat4[i], t.b));
         }

@@ -40,8 +40,8 @@ fn sgd(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw[i] + p.weight_decay * w[i];
         w[i] = w[i] - p.lr * g;
     }
@@ -53,8 +53,8 @@ fn sgd_momentum(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw[i] + p.weight_decay * w[i];
         let v = p.momentum * s1[i] - p.lr * g;
         s1[i] = v;
@@ -68,8 +68,8 @@ fn adam(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw[i] + p.weight_decay * w[i];
         let m = p.momentum * s1[i] + (1.0 - p.momentum) * g;
         let v = p.beta2 * s2[i] + (1.0 - p.beta2) * g * g;
@@ -85,8 +85,8 @@ fn sgd4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw4[i] + p.weight_decay * w4[i];
         w4[i] = w4[i] - p.lr * g;
     }
@@ -98,8 +98,8 @@ fn sgd_momentum4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw4[i] + p.weight_decay * w4[i];
         let v = p.momentum * s14[i] - p.lr * g;
         s14[i] = v;
@@ -113,8 +113,8 @@ fn adam4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let g = dw4[i] + p.weight_decay * w4[i];
         let m = p.momentum * s14[i] + (1.0 - p.momentum) * g;
         let v = p.beta2 * s24[i] + (1.0 - p.beta2) * g * g;

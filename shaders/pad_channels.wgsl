@@ -28,8 +28,8 @@ fn pad_channels(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var pix = linear_id(wid, nwg, lid); pix < p.total; pix += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var pix = items.x; pix < items.y; pix += items.z) {
         let src_at = p.x_off + pix * p.c_src;
         let dst_at = p.y_off / 4u + pix * p.c4;
         for (var q = 0u; q < p.c4; q++) {

@@ -102,8 +102,8 @@ fn pool_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = items.x; idx < items.y; idx += items.z) {
         let c = idx % p.c;
         let ow = (idx / p.c) % p.out_w;
         let oh = (idx / (p.c * p.out_w)) % p.out_h;
@@ -131,8 +131,8 @@ fn pool_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = items.x; idx < items.y; idx += items.z) {
         let c = idx % p.c;
         let x = (idx / p.c) % p.in_w;
         let h = (idx / (p.c * p.in_w)) % p.in_h;

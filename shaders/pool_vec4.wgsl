@@ -81,8 +81,8 @@ fn pool_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = items.x; idx < items.y; idx += items.z) {
         let base = p.x_off + window_start(idx);
         var r = a_prev[base];
         let v{i} = a_prev[base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(1..FH*FW)
@@ -102,8 +102,8 @@ fn pool_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = items.x; idx < items.y; idx += items.z) {
         let g = grad[p.g_off + idx];
         let base = window_start(idx);
         if (MAX_MODE == 1u) {

@@ -14,8 +14,10 @@ const BLOCK: u32 = 4096u;
 override CT4: u32 = 2u;
 override MODE: u32 = 0u;
 // 0: row lane l sums rows l, l + RL, ... of its block (neighbouring threads read neighbouring
-// addresses: coalesced on a GPU); 1: each row lane sums its own contiguous span of BLOCK / RL
-// rows (CPU adapters, which run a workgroup's lanes eight at a time; see Quirks::reduce_spans).
+// addresses: coalesced on a GPU); G > 0 (CPU adapters, which run a workgroup's lanes eight at a
+// time; see Quirks::reduce_spans): the row lanes in groups of G, each group summing its own
+// contiguous span of the block's rows with its G lanes interleaved (G * CT4 threads: one SIMD
+// group of lanes reading neighbouring addresses, one stream per group). G divides RL.
 override SPANS: u32 = 0u;
 
 struct Params {
@@ -74,9 +76,11 @@ fn reduce_rows4(
             var r1 = r_end;
             var dr = rl;
             if (SPANS != 0u) {
-                r0 = b * BLOCK + lane * (BLOCK / rl);
-                r1 = min(r0 + BLOCK / rl, r_end);
-                dr = 1u;
+                let g = max(SPANS, 1u); // (a constant divisor of 0 does not compile)
+                let span = BLOCK / (rl / g);
+                r0 = b * BLOCK + (lane / g) * span + lane % g;
+                r1 = min(b * BLOCK + (lane / g + 1u) * span, r_end);
+                dr = g;
             }
             for (var r = r0; r < r1; r += dr) {
                 let i = base + r * p.cols4;

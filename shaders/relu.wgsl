@@ -32,8 +32,8 @@ fn relu_forward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let v = x[p.x_off + i];
         y[p.y_off + i] = select(v, 0.0, v < 0.0);
     }
@@ -45,8 +45,8 @@ fn relu_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         y[p.y_off + i] = select(0.0, dout[p.g_off + i], x[p.x_off + i] > 0.0);
     }
 }
@@ -57,8 +57,8 @@ fn relu_forward4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         let v = x4[p.x_off + i];
         y4[p.y_off + i] = select(v, vec4<f32>(0.0), v < vec4<f32>(0.0));
     }
@@ -70,8 +70,8 @@ fn relu_backward4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var i = linear_id(wid, nwg, lid); i < p.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         y4[p.y_off + i] = select(vec4<f32>(0.0), dout4[p.g_off + i], x4[p.x_off + i] > vec4<f32>(0.0));
     }
 }

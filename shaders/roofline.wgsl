@@ -48,8 +48,8 @@ fn copy_probe(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
-    for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
+    let r = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = r.x; idx < r.y; idx += r.z) {
         dst[idx] = src[idx];
     }
 }

@@ -45,6 +45,9 @@ enum Command {
         /// Skip the CPU reference (no cpu_ms, no max_err).
         #[arg(long)]
         no_check: bool,
+        /// Under each op, each kernel's median milliseconds per run (GPU timestamps).
+        #[arg(long)]
+        kernels: bool,
     },
     /// Print the adapter wgpu chooses and its limits.
     Info,
@@ -64,7 +67,14 @@ fn main() -> ExitCode {
             shape,
             reps,
             no_check,
-        } => cli::bench::run_bench(json, filter, shape, reps, !no_check),
+            kernels,
+        } => cli::bench::run_bench(
+            json,
+            cli::bench::Select { filter, shape },
+            reps,
+            !no_check,
+            kernels,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -177,6 +177,10 @@ fn norms_match_the_cpu_reference_when_threads_loop_over_pixels_and_images() {
         ([20, 64, 64, 8], 0),
         ([20, 64, 64, 8], 2),
         ([140_000, 1, 1, 8], 2),
+        // More vec4s of channels than a workgroup has threads, and lane groups of one pixel.
+        ([3, 5, 7, 1028], 0),
+        ([3, 5, 7, 1028], 4),
+        ([2, 9, 9, 24], 0),
     ] {
         let x = randn(&mut rng, &shape)
             .into_dimensionality::<Ix4>()
@@ -184,8 +188,9 @@ fn norms_match_the_cpu_reference_when_threads_loop_over_pixels_and_images() {
         let dout = randn(&mut rng, &shape)
             .into_dimensionality::<Ix4>()
             .unwrap();
-        let gamma = randn(&mut rng, &[8]).into_dimensionality::<Ix1>().unwrap();
-        let beta = randn(&mut rng, &[8]).into_dimensionality::<Ix1>().unwrap();
+        let c = shape[3];
+        let gamma = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
+        let beta = randn(&mut rng, &[c]).into_dimensionality::<Ix1>().unwrap();
         let (gx, gg, gb, gd) = (up(&x), up(&gamma), up(&beta), up(&dout));
         let ((y, grads), (y_ref, dx_ref, dgamma_ref)) = if groups == 0 {
             let mut state = BatchNormState::new();
@@ -229,6 +234,28 @@ fn norms_match_the_cpu_reference_when_threads_loop_over_pixels_and_images() {
         // carry f32 rounding of the terms' mass (measured 1.3e-3 apart).
         let dgamma = down(&grads.dgamma).into_dimensionality::<Ix1>().unwrap();
         assert_close("dgamma", &dgamma, &dgamma_ref, 1e-3);
+    }
+}
+
+/// The element-wise kernels' loops (`stream.wgsl`: lane groups streaming through chunks on CPU
+/// adapters, the plain grid stride on GPUs) visit every item exactly once at any count.
+#[test]
+fn element_wise_kernels_cover_every_item_at_any_count() {
+    let mut rng = NumpyRng::seed(11);
+    for n in [
+        1, 3, 8, 63, 64, 65, 513, 4095, 4097, 262_143, 262_145, 3_000_001,
+    ] {
+        // (n,): the scalar kernels; (1, 4n): the vec4 kernels.
+        for shape in [vec![n], vec![1, 4 * n]] {
+            let x = randn(&mut rng, &shape);
+            let dout = randn(&mut rng, &shape);
+            let (y, cache) = gpu().relu_forward(&up(&x)).unwrap();
+            let dx = gpu().relu_backward(&up(&dout), &cache).unwrap();
+            let (y_ref, c_ref) = cpu::relu_forward(x.view()).unwrap();
+            let dx_ref = cpu::relu_backward(dout.view(), &c_ref).unwrap();
+            assert_eq!(down(&y), y_ref, "relu forward, shape {shape:?}");
+            assert_eq!(down(&dx), dx_ref, "relu backward, shape {shape:?}");
+        }
     }
 }
 

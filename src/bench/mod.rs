@@ -14,7 +14,7 @@ mod profile;
 mod roofline;
 
 use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams};
-pub use profile::gpu_seconds;
+pub use profile::{gpu_seconds, gpu_time, GpuTime};
 pub use roofline::{probe_copy, probe_fma, time_op, time_wall, OpTiming, Probe, Spread};
 
 /// A convolution of the suite.
@@ -162,6 +162,19 @@ pub struct Record {
     pub wall_ms: f64,
     /// How `median_ms` was taken.
     pub timing: &'static str,
+    /// With GPU timestamps: each kernel's median milliseconds per run, in the order of first
+    /// use (where the op's time goes).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kernels: Vec<KernelTime>,
+}
+
+/// One kernel's share of an op (see [`Record::kernels`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelTime {
+    /// The kernel's entry point.
+    pub kernel: &'static str,
+    /// Median milliseconds per run, its passes summed.
+    pub ms: f64,
 }
 
 impl Record {
@@ -184,6 +197,7 @@ impl Record {
             max_ms: median_ms,
             wall_ms: median_ms,
             timing: "wall clock, submit to completion",
+            kernels: Vec::new(),
         }
     }
 
@@ -196,6 +210,14 @@ impl Record {
         if timing.gpu.is_some() {
             r.timing = "GPU timestamps, first pass start to last pass end";
         }
+        r.kernels = timing
+            .kernels
+            .iter()
+            .map(|&(kernel, s)| KernelTime {
+                kernel,
+                ms: s * 1e3,
+            })
+            .collect();
         r
     }
 }
@@ -235,12 +257,12 @@ pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
         "roofline",
         "fma",
         "65536 threads x 1024 x 32 vec4 FMA".into(),
-        fma.timing,
+        fma.timing.clone(),
     );
     r_fma.gflops = Some(fma.rate() / 1e9);
     r_fma.roofline_pct = Some(100.0);
     let copy = probe_copy(gpu, 64 << 20, reps)?;
-    let mut r_copy = Record::timed("roofline", "copy", "64 MiB".into(), copy.timing);
+    let mut r_copy = Record::timed("roofline", "copy", "64 MiB".into(), copy.timing.clone());
     r_copy.gbps = Some(copy.rate() / 1e9);
     r_copy.roofline_pct = Some(100.0);
     Ok((r_fma, r_copy))

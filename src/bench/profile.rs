@@ -12,12 +12,29 @@ use crate::gpu::Gpu;
 /// Query slots per measurement (two per pass).
 const QUERIES: u32 = 4096;
 
+/// The device time of one run of an op.
+#[derive(Debug, Clone, Default)]
+pub struct GpuTime {
+    /// Seconds from the first pass's start to the last pass's end.
+    pub seconds: f64,
+    /// Each pass's kernel entry point and seconds, in the order recorded.
+    pub passes: Vec<(&'static str, f64)>,
+}
+
 /// Runs `record` once and returns the device time of the passes it recorded, in seconds:
 /// `None` when the device has no timestamps or the op recorded too many passes to time.
 ///
 /// # Errors
 /// Whatever `record` or the device reports.
 pub fn gpu_seconds(gpu: &Gpu, record: impl FnOnce() -> Result<()>) -> Result<Option<f64>> {
+    Ok(gpu_time(gpu, record)?.map(|t| t.seconds))
+}
+
+/// [`gpu_seconds`] with each pass's time.
+///
+/// # Errors
+/// Whatever `record` or the device reports.
+pub fn gpu_time(gpu: &Gpu, record: impl FnOnce() -> Result<()>) -> Result<Option<GpuTime>> {
     let device = gpu.device();
     if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
         record()?;
@@ -36,6 +53,7 @@ pub fn gpu_seconds(gpu: &Gpu, record: impl FnOnce() -> Result<()>) -> Result<Opt
             used: 0,
             capacity: QUERIES,
             overflow: false,
+            labels: Vec::new(),
         })
     });
     let recorded = record();
@@ -80,6 +98,15 @@ pub fn gpu_seconds(gpu: &Gpu, record: impl FnOnce() -> Result<()>) -> Result<Opt
     };
     let start = ticks.iter().step_by(2).min().copied().unwrap_or(0);
     let end = ticks.iter().skip(1).step_by(2).max().copied().unwrap_or(0);
-    let period = f64::from(gpu.queue().get_timestamp_period());
-    Ok(Some(end.saturating_sub(start) as f64 * period * 1e-9))
+    let period = f64::from(gpu.queue().get_timestamp_period()) * 1e-9;
+    let passes = t
+        .labels
+        .iter()
+        .zip(ticks.chunks_exact(2))
+        .map(|(&l, ab)| (l, ab[1].saturating_sub(ab[0]) as f64 * period))
+        .collect();
+    Ok(Some(GpuTime {
+        seconds: end.saturating_sub(start) as f64 * period,
+        passes,
+    }))
 }

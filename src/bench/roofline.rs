@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::profile::gpu_seconds;
+use super::profile::gpu_time;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{simple, uniform, Kernel};
 use crate::gpu::launch::{count, WG};
@@ -20,12 +20,15 @@ uniform! {
 
 pub(crate) const FMA: Kernel = Kernel::new::<Params>(
     "roofline.wgsl",
-    include_str!("../../shaders/roofline.wgsl"),
+    concat!(
+        include_str!("../../shaders/roofline.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "fma_probe",
     simple(1, 1),
 );
 
-pub(crate) const COPY: Kernel = FMA.entry("copy_probe", simple(1, 1));
+pub(crate) const COPY: Kernel = FMA.entry("copy_probe", simple(1, 1)).streamed();
 
 /// vec4 FMAs per thread and round in the shader (8 chains, unrolled 4 times).
 const FMAS_PER_ROUND: u64 = 32;
@@ -54,7 +57,7 @@ impl Spread {
 
 /// One roofline measurement: the fastest of its runs (a peak: the machine's noise only ever
 /// slows a run down) and its work.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Probe {
     /// Seconds of the fastest run (device timestamps, or wall clock without them).
     pub seconds: f64,
@@ -72,12 +75,15 @@ impl Probe {
 }
 
 /// The two clocks of one op (see [`time_op`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct OpTiming {
     /// Wall-clock seconds, submit to completion.
     pub wall: Spread,
     /// Device seconds from timestamps, if the device has them.
     pub gpu: Option<Spread>,
+    /// With timestamps: each kernel's median device seconds per run (its passes in one run
+    /// summed), in the order of first use.
+    pub kernels: Vec<(&'static str, f64)>,
 }
 
 impl OpTiming {
@@ -114,14 +120,36 @@ pub fn time_wall(gpu: &Gpu, reps: usize, mut record: impl FnMut() -> Result<()>)
 pub fn time_op(gpu: &Gpu, reps: usize, mut record: impl FnMut() -> Result<()>) -> Result<OpTiming> {
     let wall = time_wall(gpu, reps, &mut record)?;
     let mut samples = Vec::with_capacity(reps.max(1));
-    for _ in 0..reps.max(1) {
-        match gpu_seconds(gpu, &mut record)? {
-            Some(s) => samples.push(s),
-            None => break,
+    // Per kernel: its seconds in each run.
+    let mut kernels: Vec<(&'static str, Vec<f64>)> = Vec::new();
+    for run in 0..reps.max(1) {
+        let Some(t) = gpu_time(gpu, &mut record)? else {
+            break;
+        };
+        samples.push(t.seconds);
+        for (label, s) in t.passes {
+            let k = match kernels.iter().position(|k| k.0 == label) {
+                Some(k) => k,
+                None => {
+                    kernels.push((label, Vec::new()));
+                    kernels.len() - 1
+                }
+            };
+            let runs = &mut kernels[k].1;
+            runs.resize(run + 1, 0.0);
+            runs[run] += s;
         }
     }
     let gpu = (samples.len() == reps.max(1)).then(|| Spread::of(&mut samples));
-    Ok(OpTiming { wall, gpu })
+    let runs = samples.len();
+    let kernels = kernels
+        .into_iter()
+        .map(|(label, mut s)| {
+            s.resize(runs, 0.0);
+            (label, median(&mut s))
+        })
+        .collect();
+    Ok(OpTiming { wall, gpu, kernels })
 }
 
 /// Peak FMA throughput: `threads` threads each running `iters` rounds of 32 vec4 FMAs (8
@@ -185,7 +213,7 @@ pub fn probe_copy(gpu: &Gpu, bytes: usize, reps: usize) -> Result<Probe> {
     };
     let timing = time_op(gpu, reps, || {
         gpu.launch(&COPY, &[], 1, &[Arg::Whole(&src), Arg::Whole(&dst)], |_| {
-            Ok((p, (n as u64).div_ceil(WG)))
+            Ok((p, gpu.stream_workgroups(n as u64, 0)))
         })
     })?;
     Ok(Probe {

@@ -27,13 +27,20 @@ fn print_record(r: &Record) {
     );
 }
 
+/// Which ops run: those whose `op/shape` contains `filter`, of the shape named `shape`.
+pub struct Select {
+    pub filter: Option<String>,
+    pub shape: Option<String>,
+}
+
 pub fn run_bench(
     json: Option<PathBuf>,
-    filter: Option<String>,
-    shape: Option<String>,
+    select: Select,
     reps: usize,
     check: bool,
+    kernels: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let Select { filter, shape } = select;
     let gpu = Gpu::new()?;
     let info = gpu.adapter_info();
     println!(
@@ -78,6 +85,11 @@ pub fn run_bench(
     };
     let mut push = |r: Record| {
         print_record(&r);
+        if kernels {
+            for k in &r.kernels {
+                println!("    {:<22} {:>10.3} ms", k.kernel, k.ms);
+            }
+        }
         records.push(r);
     };
     for c in bench::conv_cases() {

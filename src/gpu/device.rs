@@ -85,8 +85,24 @@ pub(crate) struct Quirks {
     /// neighbouring threads of a GPU read coalesced). Lavapipe runs a workgroup's invocations
     /// eight at a time, one group after the other up to the barrier, so interleaved rows made
     /// each group sweep the whole block: spans took batch norm's statistics of a 64x64x64x8
-    /// tensor from 5.5 to 1.9 ms, and its pair of backward sums from 8.5 to 3.7 ms.
+    /// tensor from 5.5 to 1.9 ms, and its pair of backward sums from 8.5 to 3.7 ms. In
+    /// `reduce_vec4.wgsl` the spans belong to groups of row lanes that fill `stream_lanes`
+    /// (one stream per SIMD group): the backward sums then went from 5.9 to 4.7 ms (medians
+    /// of 5, alternated).
     pub reduce_spans: bool,
+    /// The lane groups of the streamed element-wise kernels (`stream.wgsl`): 0 on GPUs (every
+    /// step of the grid-stride loop on neighbouring items, coalesced); on CPU adapters the
+    /// SIMD width (lavapipe: 8), so that each group of that many lanes streams through its own
+    /// contiguous chunk. Lavapipe runs a group's whole loop before the next group's; with the
+    /// plain grid stride each group touched one 128-byte piece of every page of the tensor.
+    /// Measured on the 64 MiB copy probe: 72 ms before, 19 ms with groups of 8 lanes and 64
+    /// workgroups (medians of 5 runs of 5, alternated); batch norm's `xhat, y` pass over a
+    /// 64x64x64x8 tensor: 10.2 to 4.1 ms.
+    pub stream_lanes: u32,
+    /// Most workgroups of a streamed kernel's dispatch (`None`: `grid_cap` only). CPU adapters:
+    /// 64 (16 to 256 measured within 10% of each other on the copy probe; 4096 lost 3x).
+    /// The loop budget bounds it from below (`Gpu::stream_workgroups`).
+    pub stream_grid_cap: Option<u64>,
     /// Most loop iterations one invocation of a kernel may run, all its loops together, if the
     /// adapter stops loops silently: Mesa's llvmpipe (lavapipe on Vulkan, llvmpipe on GL) ends
     /// any loop after 65535 iterations of all the invocation's loops (`LP_MAX_TGSI_LOOP_ITERATIONS`),
@@ -115,6 +131,12 @@ impl Quirks {
             window_grid_cap: cpu_adapter.then_some(16),
             dispatches_per_submit: 128,
             reduce_spans: cpu_adapter,
+            stream_lanes: match (cpu_adapter, info.subgroup_min_size) {
+                (false, _) => 0,
+                (true, 0) => 8,
+                (true, lanes) => lanes.min(64),
+            },
+            stream_grid_cap: cpu_adapter.then_some(64),
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             serialize: info.backend == wgpu::Backend::Gl,
             subgroup: (features.contains(wgpu::Features::SUBGROUP)

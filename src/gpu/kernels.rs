@@ -68,6 +68,10 @@ pub(crate) struct Kernel {
     pub params: &'static [(&'static str, usize)],
     /// Its size in bytes.
     pub params_size: usize,
+    /// Whether its grid-stride loop is `stream.wgsl`'s `stream_range` with the adapter's lane
+    /// groups: the launch sets `STREAM` (see `Quirks::stream_lanes`). Entry points made from a
+    /// streamed kernel with [`Kernel::entry`] are streamed too.
+    pub stream: bool,
 }
 
 impl Kernel {
@@ -85,6 +89,15 @@ impl Kernel {
             bindings,
             params: P::FIELDS,
             params_size: std::mem::size_of::<P>(),
+            stream: false,
+        }
+    }
+
+    /// The same kernel, streamed (its source ends in `stream.wgsl`; see [`Kernel::stream`]).
+    pub const fn streamed(self) -> Self {
+        Self {
+            stream: true,
+            ..self
         }
     }
 
@@ -268,15 +281,41 @@ mod tests {
             all.push((k, vec![]));
         }
         for k in [super::super::norm::APPLY4, super::super::norm::NORM_DX4] {
-            all.push((k, vec![("GROUPED", 0)]));
-            all.push((k, vec![("GROUPED", 1)]));
+            for grouped in [0, 1] {
+                for stream in [0, 1, 4] {
+                    all.push((k, vec![("GROUPED", grouped), ("STREAM", stream)]));
+                }
+            }
         }
         #[cfg(feature = "bench")]
         {
             all.push((crate::bench::roofline_kernels().0, vec![]));
             all.push((crate::bench::roofline_kernels().1, vec![]));
         }
+        // The streamed kernels as a CPU adapter's launch specialises them too.
+        let streamed: Vec<_> = all
+            .iter()
+            .filter(|(k, _)| k.stream)
+            .map(|(k, consts)| {
+                let mut consts = consts.clone();
+                consts.push(("STREAM", 8));
+                (*k, consts)
+            })
+            .collect();
+        all.extend(streamed);
         all
+    }
+
+    #[test]
+    fn streamed_kernels_have_the_stream_loop() {
+        for (k, _) in all_specializations() {
+            assert!(
+                !k.stream || k.source.contains("fn stream_range"),
+                "{} ({}) is marked streamed without stream.wgsl",
+                k.file,
+                k.entry
+            );
+        }
     }
 
     fn validate(module: &naga::Module, what: &str) -> naga::valid::ModuleInfo {

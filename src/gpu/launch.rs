@@ -122,7 +122,21 @@ impl Gpu {
     /// window cap (see `Quirks::window_grid_cap`), and never so few that a thread's loops
     /// together pass half the loop budget.
     pub(crate) fn window_workgroups(&self, needed: u64, inner: u64) -> u64 {
-        let Some(cap) = self.quirks().window_grid_cap else {
+        self.capped_workgroups(needed, inner, self.quirks().window_grid_cap)
+    }
+
+    /// Workgroups for a streamed kernel (see `Kernel::stream`) over `items` items, each running
+    /// `inner` loop iterations of its own: at most the adapter's stream cap (see
+    /// `Quirks::stream_grid_cap`), and never so few that a thread's loops together pass half
+    /// the loop budget.
+    pub(crate) fn stream_workgroups(&self, items: u64, inner: u64) -> u64 {
+        self.capped_workgroups(items.div_ceil(WG), inner, self.quirks().stream_grid_cap)
+    }
+
+    /// `needed` workgroups capped at `cap`, but not below what the loop budget asks for when
+    /// each grid-stride iteration runs `inner` inner iterations.
+    fn capped_workgroups(&self, needed: u64, inner: u64, cap: Option<u64>) -> u64 {
+        let Some(cap) = cap else {
             return needed;
         };
         let floor = match self.loop_budget() {
@@ -293,7 +307,14 @@ impl Gpu {
             return Ok(());
         }
         let _serial = self.inner.device.serial();
-        let pipeline = self.pipeline(kernel, consts)?;
+        let lanes = quirks.stream_lanes;
+        let pipeline = if kernel.stream && lanes > 0 && !consts.iter().any(|c| c.0 == "STREAM") {
+            let mut with_stream = consts.to_vec();
+            with_stream.push(("STREAM", lanes));
+            self.pipeline(kernel, &with_stream)?
+        } else {
+            self.pipeline(kernel, consts)?
+        };
         let mut recorder = self.recorder();
         for (params, grid, ranges) in &planned {
             let bindings: Vec<Binding> = args

@@ -21,10 +21,14 @@ uniform! {
 
 pub(crate) const PERMUTE: Kernel = Kernel::new::<PermuteParams>(
     "layout.wgsl",
-    include_str!("../../shaders/layout.wgsl"),
+    concat!(
+        include_str!("../../shaders/layout.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "permute4",
     simple(1, 1),
-);
+)
+.streamed();
 
 uniform! {
     /// The uniform block of `transpose.wgsl`.
@@ -96,7 +100,7 @@ impl Gpu {
         };
         let kernel = if four { &PERMUTE_VEC4 } else { &PERMUTE };
         self.launch(kernel, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
-            Ok((p, u64::from(p.total).div_ceil(WG)))
+            Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
         })?;
         Ok(y)
     }

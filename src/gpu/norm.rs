@@ -38,10 +38,14 @@ const W: Access = Access::Write;
 
 pub(crate) const FIRST_VALUES: Kernel = Kernel::new::<NormParams>(
     "norm.wgsl",
-    include_str!("../../shaders/norm.wgsl"),
+    concat!(
+        include_str!("../../shaders/norm.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "first_values",
     &[(1, R), (3, W)],
-);
+)
+.streamed();
 pub(crate) const FINISH_SHIFTED: Kernel =
     FIRST_VALUES.entry("finish_shifted", &[(1, R), (2, R), (3, W), (4, W), (8, R)]);
 pub(crate) const FINISH_VAR: Kernel =
@@ -53,7 +57,10 @@ pub(crate) const APPLY: Kernel = FIRST_VALUES.entry(
 );
 pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
     "norm_vec4.wgsl",
-    include_str!("../../shaders/norm_vec4.wgsl"),
+    concat!(
+        include_str!("../../shaders/norm_vec4.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "apply4",
     &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
 );
@@ -141,8 +148,18 @@ impl Layout {
     }
 
     /// The override constants of `norm_vec4.wgsl`.
-    fn vec4_consts(&self) -> [(&'static str, u32); 1] {
-        [("GROUPED", u32::from(self.groups != 0))]
+    /// `STREAM` in pixel lanes: the adapter's lane groups (see `Quirks::stream_lanes`) hold
+    /// `lanes / (C / 4)` pixel lanes of `C / 4` threads each.
+    fn vec4_consts(&self, lanes: u32) -> [(&'static str, u32); 2] {
+        let stream = if lanes == 0 {
+            0
+        } else {
+            (lanes as usize / (self.c / 4)).max(1)
+        };
+        [
+            ("GROUPED", u32::from(self.groups != 0)),
+            ("STREAM", stream as u32),
+        ]
     }
 
     fn params(&self, total: usize) -> Result<NormParams> {
@@ -173,9 +190,15 @@ impl Gpu {
         args: &[&Tensor],
     ) -> Result<()> {
         let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
-        self.launch(k, consts, 1, &args, |_| {
-            Ok((p, u64::from(p.total).div_ceil(WG)))
-        })
+        let items = u64::from(p.total);
+        // The vec4 kernels give each vec4 of channels at least one thread of its own.
+        let c4 = u64::from(p.c / 4);
+        let workgroups = if consts.is_empty() {
+            self.stream_workgroups(items, u64::from(p.cg))
+        } else {
+            self.stream_workgroups(items, 0).max(c4.div_ceil(WG))
+        };
+        self.launch(k, consts, 1, &args, |_| Ok((p, workgroups)))
     }
 
     /// `group_combine` of per-channel sums `t` into `stats` sums (weighted by `gamma`).
@@ -317,7 +340,12 @@ impl Gpu {
         let xhat = self.alloc("norm xhat", x.shape(), false)?;
         let args = [x, inv_std, &xhat, y, gamma, beta, mean];
         if l.vec4() {
-            self.norm_launch_with(&APPLY4, &l.vec4_consts(), l.params(x.len() / 4)?, &args)?;
+            self.norm_launch_with(
+                &APPLY4,
+                &l.vec4_consts(self.quirks().stream_lanes),
+                l.params(x.len() / 4)?,
+                &args,
+            )?;
         } else {
             self.norm_launch(&APPLY, l.params(x.len())?, &args)?;
         }
@@ -502,7 +530,12 @@ impl Gpu {
         let (xhat, gamma, inv_std) = (&cache.xhat, &cache.gamma, &cache.inv_std);
         if vec4 {
             let args = [dout, &dx, gamma, &sd, &sdx, inv_std, xhat];
-            self.norm_launch_with(&NORM_DX4, &l.vec4_consts(), p, &args)?;
+            self.norm_launch_with(
+                &NORM_DX4,
+                &l.vec4_consts(self.quirks().stream_lanes),
+                p,
+                &args,
+            )?;
         } else {
             let args = [dout, xhat, &dx, gamma, &sd, &sdx, inv_std];
             self.norm_launch(&NORM_DX, p, &args)?;

@@ -3,7 +3,7 @@
 //! lives on the device, one set per parameter tensor, made on its first step.
 
 use super::kernels::{uniform, Access, Kernel};
-use super::launch::{count, WG};
+use super::launch::count;
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
 use crate::layers::{AdamConfig, MomentumConfig, SgdConfig};
@@ -26,10 +26,14 @@ const RW: Access = Access::Write;
 
 pub(crate) const SGD: Kernel = Kernel::new::<OptimParams>(
     "optim.wgsl",
-    include_str!("../../shaders/optim.wgsl"),
+    concat!(
+        include_str!("../../shaders/optim.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "sgd",
     &[(1, Access::Read), (2, RW)],
-);
+)
+.streamed();
 
 pub(crate) const MOMENTUM: Kernel =
     SGD.entry("sgd_momentum", &[(1, Access::Read), (2, RW), (3, RW)]);
@@ -93,7 +97,7 @@ impl Sgd {
             ..OptimParams::default()
         };
         gpu.launch(kernel, &[], 1, &[Arg::Whole(dw), Arg::Whole(w)], |_| {
-            Ok((p, u64::from(p.total).div_ceil(WG)))
+            Ok((p, gpu.stream_workgroups(u64::from(p.total), 0)))
         })
     }
 }
@@ -173,7 +177,7 @@ impl SgdMomentum {
             &[],
             1,
             &[Arg::Whole(dw), Arg::Whole(w), Arg::Whole(&s.first)],
-            |_| Ok((p, u64::from(p.total).div_ceil(WG))),
+            |_| Ok((p, gpu.stream_workgroups(u64::from(p.total), 0))),
         )
     }
 }
@@ -264,7 +268,7 @@ impl Adam {
                 Arg::Whole(&s.first),
                 Arg::Whole(second),
             ],
-            |_| Ok((p, u64::from(p.total).div_ceil(WG))),
+            |_| Ok((p, gpu.stream_workgroups(u64::from(p.total), 0))),
         )?;
         s.t = t;
         Ok(())

@@ -2,7 +2,7 @@
 //! fours, every size an override constant) and `shaders/pool.wgsl` (the general gather kernels).
 
 use super::kernels::{simple, uniform, Access, Kernel};
-use super::launch::{count, to_u32, WG};
+use super::launch::{count, to_u32};
 use super::{Arg, Gpu, Tensor};
 #[cfg(doc)]
 use crate::error::Error;
@@ -45,19 +45,27 @@ uniform! {
 /// The general kernels (any channel count, overlapping windows).
 pub(crate) const FORWARD: Kernel = Kernel::new::<Params>(
     "pool.wgsl",
-    include_str!("../../shaders/pool.wgsl"),
+    concat!(
+        include_str!("../../shaders/pool.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "pool_forward",
     simple(2, 1),
-);
+)
+.streamed();
 
 pub(crate) const BACKWARD: Kernel = FORWARD.entry("pool_backward", simple(2, 1));
 
 pub(crate) const FORWARD_VEC4: Kernel = Kernel::new::<Vec4Params>(
     "pool_vec4.wgsl",
-    include_str!("../../shaders/pool_vec4.wgsl"),
+    concat!(
+        include_str!("../../shaders/pool_vec4.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "pool_forward",
     &[(1, Access::Read), (3, Access::Write)],
-);
+)
+.streamed();
 
 pub(crate) const BACKWARD_VEC4: Kernel = FORWARD_VEC4.entry("pool_backward", simple(2, 1));
 
@@ -242,7 +250,7 @@ impl Gpu {
                         g_off: 0,
                         d_off: chunk.offset(1) / 4,
                     };
-                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                    Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
                 },
             )?;
             return Ok(cache);
@@ -267,7 +275,10 @@ impl Gpu {
                     dst_off: chunk.offset(2),
                     ..base
                 };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
+                Ok((
+                    p,
+                    self.stream_workgroups(u64::from(p.total), window_loops(&g)),
+                ))
             },
         )?;
         Ok(cache)
@@ -401,7 +412,7 @@ impl Gpu {
                         g_off: chunk.offset(1) / 4,
                         d_off: chunk.offset(2) / 4,
                     };
-                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                    Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
                 },
             );
         }
@@ -435,7 +446,7 @@ impl Gpu {
                     dst_off: chunk.offset(2),
                     ..base
                 };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
+                Ok((p, self.stream_workgroups(u64::from(p.total), per_item)))
             },
         )
     }

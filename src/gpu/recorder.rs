@@ -36,6 +36,8 @@ pub(crate) struct Timestamps {
     pub used: u32,
     pub capacity: u32,
     pub overflow: bool,
+    /// The kernel entry point of each timed pass, in order.
+    pub labels: Vec<&'static str>,
 }
 
 pub(crate) struct Recorder {
@@ -223,6 +225,7 @@ impl Recorder {
                 return None;
             }
             t.used += 2;
+            t.labels.push(kernel.entry);
             Some((Arc::clone(&t.set), t.used - 2))
         });
         if timestamps.is_some() {

@@ -83,8 +83,10 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         for mode in 0..5 {
             out.push((REDUCE, vec![("MODE", mode), ("SPANS", spans)]));
         }
-        for mode in [0, 3, 4] {
-            for ct4 in [1, 2, 4, 8] {
+    }
+    for mode in [0, 3, 4] {
+        for ct4 in [1, 2, 4, 8] {
+            for spans in [0, 1, 2, 4, 8].into_iter().filter(|&g| g <= 64 / ct4) {
                 out.push((
                     REDUCE4,
                     vec![("CT4", ct4), ("MODE", mode), ("SPANS", spans)],
@@ -126,6 +128,18 @@ impl Terms<'_> {
 }
 
 impl Gpu {
+    /// `SPANS` of `reduce_vec4.wgsl` for tiles of `ct4` vec4 columns: 0 on GPUs; on CPU
+    /// adapters, groups of row lanes that fill one SIMD group of lanes (a power of two that
+    /// divides the row lanes).
+    fn spans4(&self, ct4: usize) -> u32 {
+        let q = self.quirks();
+        if !q.reduce_spans {
+            return 0;
+        }
+        let g = (q.stream_lanes as usize / ct4.max(1)).max(1);
+        (1usize << g.ilog2()).min(64 / ct4.max(1)) as u32
+    }
+
     /// Sums over the rows of each image: `a` holds `m` images of `(rows, cols)` (row-major,
     /// whatever its shape); with `w`, sums of `a * w` (same layout). The result is `(m, cols)`
     /// when `per_image`, else `(cols,)` (summed over the images too); written into `out` when
@@ -226,7 +240,11 @@ impl Gpu {
             };
             self.launch(
                 &REDUCE4,
-                &[("CT4", ct4 as u32), ("MODE", mode), ("SPANS", spans)],
+                &[
+                    ("CT4", ct4 as u32),
+                    ("MODE", mode),
+                    ("SPANS", self.spans4(ct4)),
+                ],
                 m,
                 &[
                     Arg::Batched(&a4),

@@ -1,7 +1,7 @@
 //! ReLU on the GPU; kernel: `shaders/relu.wgsl`.
 
 use super::kernels::{simple, uniform, Access, Kernel};
-use super::launch::{count, WG};
+use super::launch::count;
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
 
@@ -17,10 +17,14 @@ uniform! {
 
 pub(crate) const FORWARD: Kernel = Kernel::new::<ReluParams>(
     "relu.wgsl",
-    include_str!("../../shaders/relu.wgsl"),
+    concat!(
+        include_str!("../../shaders/relu.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "relu_forward",
     &[(1, Access::Read), (3, Access::Write)],
-);
+)
+.streamed();
 
 pub(crate) const BACKWARD: Kernel = FORWARD.entry("relu_backward", simple(2, 1));
 
@@ -98,7 +102,7 @@ impl Gpu {
                     g_off: 0,
                     y_off: chunk.offset(1) / lanes as u32,
                 };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
+                Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
             },
         )?;
         Ok(ReluCache { x: x.clone() })
@@ -146,7 +150,7 @@ impl Gpu {
                     g_off: chunk.offset(1) / l,
                     y_off: chunk.offset(2) / l,
                 };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
+                Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
             },
         )
     }

@@ -45,10 +45,14 @@ pub(crate) const PACK: Kernel = Kernel::new::<PackParams>(
 
 pub(crate) const PAD_CHANNELS: Kernel = Kernel::new::<PadParams>(
     "pad_channels.wgsl",
-    include_str!("../../../shaders/pad_channels.wgsl"),
+    concat!(
+        include_str!("../../../shaders/pad_channels.wgsl"),
+        include_str!("../../../shaders/stream.wgsl")
+    ),
     "pad_channels",
     simple(1, 1),
-);
+)
+.streamed();
 
 /// A tensor and its copy with channels padded to 4, made on first use: the kernels that read
 /// vec4s of channels ask for the copy, the channel-lane kernels read the tensor itself.
@@ -106,7 +110,7 @@ impl Gpu {
                     x_off: chunk.offset(0),
                     y_off: chunk.offset(1),
                 };
-                Ok((p, u64::from(p.total).div_ceil(WG)))
+                Ok((p, self.stream_workgroups(u64::from(p.total), 5 * c4 as u64)))
             },
         )?;
         Ok(y)
