@@ -31,12 +31,12 @@ fn transpose4x4(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let grid = nwg.x * nwg.y * WG;
     // Tile extents: the last axis and axis ax step by 4.
     var td = q.d;
     td[3] = td[3] / 4u;
     td[q.ax] = td[q.ax] / 4u;
-    for (var i = linear_id(wid, nwg, lid); i < q.total; i += grid) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, q.total);
+    for (var i = items.x; i < items.y; i += items.z) {
         var o = vec4<u32>(0u);
         var r = i;
         o[3] = r % td[3];

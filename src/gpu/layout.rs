@@ -1,7 +1,7 @@
 //! Layout conversions for arrays shaped the cs231n way; kernel: `shaders/layout.wgsl`.
 
 use super::kernels::{simple, uniform, Access, Kernel};
-use super::launch::{count, WG};
+use super::launch::count;
 use super::{Arg, Gpu, Tensor};
 use crate::error::Result;
 
@@ -45,10 +45,14 @@ uniform! {
 
 pub(crate) const TRANSPOSE: Kernel = Kernel::new::<TransposeParams>(
     "transpose.wgsl",
-    include_str!("../../shaders/transpose.wgsl"),
+    concat!(
+        include_str!("../../shaders/transpose.wgsl"),
+        include_str!("../../shaders/stream.wgsl")
+    ),
     "transpose4x4",
     simple(1, 1),
-);
+)
+.streamed();
 
 /// Four output elements per thread, when the last output axis is a multiple of 4.
 pub(crate) const PERMUTE_VEC4: Kernel =
@@ -82,7 +86,7 @@ impl Gpu {
                     ..TransposeParams::default()
                 };
                 self.launch(&TRANSPOSE, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
-                    Ok((p, u64::from(p.total).div_ceil(WG)))
+                    Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
                 })?;
                 return Ok(y);
             }
