@@ -636,6 +636,20 @@ pub fn layer_records(
         r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
         out.push(r);
     }
+    // The first layer's backward as training runs it: dW and db only (no layer before it
+    // wants dA), one GEMM's multiply-adds.
+    if wanted("conv_backward_filter", s) {
+        let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, case.params)?;
+        let tdz = gpu.upload(&test_array(g.output_shape(), 4))?;
+        let dims = format!("dZ {} -> dW, db", dims4(g.output_shape()));
+        let mut r = memory_record(gpu, ("conv_backward_filter", s, dims), 0.0, o, || {
+            gpu.conv_backward_filter(&tdz, &cache).map(drop)
+        })?;
+        r.gbps = None;
+        r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
+        r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
+        out.push(r);
+    }
     let p = 1usize << 20;
     let pdims = format!("{p} parameters");
     let dw = gpu.upload(&Array1::from_iter(test_array([1, 1, 1, p], 13)))?;
