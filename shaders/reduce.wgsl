@@ -128,3 +128,25 @@ fn reduce_rows(
         workgroupBarrier();
     }
 }
+
+// One thread per (segment, column): the column's rows added one after the other, in order, with
+// no barrier; out (segments, cols). CPU adapters finish a short run of partial sums with it
+// (a kernel with barriers runs as coroutines there, each workgroup paying for the switches).
+@compute @workgroup_size(64)
+fn fold_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let grid = nwg.x * nwg.y * 64u;
+    for (var g = (wid.y * nwg.x + wid.x) * 64u + t; g < p.total; g += grid) {
+        let s = g / p.cols;
+        let c = g % p.cols;
+        let base = p.a_off + s * p.stride_s + c * p.stride_c;
+        var acc = 0.0;
+        for (var r = 0u; r < p.rows; r++) {
+            acc += a[base + r * p.stride_r];
+        }
+        out[p.out_off + g] = acc;
+    }
+}

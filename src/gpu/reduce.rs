@@ -40,6 +40,9 @@ pub(crate) const REDUCE: Kernel = Kernel::new::<ReduceParams>(
     ],
 );
 
+/// `reduce.wgsl`'s serial fold of short columns (CPU adapters' last pass).
+pub(crate) const FOLD: Kernel = REDUCE.entry("fold_rows", &[(1, Access::Read), (3, Access::Write)]);
+
 uniform! {
     /// The uniform block of `reduce_vec4.wgsl`.
     struct Reduce4Params {
@@ -54,6 +57,7 @@ uniform! {
         groups: u32,
         cg: u32,
         seg0: u32,
+        parts: u32,
     }
 }
 
@@ -70,6 +74,13 @@ pub(crate) const REDUCE4: Kernel = Kernel::new::<Reduce4Params>(
     ],
 );
 
+/// [`REDUCE4`] with no tree: every row lane's sums (CPU adapters; see `reduce_rows4_flat`).
+pub(crate) const REDUCE4_FLAT: Kernel = REDUCE4.entry("reduce_rows4_flat", REDUCE4.bindings);
+
+/// Longest column the last pass adds serially on CPU adapters ([`FOLD`]): the row lanes'
+/// partial sums of a few blocks.
+const FOLD_ROWS_MAX: usize = 4096;
+
 /// Rows per block (`BLOCK` in the WGSL).
 const BLOCK: usize = 4096;
 /// Columns per workgroup (`CT` in the WGSL).
@@ -84,13 +95,13 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             out.push((REDUCE, vec![("MODE", mode), ("SPANS", spans)]));
         }
     }
+    out.push((FOLD, vec![]));
     for mode in [0, 3, 4] {
         for ct4 in [1, 2, 4, 8] {
             for spans in [0, 1, 2, 4, 8].into_iter().filter(|&g| g <= 64 / ct4) {
-                out.push((
-                    REDUCE4,
-                    vec![("CT4", ct4), ("MODE", mode), ("SPANS", spans)],
-                ));
+                for kernel in [REDUCE4, REDUCE4_FLAT] {
+                    out.push((kernel, vec![("CT4", ct4), ("MODE", mode), ("SPANS", spans)]));
+                }
             }
         }
     }
@@ -128,6 +139,16 @@ impl Terms<'_> {
 }
 
 impl Gpu {
+    /// The row lanes of `reduce_rows4_flat` (tiles of `ct4` vec4 columns) that get rows of a
+    /// block of `rows`: the span groups that start below `rows`, `SPANS` lanes each (see
+    /// `reduce_vec4.wgsl`).
+    fn flat_parts(&self, ct4: usize, rows: usize) -> usize {
+        let rl = 64 / ct4.max(1);
+        let g = (self.spans4(ct4) as usize).max(1);
+        let span = BLOCK / (rl / g);
+        (rows.div_ceil(span) * g).clamp(1, rl)
+    }
+
     /// `SPANS` of `reduce_vec4.wgsl` for tiles of `ct4` vec4 columns: 0 on GPUs; on CPU
     /// adapters, groups of row lanes that fill one SIMD group of lanes (a power of two that
     /// divides the row lanes).
@@ -171,35 +192,43 @@ impl Gpu {
         let consts = [("MODE", mode), ("SPANS", spans)];
         let wanted = if per_image { m * cols } else { cols };
         let pair = matches!(terms, Terms::Pair(_) | Terms::Shifted { .. });
+        let (groups, cg) = match terms {
+            Terms::Shifted { groups, cg, .. } => (groups, cg),
+            _ => (0, 0),
+        };
+        let vec4 =
+            cols % 4 == 0 && mode != 1 && mode != 2 && (mode != 3 || groups == 0 || cg % 4 == 0);
+        let ct4 = (cols / 4).next_power_of_two().min(8);
+        // Partial sums per block that stage 1 leaves: 1 (the tree's), or those of the row lanes
+        // that have rows (no more of them than rows, so the partials never outgrow the input).
+        let lane_parts = self.flat_parts(ct4, rows.min(BLOCK));
+        let flat = vec4 && self.quirks().reduce_spans && lane_parts <= rows.min(BLOCK);
+        let parts = if flat { lane_parts } else { 1 };
         // Stage 1: per image, blocks of rows (chunks split at images, so blocks never move).
         let single = if per_image {
-            blocks == 1
+            blocks * parts == 1
         } else {
-            m * blocks == 1
+            m * blocks * parts == 1
         };
         let stage = |out: Option<&Tensor>| {
             if single {
                 self.output(out, wanted)
             } else {
-                self.alloc("row sums", &[m, blocks, cols], false)
+                self.alloc("row sums", &[m, blocks * parts, cols], false)
             }
         };
         let first = stage(out)?;
         let second = if pair { Some(stage(None)?) } else { None };
         let a4 = a.reshape(&[m, rows * cols])?;
-        let first4 = first.reshape(&[m, blocks * cols])?;
+        let first4 = first.reshape(&[m, blocks * parts * cols])?;
         let second4 = second
             .as_ref()
-            .map(|t| t.reshape(&[m, blocks * cols]))
+            .map(|t| t.reshape(&[m, blocks * parts * cols]))
             .transpose()?;
         let w4 = match terms {
             Terms::Product(w) | Terms::Pair(w) => Some(w.reshape(&[m, rows * cols])?),
             Terms::Shifted { shift, .. } => Some(shift.clone()),
             Terms::Sum => None,
-        };
-        let (groups, cg) = match terms {
-            Terms::Shifted { groups, cg, .. } => (groups, cg),
-            _ => (0, 0),
         };
         let batched_w = !matches!(terms, Terms::Shifted { .. });
         let base = ReduceParams {
@@ -215,11 +244,8 @@ impl Gpu {
             ..ReduceParams::default()
         };
         let w_ref = w4.as_ref().unwrap_or(&a4);
-        let vec4 =
-            cols % 4 == 0 && mode != 1 && mode != 2 && (mode != 3 || groups == 0 || cg % 4 == 0);
         if vec4 {
             let cols4 = cols / 4;
-            let ct4 = cols4.next_power_of_two().min(8);
             let tiles = cols4.div_ceil(ct4);
             let base4 = Reduce4Params {
                 rows: count(rows)?,
@@ -239,7 +265,7 @@ impl Gpu {
                 _ => (Arg::Batched(&a4), Arg::Batched(&a4)),
             };
             self.launch(
-                &REDUCE4,
+                if flat { &REDUCE4_FLAT } else { &REDUCE4 },
                 &[
                     ("CT4", ct4 as u32),
                     ("MODE", mode),
@@ -260,6 +286,7 @@ impl Gpu {
                         w_off: chunk.offset(4) / 4,
                         out_off: chunk.offset(2) / 4,
                         seg0: count(chunk.first)?,
+                        parts: count(parts)?,
                         ..base4
                     };
                     Ok((p, u64::from(p.total)))
@@ -295,9 +322,9 @@ impl Gpu {
         }
         // Then the block sums, until one block per segment is left.
         let (segments, rows) = if per_image {
-            (m, blocks)
+            (m, blocks * parts)
         } else {
-            (1, m * blocks)
+            (1, m * blocks * parts)
         };
         let first = self.finish_sums(first, (segments, rows, cols), out)?;
         let second = match second {
@@ -321,6 +348,10 @@ impl Gpu {
             } else {
                 self.alloc("row sums", &[segments, blocks, cols], false)?
             };
+            if blocks == 1 && rows <= FOLD_ROWS_MAX && self.quirks().reduce_spans {
+                self.fold(&current, &next, (segments, rows, cols))?;
+                return Ok(next);
+            }
             self.reduce_view(
                 &current,
                 &next,
@@ -331,6 +362,28 @@ impl Gpu {
             rows = blocks;
         }
         Ok(current)
+    }
+
+    /// `out` `(segments, cols)`: the sums of `a` `(segments, rows, cols)` over its rows, each
+    /// column added in row order by one thread ([`FOLD`]).
+    fn fold(
+        &self,
+        a: &Tensor,
+        out: &Tensor,
+        (segments, rows, cols): (usize, usize, usize),
+    ) -> Result<()> {
+        let p = ReduceParams {
+            total: count(segments * cols)?,
+            rows: count(rows)?,
+            cols: count(cols)?,
+            stride_s: count(rows * cols)?,
+            stride_r: count(cols)?,
+            stride_c: 1,
+            ..ReduceParams::default()
+        };
+        self.launch(&FOLD, &[], 1, &[Arg::Whole(a), Arg::Whole(out)], |_| {
+            Ok((p, u64::from(p.total).div_ceil(64)))
+        })
     }
 
     /// `out` if given (checked to hold `len` elements), else a new `(len,)` tensor.
