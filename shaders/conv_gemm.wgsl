@@ -19,17 +19,19 @@
 // Params and bindings: conv_gemm_io.wgsl. Overrides: CB4 (channel vec4s per thread), PX (pixels per thread); both are also unrolled.
 //
 // `conv_gemm_rows` is the same product for stride 1 along the width, with all the taps in one
-// window and at most 4 input channels (c4_in = 1: small-channel layers such as an RGB input),
-// summed in conv_gemm's order: a thread owns R consecutive output pixels of one output row, so for each row of taps
-// it loads the R + FW - 1 input vec4s that those pixels share once, instead of R * FW (with 3
-// input channels and a 4-wide filter, 7 loads instead of 16 for R = 4). Overrides R and FW (the
-// filter width) are unrolled too.
+// window and few input channels (C4IN = c4_in vec4s of them: an RGB input, or the 8 channels of
+// dZ in the first layer's data gradient), summed in conv_gemm's order: a thread owns R
+// consecutive output pixels of one output row, so for each row of taps it loads the
+// (R + FW - 1) * C4IN input vec4s that those pixels share once, instead of R * FW * C4IN (with 3
+// input channels and a 4-wide filter, 7 loads instead of 16 for R = 4). Overrides R, FW (the
+// filter width) and C4IN are unrolled too.
 
 override WG: u32 = 64u;
 override CB4: u32;
 override PX: u32 = 1u;
 override R: u32 = 1u;
 override FW: u32 = 1u;
+override C4IN: u32 = 1u;
 
 // conv_gemm_tiled: input vec4s per tile step.
 const TKC: u32 = 4u;
@@ -89,7 +91,6 @@ fn conv_gemm_rows(
     let segs_per_row = (p.out_w + R - 1u) / R;
     let segs = (p.total / p.out_w) * segs_per_row;
     let grid = nwg.x * nwg.y * WG;
-    let wstride = p.c4_in * 4u * CB4; // window vec4s per tap
     // As in conv_gemm, `first` is uniform over the workgroup; lanes past the end compute on a
     // clamped segment and store nothing.
     for (var first = (wid.y * nwg.x + wid.x) * WG; first < segs; first += grid) {
@@ -104,15 +105,16 @@ fn conv_gemm_rows(
             let h = i32(oh * p.s_h + dh) - p.top;
             let h_in = h >= 0 && u32(h) < p.in_h;
             let hc = u32(select(0, h, h_in));
-            for (var k4 = 0u; k4 < p.c4_in; k4++) {
-                let wb = (dh * p.f_w * p.c4_in + k4) * 4u * CB4;
-                let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
-                let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i}, in{i})), k4)], in{i}); // @unroll(R+FW-1)
-                // Per accumulator: taps dw in order, channels x, y, z, w of each: the order of
-                // conv_gemm, so both kernels give the same bits (with c4_in = 1, which the host
-                // requires) and the autotune's choice never changes a result.
-                acc{i%(R*CB4)} = fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.w), win[wb + {i/(R*CB4)}u * wstride + {3*CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.z), win[wb + {i/(R*CB4)}u * wstride + {2*CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.y), win[wb + {i/(R*CB4)}u * wstride + {CB4+i%CB4}u], fma(vec4<f32>(a{i/(R*CB4) + (i%(R*CB4))/CB4}.x), win[wb + {i/(R*CB4)}u * wstride + {i%CB4}u], acc{i%(R*CB4)})))); // @unroll(FW*R*CB4)
-            }
+            // The row's R + FW - 1 input columns, C4IN vec4s each: a[col * C4IN + k4].
+            let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
+            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)], in{i/C4IN}); // @unroll((R+FW-1)*C4IN)
+            let wb = dh * FW * C4IN * 4u * CB4;
+            // Line i: accumulator j = i % (R*CB4) (pixel j / CB4, output vec4 j % CB4), step
+            // s = i / (R*CB4) = (dw, k4) = (s / C4IN, s % C4IN): per accumulator the taps dw in
+            // order, the input vec4s k4 of each, channels x, y, z, w of each: the order of
+            // conv_gemm, so both kernels give the same bits and the autotune's choice never
+            // changes a result.
+            acc{i%(R*CB4)} = fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.w), win[wb + {(i/(R*CB4))*4*CB4 + 3*CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.z), win[wb + {(i/(R*CB4))*4*CB4 + 2*CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.y), win[wb + {(i/(R*CB4))*4*CB4 + CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.x), win[wb + {(i/(R*CB4))*4*CB4 + i%CB4}u], acc{i%(R*CB4)})))); // @unroll(FW*C4IN*R*CB4)
         }
         let live = first + lid < segs;
         store_z(select(p.total, row * p.out_w + ow0 + {i/CB4}u, live && ow0 + {i/CB4}u < p.out_w), {i%CB4}u, acc{i}); // @unroll(R*CB4)

@@ -61,7 +61,8 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
 /// The autotune may pick any variant, so variants of one kernel must give the same bits: then
 /// training is bitwise repeatable whatever the timings chose. Here the implicit GEMM's pixel
 /// counts, its row-segment kernel and the channel-lane kernel on a 3-channel input (seed 001's
-/// first layer, SAME).
+/// first layer, SAME), and its data gradient (the GEMM over dZ's 8 channels: two input vec4s
+/// for the row-segment kernel).
 #[test]
 fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
     let (input, weights) = ([3, 13, 11, 3], [4, 4, 3, 8]);
@@ -70,7 +71,8 @@ fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
     let x = randn_f32(&mut rng, input);
     let w = randn_f32(&mut rng, weights);
     let b = ndarray::Array1::from_iter(randn_f32(&mut rng, [1, 1, 1, 8]));
-    let mut first: Option<ArrayD<f32>> = None;
+    let dz = randn_f32(&mut rng, [3, 13, 11, 8]);
+    let mut first: Option<(ArrayD<f32>, ArrayD<f32>)> = None;
     for variant in 0..VARIANTS {
         let g = Gpu::with_options(GpuOptions {
             force_variant: Some(variant),
@@ -84,12 +86,24 @@ fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
         );
         let (z, _) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
         let z: ArrayD<f32> = g.download(&z).unwrap();
+        let (_, cache) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
+        let grads = g.conv_backward(&g.upload(&dz).unwrap(), &cache).unwrap();
+        let da: ArrayD<f32> = g.download(&grads.da_prev).unwrap();
+        let same = |a: &ArrayD<f32>, b: &ArrayD<f32>| {
+            a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())
+        };
         match &first {
-            None => first = Some(z),
-            Some(f) => assert!(
-                f.iter().zip(&z).all(|(p, q)| p.to_bits() == q.to_bits()),
-                "variant {variant} differs from variant 0"
-            ),
+            None => first = Some((z, da)),
+            Some((fz, fda)) => {
+                assert!(
+                    same(fz, &z),
+                    "variant {variant}: forward differs from variant 0"
+                );
+                assert!(
+                    same(fda, &da),
+                    "variant {variant}: dA differs from variant 0"
+                );
+            }
         }
     }
 }

@@ -241,6 +241,10 @@ pub(crate) const WINDOW_VEC4: usize = (WINDOW_BYTES / 16) as usize;
 /// Widest filter `conv_gemm_rows` takes (its loads and FMAs are unrolled over the width).
 const ROWS_FW_MAX: usize = 8;
 
+/// Most input vec4s `conv_gemm_rows` takes (its loads and FMAs are unrolled over them): 2 covers
+/// the data gradient of a first layer with up to 8 output channels.
+const ROWS_C4_MAX: usize = 2;
+
 /// Most taps the channel-lane kernels take (`conv_lanes`, `conv_filter_lanes`): they keep taps x
 /// channels weights or sums per lane and unroll the taps.
 pub(crate) const LANES_TAPS_MAX: usize = 25;
@@ -270,8 +274,16 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
 }
 
 /// The override constants of `conv_gemm.wgsl`.
-fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 4] {
-    [("CB4", cb4), ("PX", px), ("R", r), ("FW", fw)]
+/// (`C4IN`, the input vec4s that `conv_gemm_rows` unrolls, is 1: see [`rows_consts`].)
+fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 5] {
+    [("CB4", cb4), ("PX", px), ("R", r), ("FW", fw), ("C4IN", 1)]
+}
+
+/// The override constants of `conv_gemm_rows` for `c4_in` input vec4s.
+fn rows_consts(cb4: u32, r: u32, fw: u32, c4_in: u32) -> Vec<(&'static str, u32)> {
+    let mut c = gemm_consts(cb4, 1, r, fw);
+    c[4].1 = c4_in;
+    c.to_vec()
 }
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
@@ -318,9 +330,10 @@ fn variants(s: &GemmShape, win: &Windows, subgroup: Option<u32>) -> Vec<GemmVari
     if TILED_PIXELS.is_multiple_of(win.cb4) {
         v.push(GemmVariant::Tiled);
     }
-    // One vec4 of input channels: the rows kernel then sums in conv_gemm's order (bitwise the
-    // same result, so the tuned choice never changes a number).
-    if s.s_w == 1 && win.n_tc == 1 && s.c4_in() == 1 && s.f_w <= ROWS_FW_MAX {
+    // Rows of pixels (stride 1 along the width, all taps in one window, few input vec4s): the
+    // rows kernel sums in conv_gemm's order (bitwise the same result, so the tuned choice never
+    // changes a number).
+    if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX && s.c4_in() <= ROWS_C4_MAX {
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
@@ -403,7 +416,7 @@ impl Gpu {
             GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1).to_vec()),
             GemmVariant::Rows(r) => (
                 &GEMM_ROWS,
-                gemm_consts(cb4, 1, r as u32, s.f_w as u32).to_vec(),
+                rows_consts(cb4, r as u32, s.f_w as u32, s.c4_in() as u32),
             ),
             GemmVariant::Lanes(r, sg) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
@@ -485,7 +498,9 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         }
         for r in row_variants(cb4) {
             for fw in [1, 2, 3, 4, 7] {
-                out.push((GEMM_ROWS, gemm_consts(cb4 as u32, 1, r as u32, fw).to_vec()));
+                for c4_in in 1..=ROWS_C4_MAX as u32 {
+                    out.push((GEMM_ROWS, rows_consts(cb4 as u32, r as u32, fw, c4_in)));
+                }
             }
         }
         for filter in [(4, 4, 3), (3, 3, 1), (1, 1, 4), (5, 5, 2), (2, 7, 3)] {
