@@ -137,16 +137,15 @@ fn reduce_rows4(
 }
 
 // The row lanes' sums written as they are, with no barrier: out (segments, blocks * parts,
-// cols4), which the next pass sums (the lanes past `parts` have no rows). Lavapipe runs a kernel with barriers as coroutines, one
-// per group of lanes, and their loops ran 2.4x slower (batch norm's statistics of a
-// 64x64x64x8 tensor: 4.4 against 1.8 ms).
+// cols4), which the next pass sums (the lanes past `parts` have no rows). Lavapipe runs a
+// kernel with barriers as coroutines, one per group of lanes, and their loops ran 2.4x slower
+// (batch norm's statistics of a 64x64x64x8 tensor: 4.4 against 1.8 ms).
 @compute @workgroup_size(64)
 fn reduce_rows4_flat(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    let rl = 64u / CT4;
     let lane = t / CT4;
     for (var g = wid.y * nwg.x + wid.x; g < p.total; g += nwg.x * nwg.y) {
         let it = item_of(g, t);

@@ -619,11 +619,7 @@ fn fused_conv_relu_and_filter_only_backward_are_bitwise_the_plain_ops_on_every_p
     let da = randn_f32(&mut rng, [3, 12, 12, 8]);
     let params = ConvParams::new(1, 0).with_padding(Padding::same((12, 12), (4, 4), (1, 1)));
     for g in [gpu(), &small] {
-        let (tx, tw, tb) = (
-            g.upload(&x).unwrap(),
-            g.upload(&w).unwrap(),
-            g.upload(&b).unwrap(),
-        );
+        let (tx, tw, tb) = common::upload_conv(g, &x, &w, &b);
         let (a, cache) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
         let (z, zc) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
         let (a2, rc) = g.relu_forward(&z).unwrap();

@@ -319,11 +319,7 @@ fn the_tuning_cache_keeps_choices_and_survives_a_broken_file() {
             ..Default::default()
         })
         .expect("a Gpu");
-        let (tx, tw, tb) = (
-            g.upload(&x).unwrap(),
-            g.upload(&w).unwrap(),
-            g.upload(&b).unwrap(),
-        );
+        let (tx, tw, tb) = common::upload_conv(&g, &x, &w, &b);
         let (z, _) = g
             .conv_forward(&tx, &tw, &tb, ConvParams::new(1, 1))
             .unwrap();

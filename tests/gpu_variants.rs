@@ -79,11 +79,7 @@ fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
             ..Default::default()
         })
         .expect("a Gpu");
-        let (tx, tw, tb) = (
-            g.upload(&x).unwrap(),
-            g.upload(&w).unwrap(),
-            g.upload(&b).unwrap(),
-        );
+        let (tx, tw, tb) = common::upload_conv(&g, &x, &w, &b);
         let (z, _) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
         let z: ArrayD<f32> = g.download(&z).unwrap();
         let (_, cache) = g.conv_forward(&tx, &tw, &tb, params).unwrap();

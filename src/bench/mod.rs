@@ -508,6 +508,23 @@ fn memory_record(
     Ok(r)
 }
 
+/// [`memory_record`] for an op measured by its arithmetic: `flops` (FMA = 2) against the FMA
+/// probe, no byte rate.
+fn compute_record(
+    gpu: &Gpu,
+    name: (&str, &str, String),
+    flops: f64,
+    o: &Options,
+    record: impl FnMut() -> Result<()>,
+) -> Result<Record> {
+    let mut r = memory_record(gpu, name, 0.0, o, record)?;
+    let seconds = r.median_ms * 1e-3;
+    r.gbps = None;
+    r.gflops = Some(flops / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * flops / seconds / o.fma_peak);
+    Ok(r)
+}
+
 /// The memory-bound layers of seed 001's network at batch 64 (`signs1`: its first activation,
 /// 64x64x64x8), and the optimizers on a 1M-parameter tensor. Bytes counted: inputs read and
 /// outputs written once (ReLU forward: x, y; backward: x, dout, dx; batch / group norm forward:
@@ -623,7 +640,7 @@ pub fn layer_records(
         if !wanted(op, s) {
             continue;
         }
-        let mut r = memory_record(gpu, (op, s, cdims.clone()), 0.0, o, || {
+        let r = compute_record(gpu, (op, s, cdims.clone()), flops, o, || {
             if fused {
                 gpu.conv_relu_forward(&tx, &tw, &tb, case.params).map(drop)
             } else {
@@ -631,9 +648,6 @@ pub fn layer_records(
                 gpu.relu_forward(&z).map(drop)
             }
         })?;
-        r.gbps = None;
-        r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
-        r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
         out.push(r);
     }
     // The first layer's backward as training runs it: dW and db only (no layer before it
@@ -642,13 +656,13 @@ pub fn layer_records(
         let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, case.params)?;
         let tdz = gpu.upload(&test_array(g.output_shape(), 4))?;
         let dims = format!("dZ {} -> dW, db", dims4(g.output_shape()));
-        let mut r = memory_record(gpu, ("conv_backward_filter", s, dims), 0.0, o, || {
-            gpu.conv_backward_filter(&tdz, &cache).map(drop)
-        })?;
-        r.gbps = None;
-        r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
-        r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
-        out.push(r);
+        out.push(compute_record(
+            gpu,
+            ("conv_backward_filter", s, dims),
+            flops,
+            o,
+            || gpu.conv_backward_filter(&tdz, &cache).map(drop),
+        )?);
     }
     let p = 1usize << 20;
     let pdims = format!("{p} parameters");
@@ -693,19 +707,12 @@ fn train_step_signs(gpu: &Gpu, o: &Options) -> Result<Record> {
     let conv1 = 64.0 * 64.0 * 64.0 * 8.0 * 48.0;
     let conv2 = 64.0 * 8.0 * 8.0 * 16.0 * 32.0;
     let flops = 2.0 * (2.0 * conv1 + 3.0 * conv2);
-    let mut r = memory_record(
-        gpu,
-        (
-            "train_step",
-            "signs",
-            "batch 64 of 64x64x3, 6 classes".into(),
-        ),
-        0.0,
-        o,
-        || model.step(&data.x, &data.y).map(drop),
-    )?;
-    r.gbps = None;
-    r.gflops = Some(flops / (r.median_ms * 1e-3) / 1e9);
-    r.roofline_pct = Some(100.0 * flops / (r.median_ms * 1e-3) / o.fma_peak);
-    Ok(r)
+    let name = (
+        "train_step",
+        "signs",
+        "batch 64 of 64x64x3, 6 classes".into(),
+    );
+    compute_record(gpu, name, flops, o, || {
+        model.step(&data.x, &data.y).map(drop)
+    })
 }

@@ -308,7 +308,7 @@ impl Gpu {
         }
         let _serial = self.inner.device.serial();
         let lanes = quirks.stream_lanes;
-        let pipeline = if kernel.stream && lanes > 0 && !consts.iter().any(|c| c.0 == "STREAM") {
+        let pipeline = if kernel.stream && lanes > 0 {
             let mut with_stream = consts.to_vec();
             with_stream.push(("STREAM", lanes));
             self.pipeline(kernel, &with_stream)?

@@ -141,8 +141,8 @@ struct Layout {
 
 impl Layout {
     /// Whether the element-wise passes may run four channels per thread (`norm_vec4.wgsl`):
-    /// channels a multiple of 4, and every vec4 of channels given threads of its own (a grid
-    /// has at least min(vec4s, 2^18) threads).
+    /// channels a multiple of 4, and every vec4 of channels given threads of its own (the
+    /// launch gives at least C / 4 threads; C / 4 <= 2^16 keeps that within the grid cap).
     fn vec4(&self) -> bool {
         self.c.is_multiple_of(4) && self.c / 4 <= 1 << 16
     }
@@ -176,28 +176,33 @@ impl Layout {
 }
 
 impl Gpu {
-    /// One launch of a norm kernel over `total` items, tensors bound whole.
+    /// One launch of a streamed `norm.wgsl` kernel over `total` items, tensors bound whole.
     fn norm_launch(&self, k: &Kernel, p: NormParams, args: &[&Tensor]) -> Result<()> {
-        self.norm_launch_with(k, &[], p, args)
+        // group_combine, the only one with an inner loop, runs cg iterations per item.
+        let workgroups = self.stream_workgroups(u64::from(p.total), u64::from(p.cg));
+        self.norm_dispatch(k, &[], p, workgroups, args)
     }
 
-    /// [`Gpu::norm_launch`] with override constants.
-    fn norm_launch_with(
+    /// One launch of a `norm_vec4.wgsl` kernel for layout `l` over `total` vec4s: `STREAM` in
+    /// pixel lanes (see [`Layout::vec4_consts`]), and at least one thread per vec4 of channels.
+    fn norm_launch4(&self, k: &Kernel, l: &Layout, p: NormParams, args: &[&Tensor]) -> Result<()> {
+        let c4 = u64::from(p.c / 4);
+        let workgroups = self
+            .stream_workgroups(u64::from(p.total), 0)
+            .max(c4.div_ceil(WG));
+        let consts = l.vec4_consts(self.quirks().stream_lanes);
+        self.norm_dispatch(k, &consts, p, workgroups, args)
+    }
+
+    fn norm_dispatch(
         &self,
         k: &Kernel,
         consts: &[(&'static str, u32)],
         p: NormParams,
+        workgroups: u64,
         args: &[&Tensor],
     ) -> Result<()> {
         let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
-        let items = u64::from(p.total);
-        // The vec4 kernels give each vec4 of channels at least one thread of its own.
-        let c4 = u64::from(p.c / 4);
-        let workgroups = if consts.is_empty() {
-            self.stream_workgroups(items, u64::from(p.cg))
-        } else {
-            self.stream_workgroups(items, 0).max(c4.div_ceil(WG))
-        };
         self.launch(k, consts, 1, &args, |_| Ok((p, workgroups)))
     }
 
@@ -340,12 +345,7 @@ impl Gpu {
         let xhat = self.alloc("norm xhat", x.shape(), false)?;
         let args = [x, inv_std, &xhat, y, gamma, beta, mean];
         if l.vec4() {
-            self.norm_launch_with(
-                &APPLY4,
-                &l.vec4_consts(self.quirks().stream_lanes),
-                l.params(x.len() / 4)?,
-                &args,
-            )?;
+            self.norm_launch4(&APPLY4, l, l.params(x.len() / 4)?, &args)?;
         } else {
             self.norm_launch(&APPLY, l.params(x.len())?, &args)?;
         }
@@ -530,12 +530,7 @@ impl Gpu {
         let (xhat, gamma, inv_std) = (&cache.xhat, &cache.gamma, &cache.inv_std);
         if vec4 {
             let args = [dout, &dx, gamma, &sd, &sdx, inv_std, xhat];
-            self.norm_launch_with(
-                &NORM_DX4,
-                &l.vec4_consts(self.quirks().stream_lanes),
-                p,
-                &args,
-            )?;
+            self.norm_launch4(&NORM_DX4, &l, p, &args)?;
         } else {
             let args = [dout, xhat, &dx, gamma, &sd, &sdx, inv_std];
             self.norm_launch(&NORM_DX, p, &args)?;

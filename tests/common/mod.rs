@@ -8,6 +8,20 @@ use std::sync::OnceLock;
 use ndarray::{Array, Array4, ArrayD, Dimension, Ix4};
 use wgpu_cnn::{cpu, ConvParams, Gpu, Padding, PoolMode, PoolParams, Tensor};
 
+/// A convolution's input, weights and bias uploaded to `g`.
+pub fn upload_conv<D1: Dimension, D2: Dimension, D3: Dimension>(
+    g: &Gpu,
+    x: &Array<f32, D1>,
+    w: &Array<f32, D2>,
+    b: &Array<f32, D3>,
+) -> (Tensor, Tensor, Tensor) {
+    (
+        g.upload(x).expect("upload x"),
+        g.upload(w).expect("upload w"),
+        g.upload(b).expect("upload b"),
+    )
+}
+
 /// One adapter for the whole test binary (wgpu's environment conventions choose it).
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();

@@ -273,17 +273,17 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
     v
 }
 
-/// The override constants of `conv_gemm.wgsl`.
-/// (`C4IN`, the input vec4s that `conv_gemm_rows` unrolls, is 1: see [`rows_consts`].)
-fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32) -> [(&'static str, u32); 5] {
-    [("CB4", cb4), ("PX", px), ("R", r), ("FW", fw), ("C4IN", 1)]
-}
-
-/// The override constants of `conv_gemm_rows` for `c4_in` input vec4s.
-fn rows_consts(cb4: u32, r: u32, fw: u32, c4_in: u32) -> Vec<(&'static str, u32)> {
-    let mut c = gemm_consts(cb4, 1, r, fw);
-    c[4].1 = c4_in;
-    c.to_vec()
+/// The override constants of `conv_gemm.wgsl`: channel vec4s per thread, pixels per thread
+/// (`conv_gemm`), row-segment pixels, filter width and input vec4s (`conv_gemm_rows`; 1 for the
+/// other kernels, which do not read them).
+fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32, c4_in: u32) -> [(&'static str, u32); 5] {
+    [
+        ("CB4", cb4),
+        ("PX", px),
+        ("R", r),
+        ("FW", fw),
+        ("C4IN", c4_in),
+    ]
 }
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
@@ -413,16 +413,16 @@ impl Gpu {
         // get 1.
         let cb4 = win.cb4 as u32;
         let (kernel, consts) = match variant {
-            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1).to_vec()),
+            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1, 1).to_vec()),
             GemmVariant::Rows(r) => (
                 &GEMM_ROWS,
-                rows_consts(cb4, r as u32, s.f_w as u32, s.c4_in() as u32),
+                gemm_consts(cb4, 1, r as u32, s.f_w as u32, s.c4_in() as u32).to_vec(),
             ),
             GemmVariant::Lanes(r, sg) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (&LANES, lanes_consts(filter, cb4, r as u32, sg).to_vec())
             }
-            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1).to_vec()),
+            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1).to_vec()),
         };
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
@@ -491,15 +491,18 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     let mut out = Vec::new();
     for cb4 in 1..=GEMM_CB4 {
         for px in pixel_variants(cb4) {
-            out.push((GEMM, gemm_consts(cb4 as u32, px as u32, 1, 1).to_vec()));
+            out.push((GEMM, gemm_consts(cb4 as u32, px as u32, 1, 1, 1).to_vec()));
         }
         if TILED_PIXELS.is_multiple_of(cb4) {
-            out.push((GEMM_TILED, gemm_consts(cb4 as u32, 1, 1, 1).to_vec()));
+            out.push((GEMM_TILED, gemm_consts(cb4 as u32, 1, 1, 1, 1).to_vec()));
         }
         for r in row_variants(cb4) {
             for fw in [1, 2, 3, 4, 7] {
                 for c4_in in 1..=ROWS_C4_MAX as u32 {
-                    out.push((GEMM_ROWS, rows_consts(cb4 as u32, r as u32, fw, c4_in)));
+                    out.push((
+                        GEMM_ROWS,
+                        gemm_consts(cb4 as u32, 1, r as u32, fw, c4_in).to_vec(),
+                    ));
                 }
             }
         }
