@@ -69,6 +69,40 @@ fn signs_training_on_the_gpu_matches_the_cpu_for_five_steps() {
     gpu_matches_cpu(&net, &Dataset::synthetic(48, 64, 3), 16, 0.009);
 }
 
+/// Seed 001 trains with TensorFlow, whose max-pool gradient goes to one maximum per window. On
+/// images with flat, saturated regions the pool windows tie exactly, and the numpy exercises'
+/// rule (every maximum receives the gradient) trains a different network: on catvnoncat it
+/// flipped the sign of 14 of W1's 384 first Adam steps against JAX's. The expected losses were
+/// computed with JAX in float64 (`jax.value_and_grad`, `lax.reduce_window` max pools, the
+/// benchmark's `signs.py` step) from these initial weights, images and labels; they are not
+/// outputs of this crate.
+#[test]
+fn signs_trains_like_tensorflow_and_jax_where_pool_windows_tie() {
+    let (m, h, w, c) = (4, 16, 16, 3);
+    let x = Array4::from_shape_fn((m, h, w, c), |(i, a, b, k)| {
+        (((a * 7 + b * 3 + k * 5 + i * 2) % 13) as f32 / 6.0).min(1.0)
+    });
+    let y = [0, 1, 1, 0];
+    let jax = [0.7251416330, 0.6957524318, 0.6716389503, 0.6376818413];
+    let net = Sequential::signs((h, w, c), 2);
+    let weights = net.init(1).unwrap();
+    let gpu = own_gpu();
+    let mut on_gpu = GpuNet::new(&gpu, &net, &weights, AdamConfig::new(0.009)).unwrap();
+    let mut on_cpu = CpuNet::new(&net, &weights, AdamConfig::new(0.009)).unwrap();
+    for (step, want) in jax.into_iter().enumerate() {
+        let loss = on_gpu.step(&x, &y).unwrap();
+        let gpu_loss = f64::from(gpu.download::<Ix1>(&loss).unwrap()[0]);
+        let cpu_loss = f64::from(on_cpu.step(&x, &y).unwrap());
+        println!("step {step}: GPU {gpu_loss:.8} CPU {cpu_loss:.8} JAX {want:.8}");
+        for (who, got) in [("GPU", gpu_loss), ("CPU", cpu_loss)] {
+            assert!(
+                ((got - want) / want).abs() < 2e-5,
+                "step {step}: {who} loss {got} against JAX's {want}"
+            );
+        }
+    }
+}
+
 fn small_three_layer(norm: Option<Norm>) -> Sequential {
     Sequential::three_layer(
         (16, 16, 3),

@@ -10,6 +10,10 @@ minibatches of 64 shuffled each epoch (the last one smaller); Glorot uniform wei
 is jitted; one jitted function per minibatch shape. Prints the cost every 5 epochs, the
 accuracies, and the wall time of the 100 epochs with and without the first (compiling) epoch.
 Needs `jax` and `h5py` (pip install jax h5py).
+
+`--same-start` takes wgpu-cnn's own initial weights and shuffles for the seed (its SplitMix64
+generator, replicated below) instead of JAX's, so that the two trainings start from the same
+point and see the same minibatches: their first steps then agree to float rounding.
 """
 import argparse
 import time
@@ -42,6 +46,54 @@ def init(key, c, d, k):
         "W3": glorot(k3, (d, k), d, k),
         "b3": jnp.zeros((k,), jnp.float32),
     }
+
+
+MASK64 = (1 << 64) - 1
+
+
+class WgpuCnnRng:
+    """wgpu-cnn's `Rng` (SplitMix64 over a seed mixed with a constant)."""
+
+    def __init__(self, seed):
+        self.state = (seed ^ 0x5DEECE66D1CE4E5B) & MASK64
+
+    def next_u64(self):
+        self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+    def uniform(self):
+        return (self.next_u64() >> 11) / float(1 << 53)
+
+    def below(self, n):
+        return int(self.uniform() * n) % max(n, 1)
+
+
+def wgpu_cnn_init(seed, c, d, k):
+    """`Sequential::signs(..).init(seed)`: Glorot uniform, parameters in order, row-major."""
+    rng = WgpuCnnRng(seed)
+    p = {}
+    for name, shape, fans in [("W1", (4, 4, c, 8), (16 * c, 16 * 8)),
+                              ("W2", (2, 2, 8, 16), (4 * 8, 4 * 16)),
+                              ("W3", (d, k), (d, k))]:
+        limit = np.sqrt(6.0 / sum(fans))
+        count = int(np.prod(shape))
+        values = [np.float32((2.0 * rng.uniform() - 1.0) * limit) for _ in range(count)]
+        p[name] = jnp.asarray(np.array(values, np.float32).reshape(shape))
+    p["b3"] = jnp.zeros((k,), jnp.float32)
+    return p
+
+
+def wgpu_cnn_order(n, seed, epoch):
+    """`nn::shuffled(n, seed, epoch)`: a Fisher-Yates shuffle."""
+    rng = WgpuCnnRng(((seed * 0x2545F4914F6CDD1D) & MASK64) ^ epoch)
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = rng.below(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return np.array(order)
 
 
 def conv(x, w):
@@ -86,12 +138,17 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--same-start", action="store_true",
+                    help="wgpu-cnn's initial weights and shuffles for this seed")
     a = ap.parse_args()
     x, y, k = load(a.data)
     xt, yt, _ = load(a.test)
     n, h, w, c = x.shape
     d = -(-(-(-h // 8)) // 4) * -(-(-(-w // 8)) // 4) * 16
-    p = init(jax.random.PRNGKey(a.seed), c, d, k)
+    if a.same_start:
+        p = wgpu_cnn_init(a.seed, c, d, k)
+    else:
+        p = init(jax.random.PRNGKey(a.seed), c, d, k)
     m = jax.tree.map(jnp.zeros_like, p)
     v = jax.tree.map(jnp.zeros_like, p)
     t = jnp.float32(0)
@@ -99,7 +156,7 @@ def main():
     start = time.perf_counter()
     after_first = None
     for epoch in range(a.epochs):
-        order = rng.permutation(n)
+        order = wgpu_cnn_order(n, a.seed, epoch) if a.same_start else rng.permutation(n)
         losses = []
         for s in range(0, n, a.batch):
             idx = order[s:s + a.batch]

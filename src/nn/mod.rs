@@ -35,7 +35,7 @@ use ndarray::ArrayD;
 
 use crate::error::{Error, Result};
 use crate::layers::{BatchNorm, GroupNorm};
-use crate::params::{ConvParams, Padding, PoolMode, PoolParams};
+use crate::params::{ConvParams, Padding, PoolMode, PoolParams, Ties};
 use crate::rng::Rng;
 use crate::weights::Weights;
 
@@ -91,6 +91,8 @@ pub enum Layer {
         mode: PoolMode,
         /// Padding.
         pad: Pad,
+        /// Where a max pool's backward sends the gradient of a tied maximum.
+        ties: Ties,
     },
     /// Spatial batch norm over `(N, H, W)` per channel, with `gamma` and `beta`.
     BatchNorm(BatchNorm),
@@ -219,17 +221,20 @@ impl Sequential {
     /// Seed 001's network for images `image` and `classes` classes: conv 4x4 -> 8 SAME (no
     /// bias), ReLU, max pool 8x8 stride 8 SAME, conv 2x2 -> 16 SAME (no bias), ReLU, max pool 4x4
     /// stride 4 SAME, fully connected -> classes; Glorot uniform weights. Parameters `W1`, `W2`,
-    /// `W3`, `b3`.
+    /// `W3`, `b3`. The seed trains it with TensorFlow, so its max pools send a tied maximum's
+    /// gradient to one element ([`Ties::FirstMax`]), as TensorFlow and JAX do.
     pub fn signs(image: (usize, usize, usize), classes: usize) -> Self {
         Self::new("signs", image)
             .conv((4, 4), 8, 1, Pad::Same)
             .without_bias()
             .relu()
             .max_pool((8, 8), 8, Pad::Same)
+            .ties(Ties::FirstMax)
             .conv((2, 2), 16, 1, Pad::Same)
             .without_bias()
             .relu()
             .max_pool((4, 4), 4, Pad::Same)
+            .ties(Ties::FirstMax)
             .affine(classes)
             .hyper("classes", classes as f64)
     }
@@ -310,7 +315,19 @@ impl Sequential {
             stride,
             mode,
             pad,
+            ties: Ties::EveryMax,
         });
+        self
+    }
+
+    /// Sets the tie rule of the last max pool's backward: [`Ties::EveryMax`] (the default, the
+    /// numpy exercises' mask) or [`Ties::FirstMax`] (TensorFlow, JAX and PyTorch: one
+    /// maximum per window receives the gradient, which matters where an image has flat regions,
+    /// such as saturated pixels, whose activations tie exactly).
+    pub fn ties(mut self, rule: Ties) -> Self {
+        if let Some(Layer::Pool { ties, .. }) = self.layers.last_mut() {
+            *ties = rule;
+        }
         self
     }
 
@@ -458,6 +475,7 @@ impl Sequential {
                     stride,
                     mode,
                     pad,
+                    ties,
                 } => {
                     let (h, w, c) = image(shape)?;
                     if window.0 == 0 || window.1 == 0 || stride == 0 {
@@ -465,7 +483,8 @@ impl Sequential {
                     }
                     let p = PoolParams::new(window.0, stride, mode)
                         .with_kernel(window.0, window.1)
-                        .with_padding(padding(pad, (h, w), window, stride));
+                        .with_padding(padding(pad, (h, w), window, stride))
+                        .with_ties(ties);
                     let g = crate::params::PoolGeometry::new([1, h, w, c], p)
                         .map_err(|e| fail(e.to_string()))?;
                     let [_, oh, ow, oc] = g.output_shape();
