@@ -7,8 +7,15 @@
 //     max, first maximum (TIES = 1): dA at the first maximum in row-major window order.
 //     Elements in no window stay zero (fresh buffers are zero-filled). With RELU = 1 the result
 //     is also masked by A_prev > 0: the backward of a ReLU whose output A_prev is (`dZ`).
+//   pool_forward with FIRST = 1 (max): also writes each window's first maximum (first NaN if
+//     any), as its tap's row-major index in the window, to dst2 (shaped like the output);
+//   pool_scatter (max, first maximum, windows that do not overlap, dst zeroed): the backward
+//     from those indices, which writes only the window's one element that receives the gradient
+//     and reads nothing of A_prev but that element (RELU = 1) instead of the whole window.
 // Bindings: 0 params; 1 a_prev (m, IN_H, IN_W, C4) vec4; 2 grad dA (m, OUT_H, OUT_W, C4) vec4
-// (backward only); 3 dst (write) vec4. x_off / g_off / d_off: vec4 offsets of the chunk.
+// (backward only); 3 dst (write) vec4; 4 dst2 (write, FIRST), 5 first (read, pool_scatter),
+// both shaped like dA. x_off / g_off / d_off: vec4 offsets of the chunk (dst2 at d_off, the
+// forward's output offset; first at g_off).
 
 // NaN: a window holding NaN has a NaN maximum (forward gives NaN, as numpy and PyTorch do);
 // backward routes nothing from it under TIES = 0 (NaN equals nothing) and routes to the first
@@ -28,6 +35,7 @@ override SW: u32;
 override MAX_MODE: u32;   // 1 max, 0 average
 override TIES: u32;       // 0 every maximum, 1 first maximum
 override RELU: u32 = 0u;  // backward: 1 also applies the backward of a ReLU before the pool
+override FIRST: u32 = 0u; // forward, max: 1 also writes the first maxima's taps (dst2)
 
 struct Params {
     total: u32,   // windows (i, oh, ow, c4) in this chunk
@@ -40,6 +48,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a_prev: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst2: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> first: array<vec4<f32>>;
 
 fn is_nan4(v: vec4<f32>) -> vec4<bool> {
     return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
@@ -86,7 +96,13 @@ fn pool_forward(
         let base = p.x_off + window_start(idx);
         var r = a_prev[base];
         let v{i} = a_prev[base + ({i/FW}u * IN_W + {i%FW}u) * C4]; // @unroll(1..FH*FW)
-        if (MAX_MODE == 1u) {
+        if (MAX_MODE == 1u && FIRST == 1u) {
+            // A tap replaces the running maximum only when strictly greater, or NaN over a number:
+            // the first maximum (or first NaN) in row-major order, and the same maximum.
+            var t = vec4<u32>(0u);
+            let b{i} = (v{i} > r) | (is_nan4(v{i}) & !is_nan4(r)); r = select(r, v{i}, b{i}); t = select(t, vec4<u32>({i}u), b{i}); // @unroll(1..FH*FW)
+            dst2[p.d_off + idx] = vec4<f32>(t);
+        } else if (MAX_MODE == 1u) {
             r = max_nan(r, v{i}); // @unroll(1..FH*FW)
         } else {
             r += v{i}; // @unroll(1..FH*FW)
@@ -128,5 +144,30 @@ fn pool_backward(
                 dst[p.d_off + base + ({i/FW}u * IN_W + {i%FW}u) * C4] = share; // @unroll(FH*FW)
             }
         }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn pool_scatter(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
+    for (var idx = items.x; idx < items.y; idx += items.z) {
+        var g = grad[p.g_off + idx];
+        let t = vec4<u32>(first[p.g_off + idx]);
+        // each component's tap, as a vec4 index relative to the chunk
+        let o = vec4<u32>(window_start(idx)) + ((t / FW) * IN_W + t % FW) * C4;
+        if (RELU == 1u) {
+            let x = o + p.x_off;
+            let v = vec4<f32>(a_prev[x.x].x, a_prev[x.y].y, a_prev[x.z].z, a_prev[x.w].w);
+            g = select(vec4<f32>(0.0), g, relu_mask(v));
+        }
+        let d = o + p.d_off;
+        dst[d.x].x = g.x;
+        dst[d.y].y = g.y;
+        dst[d.z].z = g.z;
+        dst[d.w].w = g.w;
     }
 }

@@ -549,6 +549,78 @@ fn max_pool_ties_route_gradient_to_first_max_as_cpu_reference() {
     );
 }
 
+/// Max pools under the first-maximum rule whose windows do not overlap, with channels in fours
+/// (seed 001's pools): the GPU keeps each window's first maximum from the forward pass and the
+/// backward writes only that element. Small integers (ties in most windows), some NaN, windows
+/// 1..=5 with strides up to two past them (uncovered rows and columns), and every way in: a fresh
+/// output, an output the caller passes in full of garbage (which must be zeroed), and the fused
+/// ReLU backward, against the CPU reference, exactly.
+#[test]
+fn max_pool_first_max_backward_from_the_forward_maxima_matches_cpu_reference() {
+    let strategy = (
+        (1usize..=3, 1usize..=5, 1usize..=5, 1usize..=5),
+        (0usize..=2, 0usize..=2, 1usize..=3, 1usize..=3),
+        any::<u32>(),
+    )
+        .prop_map(|((m, f_h, f_w, c4), (x_h, x_w, o_h, o_w), seed)| PoolCase {
+            input: [m, o_h * (f_h + x_h), o_w * (f_w + x_w), 4 * c4],
+            kernel: (f_h, f_w),
+            stride: (f_h + x_h, f_w + x_w),
+            seed,
+        });
+    check_property(
+        "max_pool_first_max_backward_from_the_forward_maxima_matches_cpu_reference",
+        strategy,
+        0usize,
+        |case, tied| {
+            let mut rng = NumpyRng::seed(case.seed);
+            let mut a = small_integers(&mut rng, case.input, -2, 2);
+            for v in a.iter_mut().step_by(23) {
+                *v = f32::NAN;
+            }
+            let da = small_integers(&mut rng, case.output_shape(), -4, 4);
+            let params = case.params(PoolMode::Max, Ties::FirstMax);
+            let g = gpu();
+            let run = || -> Result<_, wgpu_cnn::Error> {
+                let (_, cache) = g.pool_forward(&g.upload(&a)?, params)?;
+                let gda = g.upload(&da)?;
+                let fresh = g.pool_backward(&gda, &cache)?;
+                let mut into = g.upload(&Array4::from_elem(case.input, 9.0f32))?;
+                g.pool_backward_into(&gda, &cache, &mut into)?;
+                let relu = g.pool_relu_backward(&gda, &cache)?;
+                Ok([fresh, into, relu].map(|t| g.download::<Ix4>(&t)))
+            };
+            let [fresh, into, relu] = run().map_err(|e| fail(format!("GPU: {e:?}")))?;
+            let a64 = common::to_f64(&a);
+            let (_, cache) =
+                cpu::pool_forward(a64.view(), params).map_err(|e| fail(format!("CPU: {e:?}")))?;
+            let want = cpu::pool_backward(common::to_f64(&da).view(), &cache)
+                .map_err(|e| fail(format!("CPU: {e:?}")))?;
+            let (_, relu_cache) = cpu::relu_forward(a64.clone().into_dyn().view())
+                .map_err(|e| fail(format!("CPU: {e:?}")))?;
+            let want_relu = cpu::relu_backward(want.clone().into_dyn().view(), &relu_cache)
+                .map_err(|e| fail(format!("CPU: {e:?}")))?
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| fail(format!("CPU: {e:?}")))?;
+            let download = |r: Result<Array4<f32>, wgpu_cnn::Error>| {
+                r.map_err(|e| fail(format!("download: {e:?}")))
+            };
+            check_exact("dA_prev", &download(fresh)?, &want).map_err(fail)?;
+            check_exact("dA_prev (into)", &download(into)?, &want).map_err(fail)?;
+            check_exact("dZ (fused ReLU)", &download(relu)?, &want_relu).map_err(fail)?;
+            *tied += windows_with_ties(&a, &case);
+            Ok(())
+        },
+        |tied| {
+            assert!(
+                *tied > 0,
+                "no window had ties: the property did not test ties"
+            );
+            format!("exact agreement; {tied} windows held tied maxima")
+        },
+    );
+}
+
 /// Every element of a window equal: `EveryMax` gives each element the sum of the gradients of
 /// the windows covering it; `FirstMax` gives only each window's top-left element its gradient.
 /// Checked against hand-computed values, independently of the CPU reference.

@@ -13,7 +13,7 @@ use crate::gpu::{Gpu, Tensor};
 mod profile;
 mod roofline;
 
-use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams};
+use crate::params::{ConvGeometry, ConvParams, Padding, PoolGeometry, PoolMode, PoolParams, Ties};
 pub use profile::{gpu_seconds, gpu_time, GpuTime};
 pub use roofline::{probe_copy, probe_fma, time_op, time_wall, OpTiming, Probe, Spread};
 
@@ -394,19 +394,66 @@ pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     Ok(r)
 }
 
-fn mode_name(mode: PoolMode) -> &'static str {
-    match mode {
-        PoolMode::Max => "max",
-        PoolMode::Average => "avg",
+/// The pools the suite times: max with either tie rule (`max`: every maximum, the exercises';
+/// `max_first`: the first, seed 001's network's), and average.
+pub const POOLINGS: [(PoolMode, Ties); 3] = [
+    (PoolMode::Max, Ties::EveryMax),
+    (PoolMode::Max, Ties::FirstMax),
+    (PoolMode::Average, Ties::EveryMax),
+];
+
+/// The name of a pooling in the records: `max`, `max_first` or `avg`.
+pub fn pooling_name(mode: PoolMode, ties: Ties) -> &'static str {
+    match (mode, ties) {
+        (PoolMode::Max, Ties::EveryMax) => "max",
+        (PoolMode::Max, Ties::FirstMax) => "max_first",
+        (PoolMode::Average, _) => "avg",
     }
 }
 
-/// `pool_forward` in one mode on one case. Bytes counted: input read once, output written.
+/// Whether the GPU's max pool keeps each window's first maximum for its backward (first-maximum
+/// rule, windows that do not overlap, channels in fours): an output-sized tensor more written by
+/// the forward and read by the backward, which then does not read `A_prev`.
+fn keeps_first_maxima(c: &PoolCase, mode: PoolMode, ties: Ties) -> bool {
+    mode == PoolMode::Max
+        && ties == Ties::FirstMax
+        && c.stride >= c.f
+        && c.input[3].is_multiple_of(4)
+}
+
+/// A pool op's record: its rate in bytes `moved` per second against the copy probe, its peak
+/// `bytes` and per-image time at batch `m`.
+fn pool_record(
+    op: &str,
+    c: &PoolCase,
+    dims: String,
+    timing: OpTiming,
+    moved: f64,
+    (bytes, m): (u64, usize),
+    o: &Options,
+) -> Record {
+    let seconds = timing.best().median;
+    let mut r = Record::timed(op, c.name, dims, timing);
+    r.gbps = Some(moved / seconds / 1e9);
+    r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
+    r.bytes_allocated = Some(bytes);
+    r.batch = Some(m);
+    r.per_image_ms = Some(seconds * 1e3 / m as f64);
+    r
+}
+
+/// `pool_forward` in one pooling on one case. Bytes counted: input read once, output written
+/// (twice when the first maxima are kept).
 ///
 /// # Errors
 /// Shape or device errors.
-pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Result<Record> {
-    let params = PoolParams::new(c.f, c.stride, mode);
+pub fn pool_forward(
+    gpu: &Gpu,
+    c: &PoolCase,
+    (mode, ties): (PoolMode, Ties),
+    o: &Options,
+) -> Result<Record> {
+    let params = PoolParams::new(c.f, c.stride, mode).with_ties(ties);
     let g = PoolGeometry::new(c.input, params)?;
     let x = test_array(c.input, 5);
     let tx = gpu.upload(&x)?;
@@ -415,9 +462,13 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     let (a, _) = gpu.pool_forward(&tx, params)?;
     let bytes = gpu.memory().peak_bytes - before;
     let timing = time_op(gpu, o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
-    let seconds = timing.best().median;
-    let moved = 4.0 * (x.len() + a.len()) as f64;
-    let op = format!("pool_{}_forward", mode_name(mode));
+    let outputs = if keeps_first_maxima(c, mode, ties) {
+        2
+    } else {
+        1
+    };
+    let moved = 4.0 * (x.len() + outputs * a.len()) as f64;
+    let op = format!("pool_{}_forward", pooling_name(mode, ties));
     let dims = format!(
         "{} f{} s{} -> {}",
         dims4(c.input),
@@ -425,12 +476,7 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
         c.stride,
         dims4(g.output_shape())
     );
-    let mut r = Record::timed(&op, c.name, dims, timing);
-    r.gbps = Some(moved / seconds / 1e9);
-    r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
-    r.bytes_allocated = Some(bytes);
-    r.batch = Some(g.m);
-    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    let mut r = pool_record(&op, c, dims, timing, moved, (bytes, g.m), o);
     if o.check {
         let start = Instant::now();
         let (a_ref, _) = cpu::pool_forward(x.view(), params)?;
@@ -440,13 +486,19 @@ pub fn pool_forward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Res
     Ok(r)
 }
 
-/// `pool_backward` in one mode on one case. Bytes counted: `dA` read and `dA_prev` written once,
-/// and in max mode `A_prev` read once (average mode does not read it).
+/// `pool_backward` in one pooling on one case. Bytes counted: `dA` read and `dA_prev` written
+/// once, and in max mode `A_prev` read once (average mode does not read it), or the first maxima
+/// (`dA`'s size) where the forward kept them.
 ///
 /// # Errors
 /// Shape or device errors.
-pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Result<Record> {
-    let params = PoolParams::new(c.f, c.stride, mode);
+pub fn pool_backward(
+    gpu: &Gpu,
+    c: &PoolCase,
+    (mode, ties): (PoolMode, Ties),
+    o: &Options,
+) -> Result<Record> {
+    let params = PoolParams::new(c.f, c.stride, mode).with_ties(ties);
     let g = PoolGeometry::new(c.input, params)?;
     let x = test_array(c.input, 5);
     let da = test_array(g.output_shape(), 6);
@@ -457,18 +509,20 @@ pub fn pool_backward(gpu: &Gpu, c: &PoolCase, mode: PoolMode, o: &Options) -> Re
     gpu.reset_peak();
     let dx = gpu.pool_backward(&tda, &cache)?;
     let bytes = gpu.memory().peak_bytes - before;
-    let timing = time_op(gpu, o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
-    let seconds = timing.best().median;
-    let a_prev_reads = if mode == PoolMode::Max { x.len() } else { 0 };
+    let mut timing = time_op(gpu, o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
+    if keeps_first_maxima(c, mode, ties) {
+        // Its output is zero-filled before the kernel writes the maxima: count the fill.
+        timing = timing.wall_only();
+    }
+    let a_prev_reads = match mode {
+        _ if keeps_first_maxima(c, mode, ties) => da.len(),
+        PoolMode::Max => x.len(),
+        PoolMode::Average => 0,
+    };
     let moved = 4.0 * (x.len() + a_prev_reads + da.len()) as f64;
-    let op = format!("pool_{}_backward", mode_name(mode));
+    let op = format!("pool_{}_backward", pooling_name(mode, ties));
     let dims = format!("dA {} -> {}", dims4(g.output_shape()), dims4(c.input));
-    let mut r = Record::timed(&op, c.name, dims, timing);
-    r.gbps = Some(moved / seconds / 1e9);
-    r.roofline_pct = Some(100.0 * moved / seconds / o.copy_peak);
-    r.bytes_allocated = Some(bytes);
-    r.batch = Some(g.m);
-    r.per_image_ms = Some(seconds * 1e3 / g.m as f64);
+    let mut r = pool_record(&op, c, dims, timing, moved, (bytes, g.m), o);
     if o.check {
         let (_, ref_cache) = cpu::pool_forward(x.view(), params)?;
         let start = Instant::now();

@@ -91,6 +91,12 @@ impl OpTiming {
     pub fn best(&self) -> Spread {
         self.gpu.unwrap_or(self.wall)
     }
+
+    /// The same runs timed by the wall clock only: for ops whose buffer clears (recorded outside
+    /// any compute pass, so outside the timestamps) are part of their work.
+    pub fn wall_only(self) -> Self {
+        Self { gpu: None, ..self }
+    }
 }
 
 /// Times `record` (which records work on `gpu`) from submit to completion: one warm-up run

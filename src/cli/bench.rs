@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use wgpu_cnn::bench::{self, ConvCase, Options, Record};
-use wgpu_cnn::{Gpu, PoolMode};
+use wgpu_cnn::Gpu;
 
 fn print_record(r: &Record) {
     let rate = match (r.gflops, r.gbps) {
@@ -101,13 +101,13 @@ pub fn run_bench(
         }
     }
     for c in bench::pool_cases() {
-        for mode in [PoolMode::Max, PoolMode::Average] {
-            let m = if mode == PoolMode::Max { "max" } else { "avg" };
+        for pooling in bench::POOLINGS {
+            let m = bench::pooling_name(pooling.0, pooling.1);
             if wanted(&format!("pool_{m}_forward"), c.name) {
-                push(bench::pool_forward(&gpu, &c, mode, &o)?);
+                push(bench::pool_forward(&gpu, &c, pooling, &o)?);
             }
             if wanted(&format!("pool_{m}_backward"), c.name) {
-                push(bench::pool_backward(&gpu, &c, mode, &o)?);
+                push(bench::pool_backward(&gpu, &c, pooling, &o)?);
             }
         }
     }

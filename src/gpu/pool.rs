@@ -2,6 +2,7 @@
 //! fours, every size an override constant) and `shaders/pool.wgsl` (the general gather kernels).
 
 use super::kernels::{simple, uniform, Access, Kernel};
+use super::launch::Chunk;
 use super::launch::{count, to_u32};
 use super::{Arg, Gpu, Tensor};
 #[cfg(doc)]
@@ -63,11 +64,22 @@ pub(crate) const FORWARD_VEC4: Kernel = Kernel::new::<Vec4Params>(
         include_str!("../../shaders/stream.wgsl")
     ),
     "pool_forward",
-    &[(1, Access::Read), (3, Access::Write)],
+    &[(1, Access::Read), (3, Access::Write), (4, Access::Write)],
 )
 .streamed();
 
 pub(crate) const BACKWARD_VEC4: Kernel = FORWARD_VEC4.entry("pool_backward", simple(2, 1));
+
+/// The max pool backward from the forward's first maxima (`FIRST`): writes one element per window.
+pub(crate) const SCATTER_VEC4: Kernel = FORWARD_VEC4.entry(
+    "pool_scatter",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (5, Access::Read),
+    ],
+);
 
 /// Largest window the vec4 kernels unroll.
 const VEC4_MAX_TAPS: usize = 64;
@@ -113,11 +125,16 @@ pub(crate) fn vec4_specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> 
                     .with_ties(ties);
                 let g = PoolGeometry::new([1, 2 * f_h, 2 * f_w, 4], params).expect("valid");
                 let consts = vec4_consts(&g, &params).expect("vec4 applies");
-                out.push((FORWARD_VEC4, consts.clone()));
+                for first in [0, 1] {
+                    let mut consts = consts.clone();
+                    consts.push(("FIRST", first));
+                    out.push((FORWARD_VEC4, consts));
+                }
                 for relu in [0, 1] {
                     let mut consts = consts.clone();
                     consts.push(("RELU", relu));
-                    out.push((BACKWARD_VEC4, consts));
+                    out.push((BACKWARD_VEC4, consts.clone()));
+                    out.push((SCATTER_VEC4, consts));
                 }
             }
         }
@@ -138,6 +155,10 @@ pub struct PoolCache {
     a_prev: Tensor,
     params: PoolParams,
     geometry: PoolGeometry,
+    /// Max pools with the first-maximum rule and windows that do not overlap (channels in
+    /// fours): each window's first maximum, its tap's row-major index in the window (as `f32`),
+    /// shaped like the output. The backward then writes one element per window.
+    first: Option<Tensor>,
 }
 
 impl PoolCache {
@@ -155,6 +176,11 @@ impl PoolCache {
     pub fn geometry(&self) -> PoolGeometry {
         self.geometry
     }
+}
+
+/// Whether the windows cover the input exactly (no element is in no window).
+fn covered(g: &PoolGeometry) -> bool {
+    g.s_h == g.f_h && g.s_w == g.f_w && g.out_h * g.s_h == g.in_h && g.out_w * g.s_w == g.in_w
 }
 
 /// Loop iterations of one scan of a window in `pool.wgsl`.
@@ -231,18 +257,32 @@ impl Gpu {
         self.check_owner(a)?;
         let g = PoolGeometry::new(a_prev.dims4("pool_forward input")?, params)?;
         a.expect_shape("pool_forward output", &g.output_shape())?;
+        let scatter = params.mode == PoolMode::Max
+            && params.ties == Ties::FirstMax
+            && self.vec4_backward(&g, &params).is_some();
+        let first = if scatter {
+            Some(self.alloc("pool_forward first maxima", &g.output_shape(), false)?)
+        } else {
+            None
+        };
         let cache = PoolCache {
             a_prev: a_prev.clone(),
             params,
             geometry: g,
+            first,
         };
-        if let Some(consts) = vec4_consts(&g, &params) {
+        if let Some(mut consts) = vec4_consts(&g, &params) {
+            consts.push(("FIRST", u32::from(scatter)));
             let windows = g.out_h * g.out_w * g.c / 4;
             self.launch(
                 &FORWARD_VEC4,
                 &consts,
                 g.m,
-                &[Arg::Batched(a_prev), Arg::Batched(a)],
+                &[
+                    Arg::Batched(a_prev),
+                    Arg::Batched(a),
+                    Arg::Batched(cache.first.as_ref().unwrap_or(a)),
+                ],
                 |chunk| {
                     let p = Vec4Params {
                         total: count(chunk.images * windows)?,
@@ -333,7 +373,10 @@ impl Gpu {
 
     fn pool_backward_masked(&self, da: &Tensor, cache: &PoolCache, relu: bool) -> Result<Tensor> {
         let g = cache.geometry;
-        let zeroed = self.vec4_backward(&g, &cache.params).is_some();
+        // The vec4 kernels write every window, so only elements in no window need zeros; the
+        // scatter from the first maxima writes one element per window.
+        let zeroed = self.vec4_backward(&g, &cache.params).is_some()
+            && (!covered(&g) || cache.first.is_some());
         let mut da_prev = self.alloc("pool_backward dA_prev", &g.input_shape(), zeroed)?;
         self.backward_into(da, cache, &mut da_prev, zeroed, relu)?;
         Ok(da_prev)
@@ -387,34 +430,39 @@ impl Gpu {
         da_prev.expect_shape("pool_backward dA_prev", &g.input_shape())?;
         if let Some(mut consts) = self.vec4_backward(&g, &cache.params) {
             consts.push(relu_const);
-            // One thread per window writes its window; elements in no window must be zero.
-            let covered = g.s_h == g.f_h
-                && g.s_w == g.f_w
-                && g.out_h * g.s_h == g.in_h
-                && g.out_w * g.s_w == g.in_w;
-            if !covered && !zeroed {
-                self.clear(da_prev);
-            }
             let windows = g.out_h * g.out_w * g.c / 4;
-            return self.launch(
-                &BACKWARD_VEC4,
-                &consts,
-                g.m,
-                &[
+            let work = |chunk: &Chunk| {
+                let p = Vec4Params {
+                    total: count(chunk.images * windows)?,
+                    x_off: chunk.offset(0) / 4,
+                    g_off: chunk.offset(1) / 4,
+                    d_off: chunk.offset(2) / 4,
+                };
+                Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
+            };
+            if let Some(first) = &cache.first {
+                // Only the windows' first maxima are written: everything else must be zero.
+                if !zeroed {
+                    self.clear(da_prev);
+                }
+                let args = [
                     Arg::Batched(&cache.a_prev),
                     Arg::Batched(da),
                     Arg::Batched(da_prev),
-                ],
-                |chunk| {
-                    let p = Vec4Params {
-                        total: count(chunk.images * windows)?,
-                        x_off: chunk.offset(0) / 4,
-                        g_off: chunk.offset(1) / 4,
-                        d_off: chunk.offset(2) / 4,
-                    };
-                    Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
-                },
-            );
+                    Arg::Batched(first),
+                ];
+                return self.launch(&SCATTER_VEC4, &consts, g.m, &args, work);
+            }
+            // One thread per window writes its window; elements in no window must be zero.
+            if !covered(&g) && !zeroed {
+                self.clear(da_prev);
+            }
+            let args = [
+                Arg::Batched(&cache.a_prev),
+                Arg::Batched(da),
+                Arg::Batched(da_prev),
+            ];
+            return self.launch(&BACKWARD_VEC4, &consts, g.m, &args, work);
         }
         let base = Params::new(&g, &cache.params)?;
         let per_image = g.in_h * g.in_w * g.c;
