@@ -695,3 +695,99 @@ fn fused_pool_relu_backward_is_bitwise_relu_backward_after_pool_backward() {
         );
     }
 }
+
+/// The filter gradient of conv -> ReLU -> max pool (first maximum, windows that do not overlap)
+/// straight from the pool's gradient, against the dense path on the GPU (the pool's backward,
+/// then the convolution's) and the CPU reference's chain: SAME and explicit padding, a strided
+/// convolution, a pool stride past its window (uncovered rows), a filter too large for the
+/// sparse kernel (the dense fallback), small-integer inputs so that windows tie.
+#[test]
+fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
+    use wgpu_cnn::{Padding, Ties};
+    let g = gpu();
+    // (m, h, w, k, c_out, filter, padding, conv stride, pool window, pool stride)
+    let cases = [
+        (
+            2,
+            16,
+            16,
+            3,
+            8,
+            4,
+            Padding::same((16, 16), (4, 4), (1, 1)),
+            1,
+            8,
+            8,
+        ),
+        (3, 8, 12, 4, 4, 3, Padding::uniform(1), 1, 2, 2),
+        (2, 12, 12, 2, 8, 2, Padding::uniform(0), 2, 3, 3),
+        (1, 10, 10, 1, 4, 1, Padding::uniform(0), 1, 2, 3),
+        (1, 8, 8, 8, 4, 3, Padding::uniform(1), 1, 2, 2),
+    ];
+    let mut rng = NumpyRng::seed(7);
+    for (n, &(m, h, w, k, c, f, pad, s, pf, ps)) in cases.iter().enumerate() {
+        let small = |rng: &mut NumpyRng, shape: [usize; 4]| {
+            Array4::from_shape_simple_fn(shape, || (rng.next_u32() % 5) as f32 - 2.0)
+        };
+        let x = small(&mut rng, [m, h, w, k]);
+        let wt = small(&mut rng, [f, f, k, c]);
+        let b = Array4::<f32>::zeros((1, 1, 1, c));
+        let conv = ConvParams::new(s, 0).with_padding(pad);
+        let pool = PoolParams::new(pf, ps, PoolMode::Max).with_ties(Ties::FirstMax);
+        let (a, conv_cache) = g
+            .conv_relu_forward(&up(&x), &up(&wt), &up(&b), conv)
+            .unwrap();
+        let (p, pool_cache) = g.pool_forward(&a, pool).unwrap();
+        assert!(pool_cache.keeps_first_maxima(), "case {n}");
+        let da = randn_f32(&mut rng, [m, p.shape()[1], p.shape()[2], c]);
+        let tda = up(&da);
+        let (dw, db) = g
+            .conv_relu_pool_backward_filter(&tda, &pool_cache, &conv_cache)
+            .unwrap();
+        let dz = g.pool_relu_backward(&tda, &pool_cache).unwrap();
+        let (dw_dense, db_dense) = g.conv_backward_filter(&dz, conv_cache.conv()).unwrap();
+        let (dw, db) = (down(&dw), down(&db));
+        assert_close(&format!("case {n}: dW"), &dw, &down(&dw_dense), 1e-5);
+        assert_close(&format!("case {n}: db"), &db, &down(&db_dense), 1e-5);
+        // The CPU reference's chain, in f64.
+        let f64s = |a: &Array4<f32>| a.mapv(f64::from);
+        let (z, cc) =
+            cpu::conv_forward(f64s(&x).view(), f64s(&wt).view(), f64s(&b).view(), conv).unwrap();
+        let (ar, rc) = cpu::relu_forward(z.into_dyn().view()).unwrap();
+        let ar = ar.into_dimensionality::<Ix4>().unwrap();
+        let (_, pc) = cpu::pool_forward(ar.view(), pool).unwrap();
+        let dap = cpu::pool_backward(f64s(&da).view(), &pc).unwrap();
+        let dzr = cpu::relu_backward(dap.into_dyn().view(), &rc).unwrap();
+        let grads =
+            cpu::conv_backward(dzr.into_dimensionality::<Ix4>().unwrap().view(), &cc).unwrap();
+        let want = |t: &ndarray::ArrayD<f64>| t.mapv(|v| v as f32);
+        assert_close(
+            &format!("case {n}: dW vs CPU"),
+            &dw,
+            &want(&grads.dw.into_dyn()),
+            1e-4,
+        );
+        assert_close(
+            &format!("case {n}: db vs CPU"),
+            &db,
+            &want(&grads.db.into_dyn()),
+            1e-4,
+        );
+    }
+    // The pool must sit on the ReLU's output.
+    let x = up(&Array4::<f32>::ones((1, 4, 4, 1)));
+    let (wt, b) = (
+        up(&Array4::<f32>::ones((1, 1, 1, 4))),
+        up(&Array4::<f32>::zeros((1, 1, 1, 4))),
+    );
+    let (a, conv_cache) = g
+        .conv_relu_forward(&x, &wt, &b, ConvParams::new(1, 0))
+        .unwrap();
+    let other = up(&down(&a).into_dimensionality::<Ix4>().unwrap());
+    let pool = PoolParams::new(2, 2, PoolMode::Max).with_ties(wgpu_cnn::Ties::FirstMax);
+    let (p, pool_cache) = g.pool_forward(&other, pool).unwrap();
+    assert!(matches!(
+        g.conv_relu_pool_backward_filter(&p, &pool_cache, &conv_cache),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}

@@ -176,6 +176,19 @@ impl PoolCache {
     pub fn geometry(&self) -> PoolGeometry {
         self.geometry
     }
+
+    /// Whether the forward pass kept each window's first maximum (a max pool with
+    /// [`Ties::FirstMax`] whose windows do not overlap, channels in fours): the backward then
+    /// writes one element per window.
+    pub fn keeps_first_maxima(&self) -> bool {
+        self.first.is_some()
+    }
+
+    /// The windows' first maxima (their taps' row-major indices, as `f32`), shaped like the
+    /// output, when kept.
+    pub(crate) fn first_maxima(&self) -> Option<&Tensor> {
+        self.first.as_ref()
+    }
 }
 
 /// Whether the windows cover the input exactly (no element is in no window).

@@ -207,9 +207,30 @@ impl GpuNet {
         let g = &self.gpu;
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
-        for (k, (op, cache)) in self.plan.ops.iter().zip(caches).enumerate().rev() {
+        let mut caches: Vec<Option<Cache>> = caches.into_iter().map(Some).collect();
+        for (k, op) in self.plan.ops.iter().enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
+            }
+            let cache = caches[k]
+                .take()
+                .ok_or_else(|| Error::Kernel("network: a cache used twice".into()))?;
+            // The first convolution, its ReLU and a pool that keeps its first maxima: the
+            // filter gradient straight from the pool's gradient (one term per window).
+            if let (1, Op::Pool(_), Cache::Pool(pc), Some(Op::Conv { w, b, channels, .. })) =
+                (k, op, &cache, self.plan.ops.first())
+            {
+                if let (true, Some(Cache::ConvRelu(cc))) = (
+                    pc.keeps_first_maxima() && self.pool_takes_relu(k),
+                    &caches[0],
+                ) {
+                    let (dw, db) = g.conv_relu_pool_backward_filter(&d, pc, cc)?;
+                    grads[*w] = Some(dw);
+                    if let Some(b) = b {
+                        grads[*b] = Some(db.reshape(&[*channels])?);
+                    }
+                    break;
+                }
             }
             d = match (*op, cache) {
                 (

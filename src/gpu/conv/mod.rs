@@ -13,6 +13,7 @@ mod filter;
 mod gemm;
 mod pack;
 mod plan;
+mod pool_filter;
 
 use super::{Gpu, Tensor};
 use crate::error::Result;
@@ -403,5 +404,6 @@ pub(crate) fn specializations() -> Vec<(super::kernels::Kernel, Vec<(&'static st
     out.extend(gemm::specializations());
     out.extend(filter::specializations());
     out.extend(pack::specializations());
+    out.extend(pool_filter::specializations());
     out
 }

@@ -1,0 +1,90 @@
+// The filter gradient of a convolution and the ReLU after it, under a max pool with the
+// first-maximum rule whose windows do not overlap, straight from the pool's output gradient.
+// Below such a pool dZ is zero except at each window's first maximum, where it is the window's
+// gradient if the ReLU let it through (A > 0, A the pool's input and the ReLU's output). So for
+// each output channel c:
+//   dW[dh, dw, k, c] = sum over windows of X_pad[i, h * S_H + dh, x * S_W + dw, k] * g
+//   db[c]            = sum over windows of g
+// over the windows whose first maximum (h, x) for channel c (`first`, from pool_vec4.wgsl's
+// forward) has A > 0, g the window's gradient: for 8x8 windows, 64 times fewer terms than the
+// dense filter gradient. The zero terms are skipped, so an Inf or NaN input element where dZ is
+// zero stays out of dW (the dense sum would add Inf * 0 = NaN).
+// Thread (part, c) adds the windows of its part in order into FH*FW*K + 1 registers and writes
+// them to out[part, j, c] (j = (dh * FW + dw) * K + k) and out_b[part, c]; the host adds the
+// parts in order: a fixed order set by the shape, bitwise the same on every run.
+// Bindings: 0 params; 1 x (m, in_h, in_w, K), 2 first, 3 grad (m, POH, POW, C), 4 act
+// (m, conv_oh, conv_ow, C): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
+
+override FH: u32;
+override FW: u32;
+override K: u32;
+
+struct Params {
+    windows: u32,    // m * POH * POW
+    per_part: u32,
+    threads: u32,    // parts * C
+    c: u32,
+    pool_oh: u32,
+    pool_ow: u32,
+    pool_fw: u32,
+    pool_sh: u32,
+    pool_sw: u32,
+    conv_oh: u32,
+    conv_ow: u32,
+    in_h: u32,
+    in_w: u32,
+    s_h: u32,
+    s_w: u32,
+    top: u32,
+    left: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> xs: array<f32>;
+@group(0) @binding(2) var<storage, read> first: array<f32>;
+@group(0) @binding(3) var<storage, read> grad: array<f32>;
+@group(0) @binding(4) var<storage, read> act: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_b: array<f32>;
+
+@compute @workgroup_size(64)
+fn filter_from_pool(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let id = (wid.y * nwg.x + wid.x) * 64u + lid;
+    if (id >= p.threads) {
+        return;
+    }
+    let c = id % p.c;
+    let part = id / p.c;
+    var acc{i} = 0.0; // @unroll(FH*FW*K)
+    var bias = 0.0;
+    let w1 = min((part + 1u) * p.per_part, p.windows);
+    for (var wi = part * p.per_part; wi < w1; wi++) {
+        let q = wi * p.c + c;
+        let t = u32(first[q]);
+        let ox = wi % p.pool_ow;
+        let rest = wi / p.pool_ow;
+        let h = (rest % p.pool_oh) * p.pool_sh + t / p.pool_fw;
+        let x = ox * p.pool_sw + t % p.pool_fw;
+        let im = rest / p.pool_oh;
+        // The ReLU's mask at the maximum (NaN: masked, as relu_backward does).
+        if (!(act[((im * p.conv_oh + h) * p.conv_ow + x) * p.c + c] > 0.0)) {
+            continue;
+        }
+        let g = grad[q];
+        bias += g;
+        let y0 = i32(h * p.s_h) - i32(p.top);
+        let x0 = i32(x * p.s_w) - i32(p.left);
+        let yok{i} = y0 + {i} >= 0 && y0 + {i} < i32(p.in_h); // @unroll(FH)
+        let xok{i} = x0 + {i} >= 0 && x0 + {i} < i32(p.in_w); // @unroll(FW)
+        let base = (i32(im * p.in_h) + y0) * i32(p.in_w) + x0;
+        let v{i} = select(0.0, xs[u32(max(base + {i/(FW*K)} * i32(p.in_w) + {(i/K)%FW}, 0)) * K + {i%K}u], yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K)
+        acc{i} = fma(v{i}, g, acc{i}); // @unroll(FH*FW*K)
+    }
+    let o = part * FH * FW * K * p.c + c;
+    out[o + {i}u * p.c] = acc{i}; // @unroll(FH*FW*K)
+    out_b[part * p.c + c] = bias;
+}
