@@ -136,7 +136,8 @@ pub enum Ties {
     /// `x == np.max(x)` mask).
     #[default]
     EveryMax,
-    /// Only the first maximum in row-major window order receives it (PyTorch's choice).
+    /// Only the first maximum in row-major window order receives it (TensorFlow's, JAX's and
+    /// PyTorch's choice).
     FirstMax,
 }
 

@@ -2,8 +2,7 @@
 //! fours, every size an override constant) and `shaders/pool.wgsl` (the general gather kernels).
 
 use super::kernels::{simple, uniform, Access, Kernel};
-use super::launch::Chunk;
-use super::launch::{count, to_u32};
+use super::launch::{count, to_u32, Chunk};
 use super::{Arg, Gpu, Tensor};
 #[cfg(doc)]
 use crate::error::Error;
@@ -235,7 +234,10 @@ impl Gpu {
     /// a maximum and is not counted in an average): `(m, n_H_prev, n_W_prev, n_C)` ->
     /// `(m, n_H, n_W, n_C)` with `n_H = (n_H_prev + top + bottom - f_h) / stride_h + 1` (likewise
     /// `n_W`).
-    /// A window holding NaN gives NaN (max) as the CPU reference does.
+    /// A window holding NaN gives NaN (max) as the CPU reference does. A max pool with
+    /// [`Ties::FirstMax`] whose windows do not overlap (channels in fours) also keeps each
+    /// window's first maximum in its cache (an output-sized tensor), from which its backward
+    /// writes one element per window ([`PoolCache::keeps_first_maxima`]).
     ///
     /// ```no_run
     /// use wgpu_cnn::{Gpu, PoolMode, PoolParams};

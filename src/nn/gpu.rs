@@ -212,17 +212,18 @@ impl GpuNet {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
             }
-            let cache = caches[k]
-                .take()
-                .ok_or_else(|| Error::Kernel("network: a cache used twice".into()))?;
+            let cache = caches
+                .get_mut(k)
+                .and_then(Option::take)
+                .ok_or_else(|| Error::Kernel("network: an op without its cache".into()))?;
             // The first convolution, its ReLU and a pool that keeps its first maxima: the
             // filter gradient straight from the pool's gradient (one term per window).
             if let (1, Op::Pool(_), Cache::Pool(pc), Some(Op::Conv { w, b, channels, .. })) =
                 (k, op, &cache, self.plan.ops.first())
             {
-                if let (true, Some(Cache::ConvRelu(cc))) = (
+                if let (true, Some(Some(Cache::ConvRelu(cc)))) = (
                     pc.keeps_first_maxima() && self.pool_takes_relu(k),
-                    &caches[0],
+                    caches.first(),
                 ) {
                     let (dw, db) = g.conv_relu_pool_backward_filter(&d, pc, cc)?;
                     grads[*w] = Some(dw);

@@ -91,6 +91,7 @@ impl Gpu {
         conv: &ConvReluCache,
     ) -> Result<(Tensor, Tensor)> {
         self.check_owner(da)?;
+        self.check_owner(&conv.a)?;
         let pg = pool.geometry();
         da.expect_shape("pool output gradient", &pg.output_shape())?;
         if !pool.a_prev().same_buffer(&conv.a) || pool.a_prev().shape() != conv.a.shape() {
