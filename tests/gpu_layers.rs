@@ -791,3 +791,37 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
         Err(Error::ShapeMismatch { .. })
     ));
 }
+
+/// `conv_backward_data` is `conv_backward`'s `dA_prev` alone: the same kernels, the same bits,
+/// on a 1x1, a strided and a padded 3-channel case; a `dZ` of the wrong shape is an error.
+#[test]
+fn conv_backward_data_is_conv_backwards_input_gradient() {
+    let g = gpu();
+    let mut rng = NumpyRng::seed(11);
+    for (x_shape, f, c_out, params) in [
+        ([2, 5, 5, 4], 1, 8, ConvParams::new(1, 0)),
+        ([3, 9, 7, 8], 3, 16, ConvParams::new(2, 1)),
+        ([2, 8, 8, 3], 2, 4, ConvParams::new(1, 1)),
+    ] {
+        let x = randn_f32(&mut rng, x_shape);
+        let w = randn_f32(&mut rng, [f, f, x_shape[3], c_out]);
+        let b = Array4::<f32>::zeros((1, 1, 1, c_out));
+        let (z, cache) = g.conv_forward(&up(&x), &up(&w), &up(&b), params).unwrap();
+        let dz = up(&randn_f32(
+            &mut rng,
+            [z.shape()[0], z.shape()[1], z.shape()[2], c_out],
+        ));
+        let alone = down(&g.conv_backward_data(&dz, &cache).unwrap());
+        let all = down(&g.conv_backward(&dz, &cache).unwrap().da_prev);
+        assert_eq!(alone, all, "{x_shape:?} f{f}");
+    }
+    let x = up(&Array4::<f32>::ones((1, 4, 4, 2)));
+    let w = up(&Array4::<f32>::ones((3, 3, 2, 4)));
+    let b = up(&Array4::<f32>::zeros((1, 1, 1, 4)));
+    let (_, cache) = g.conv_forward(&x, &w, &b, ConvParams::new(1, 0)).unwrap();
+    let wrong = up(&Array4::<f32>::ones((1, 3, 3, 4)));
+    assert!(matches!(
+        g.conv_backward_data(&wrong, &cache),
+        Err(Error::ShapeMismatch { .. })
+    ));
+}

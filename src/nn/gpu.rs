@@ -208,10 +208,14 @@ impl GpuNet {
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
         let mut caches: Vec<Option<Cache>> = caches.into_iter().map(Some).collect();
+        // The gradient and cache of the pool just walked, when it keeps its first maxima and
+        // takes the ReLU of the convolution below it (the next op walked).
+        let mut pooled: Option<(Tensor, PoolCache)> = None;
         for (k, op) in self.plan.ops.iter().enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
             }
+            let above = pooled.take();
             let cache = caches
                 .get_mut(k)
                 .and_then(Option::take)
@@ -232,6 +236,22 @@ impl GpuNet {
                     }
                     break;
                 }
+            }
+            // A convolution under such a pool: its filter gradient from the pool's gradient, its
+            // input gradient from dZ.
+            if let (Op::Conv { w, b, channels, .. }, Cache::ConvRelu(cc), Some((dp, pc))) =
+                (op, &cache, &above)
+            {
+                let (dw, db) = g.conv_relu_pool_backward_filter(dp, pc, cc)?;
+                grads[*w] = Some(dw);
+                if let Some(b) = b {
+                    grads[*b] = Some(db.reshape(&[*channels])?);
+                }
+                if k == 0 {
+                    break;
+                }
+                d = g.conv_backward_data(&d, cc.conv())?;
+                continue;
             }
             d = match (*op, cache) {
                 (
@@ -276,7 +296,11 @@ impl GpuNet {
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
                 (Op::Pool(_), Cache::Pool(c)) if self.pool_takes_relu(k) => {
-                    g.pool_relu_backward(&d, &c)?
+                    let dz = g.pool_relu_backward(&d, &c)?;
+                    if c.keeps_first_maxima() {
+                        pooled = Some((d, c));
+                    }
+                    dz
                 }
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,
                 (Op::BatchNorm { gamma, .. }, Cache::BatchNorm(c)) => {

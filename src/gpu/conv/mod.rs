@@ -253,7 +253,7 @@ impl Gpu {
         da_prev.expect_shape("conv_backward dA_prev", &g.input_shape())?;
         dw.expect_shape("conv_backward dW", &g.weight_shape())?;
         db.expect_shape("conv_backward db", &[1, 1, 1, g.c_out])?;
-        self.conv_backward_kernels(dz, cache, Some(da_prev), dw, db)
+        self.conv_backward_kernels(dz, cache, Some(da_prev), Some((dw, db)))
     }
 
     /// The filter and bias gradients alone, `(dW, db)` as in [`Gpu::conv_backward`], without
@@ -263,32 +263,53 @@ impl Gpu {
     /// # Errors
     /// As [`Gpu::conv_backward`].
     pub fn conv_backward_filter(&self, dz: &Tensor, cache: &ConvCache) -> Result<(Tensor, Tensor)> {
+        let g = self.check_dz(dz, cache, &cache.a_prev)?;
+        let mut dw = self.alloc("conv_backward dW", &g.weight_shape(), false)?;
+        let mut db = self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?;
+        self.conv_backward_kernels(dz, cache, None, Some((&mut dw, &mut db)))?;
+        Ok((dw, db))
+    }
+
+    /// The input gradient alone, `dA_prev` as in [`Gpu::conv_backward`], without `dW` and
+    /// `db`: for a layer whose filter gradient comes another way
+    /// ([`Gpu::conv_relu_pool_backward_filter`]).
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_backward`].
+    pub fn conv_backward_data(&self, dz: &Tensor, cache: &ConvCache) -> Result<Tensor> {
+        let g = self.check_dz(dz, cache, &cache.w)?;
+        let mut da_prev = self.alloc("conv_backward dA_prev", &g.input_shape(), false)?;
+        self.conv_backward_kernels(dz, cache, Some(&mut da_prev), None)?;
+        Ok(da_prev)
+    }
+
+    /// Checks that `dz` and the cache tensor the pass reads (`read`) are this device's and `dz`
+    /// is the forward output's shape; the geometry.
+    fn check_dz(&self, dz: &Tensor, cache: &ConvCache, read: &Tensor) -> Result<ConvGeometry> {
         let g = cache.plan.geometry;
         self.check_owner(dz)?;
-        self.check_owner(&cache.a_prev)?;
+        self.check_owner(read)?;
         dz.expect_shape(
             "conv_backward dZ must have the forward output's shape",
             &g.output_shape(),
         )?;
-        let mut dw = self.alloc("conv_backward dW", &g.weight_shape(), false)?;
-        let mut db = self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?;
-        self.conv_backward_kernels(dz, cache, None, &mut dw, &mut db)?;
-        Ok((dw, db))
+        Ok(g)
     }
 
-    /// Records the backward kernels: `dA_prev` when asked for, then `dW` and `db`.
+    /// Records the backward kernels: `dA_prev` when asked for, then `dW` and `db` when asked for.
     fn conv_backward_kernels(
         &self,
         dz: &Tensor,
         cache: &ConvCache,
         da_prev: Option<&mut Tensor>,
-        dw: &mut Tensor,
-        db: &mut Tensor,
+        filter: Option<(&mut Tensor, &mut Tensor)>,
     ) -> Result<()> {
         let plan = &cache.plan;
         // Pad channels (copies) only for the fast paths that read them.
         let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm(..));
-        let needs_dz4 = data_gemm || matches!(plan.backward_filter, FilterPath::Windowed(_));
+        let filter_windowed =
+            filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
+        let needs_dz4 = data_gemm || filter_windowed;
         let dz4 = if needs_dz4 {
             Some(self.pad_channels(dz)?)
         } else {
@@ -304,6 +325,9 @@ impl Gpu {
                 _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }
         }
+        let Some((dw, db)) = filter else {
+            return Ok(());
+        };
         match (&dz4, plan.backward_filter) {
             (Some(dz4), FilterPath::Windowed(pixels)) => {
                 let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
