@@ -209,49 +209,33 @@ impl GpuNet {
         let mut d = dscores;
         let mut caches: Vec<Option<Cache>> = caches.into_iter().map(Some).collect();
         // The gradient and cache of the pool just walked, when it keeps its first maxima and
-        // takes the ReLU of the convolution below it (the next op walked).
+        // takes the ReLU of the convolution below it (the next op walked): its backward waits for
+        // that convolution, which takes its filter gradient from them and needs dZ only for its
+        // input gradient (none for the first layer).
         let mut pooled: Option<(Tensor, PoolCache)> = None;
         for (k, op) in self.plan.ops.iter().enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
             }
-            let above = pooled.take();
             let cache = caches
                 .get_mut(k)
                 .and_then(Option::take)
                 .ok_or_else(|| Error::Kernel("network: an op without its cache".into()))?;
-            // The first convolution, its ReLU and a pool that keeps its first maxima: the
-            // filter gradient straight from the pool's gradient (one term per window).
-            if let (1, Op::Pool(_), Cache::Pool(pc), Some(Op::Conv { w, b, channels, .. })) =
-                (k, op, &cache, self.plan.ops.first())
-            {
-                if let (true, Some(Some(Cache::ConvRelu(cc)))) = (
-                    pc.keeps_first_maxima() && self.pool_takes_relu(k),
-                    caches.first(),
-                ) {
-                    let (dw, db) = g.conv_relu_pool_backward_filter(&d, pc, cc)?;
+            if let Some((dp, pc)) = pooled.take() {
+                if let (Op::Conv { w, b, channels, .. }, Cache::ConvRelu(cc)) = (op, &cache) {
+                    let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &pc, cc)?;
                     grads[*w] = Some(dw);
                     if let Some(b) = b {
                         grads[*b] = Some(db.reshape(&[*channels])?);
                     }
-                    break;
+                    if k == 0 {
+                        break;
+                    }
+                    let dz = g.pool_relu_backward(&dp, &pc)?;
+                    d = g.conv_backward_data(&dz, cc.conv())?;
+                    continue;
                 }
-            }
-            // A convolution under such a pool: its filter gradient from the pool's gradient, its
-            // input gradient from dZ.
-            if let (Op::Conv { w, b, channels, .. }, Cache::ConvRelu(cc), Some((dp, pc))) =
-                (op, &cache, &above)
-            {
-                let (dw, db) = g.conv_relu_pool_backward_filter(dp, pc, cc)?;
-                grads[*w] = Some(dw);
-                if let Some(b) = b {
-                    grads[*b] = Some(db.reshape(&[*channels])?);
-                }
-                if k == 0 {
-                    break;
-                }
-                d = g.conv_backward_data(&d, cc.conv())?;
-                continue;
+                d = g.pool_relu_backward(&dp, &pc)?;
             }
             d = match (*op, cache) {
                 (
@@ -296,11 +280,11 @@ impl GpuNet {
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
                 (Op::Pool(_), Cache::Pool(c)) if self.pool_takes_relu(k) => {
-                    let dz = g.pool_relu_backward(&d, &c)?;
                     if c.keeps_first_maxima() {
-                        pooled = Some((d, c));
+                        pooled = Some((d.clone(), c));
+                        continue;
                     }
-                    dz
+                    g.pool_relu_backward(&d, &c)?
                 }
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,
                 (Op::BatchNorm { gamma, .. }, Cache::BatchNorm(c)) => {
