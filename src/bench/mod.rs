@@ -411,16 +411,6 @@ pub fn pooling_name(mode: PoolMode, ties: Ties) -> &'static str {
     }
 }
 
-/// Whether the GPU's max pool keeps each window's first maximum for its backward (first-maximum
-/// rule, windows that do not overlap, channels in fours): an output-sized tensor more written by
-/// the forward and read by the backward, which then does not read `A_prev`.
-fn keeps_first_maxima(c: &PoolCase, mode: PoolMode, ties: Ties) -> bool {
-    mode == PoolMode::Max
-        && ties == Ties::FirstMax
-        && c.stride >= c.f
-        && c.input[3].is_multiple_of(4)
-}
-
 /// A pool op's record: its rate in bytes `moved` per second against the copy probe, its peak
 /// `bytes` and per-image time at batch `m`.
 fn pool_record(
@@ -459,14 +449,11 @@ pub fn pool_forward(
     let tx = gpu.upload(&x)?;
     let before = gpu.memory().live_bytes;
     gpu.reset_peak();
-    let (a, _) = gpu.pool_forward(&tx, params)?;
+    let (a, cache) = gpu.pool_forward(&tx, params)?;
     let bytes = gpu.memory().peak_bytes - before;
     let timing = time_op(gpu, o.reps, || gpu.pool_forward(&tx, params).map(drop))?;
-    let outputs = if keeps_first_maxima(c, mode, ties) {
-        2
-    } else {
-        1
-    };
+    // A pool that keeps its windows' first maxima writes them too (output-sized).
+    let outputs = if cache.keeps_first_maxima() { 2 } else { 1 };
     let moved = 4.0 * (x.len() + outputs * a.len()) as f64;
     let op = format!("pool_{}_forward", pooling_name(mode, ties));
     let dims = format!(
@@ -510,12 +497,15 @@ pub fn pool_backward(
     let dx = gpu.pool_backward(&tda, &cache)?;
     let bytes = gpu.memory().peak_bytes - before;
     let mut timing = time_op(gpu, o.reps, || gpu.pool_backward(&tda, &cache).map(drop))?;
-    if keeps_first_maxima(c, mode, ties) {
-        // Its output is zero-filled before the kernel writes the maxima: count the fill.
+    // From kept first maxima the backward reads them instead of `A_prev`, and its output is
+    // zero-filled (outside any pass, so outside the timestamps) before the kernel writes the
+    // maxima: count the fill.
+    let kept = cache.keeps_first_maxima();
+    if kept {
         timing = timing.wall_only();
     }
     let a_prev_reads = match mode {
-        _ if keeps_first_maxima(c, mode, ties) => da.len(),
+        _ if kept => da.len(),
         PoolMode::Max => x.len(),
         PoolMode::Average => 0,
     };

@@ -13,20 +13,51 @@
 //! and 7x7 outputs instead of 64x64 and 8x8): burn's `ConvOptions` pads symmetrically.
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use std::time::Instant;
+
+/// A convolution: name, NCHW input, OIHW weights, padding (h, w) on both sides.
+type ConvCase = (&'static str, [usize; 4], [usize; 4], [usize; 2]);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
+/// A fresh device tensor from host data (tracking gradients when `grad`), uploaded and synced.
+fn upload(data: &TensorData, dev: &Device, grad: bool) -> Tensor<4> {
+    let x = Tensor::<4>::from_data(data.clone(), dev);
+    let x = if grad { x.require_grad() } else { x };
+    let _ = x.clone().into_data();
+    x
+}
+
+/// `f`'s result and its wall-clock seconds.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let v = f();
+    (v, t.elapsed().as_secs_f64())
+}
+
+/// `run(i)` gives run i's (forward, forward + backward) seconds; `reps` runs after two warm-ups
+/// (burn autotunes on the first). Returns the medians and the forward + backward runs.
+fn medians(reps: usize, mut run: impl FnMut(usize) -> (f64, f64)) -> (f64, f64, Vec<f64>) {
+    let (mut fwd, mut both) = (vec![], vec![]);
+    for i in 0..reps + 2 {
+        let (f, fb) = run(i);
+        if i > 1 {
+            fwd.push(f);
+            both.push(fb);
+        }
+    }
+    (median(fwd), median(both.clone()), both)
+}
+
 fn main() {
     let dev = Device::default().autodiff();
     println!("{dev:?}");
     let reps = 7;
-    // name, NCHW input, OIHW weights, padding (h, w) as (top/left = bottom/right except SAME)
-    let convs: [(&str, [usize; 4], [usize; 4], [usize; 2]); 5] = [
+    let convs: [ConvCase; 5] = [
         ("cifar", [64, 16, 32, 32], [32, 16, 3, 3], [1, 1]),
         ("deep", [16, 128, 16, 16], [128, 128, 3, 3], [1, 1]),
         ("stem", [16, 3, 64, 64], [8, 3, 4, 4], [2, 2]),
@@ -84,36 +115,32 @@ fn main() {
         let _ = w.clone().into_data();
         let _ = b.clone().into_data();
         let opts = ConvOptions::new([1, 1], pad, [1, 1], 1);
-        let mut fwd = vec![];
-        let mut both = vec![];
-        for i in 0..reps + 2 {
-            let x = Tensor::<4>::from_data(xd.clone(), &dev);
-            let _ = x.clone().into_data();
-            let t = Instant::now();
-            let z = conv2d(x, w.clone(), Some(b.clone()), opts.clone());
-            let zs: f32 = z.sum().into_scalar();
-            let f = t.elapsed().as_secs_f64();
-            let x = Tensor::<4>::from_data(xd.clone(), &dev).require_grad();
-            let _ = x.clone().into_data();
-            let t = Instant::now();
-            let z = conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone());
-            let g = z.sum().backward();
-            let gx: f32 = x.grad(&g).unwrap().sum().into_scalar();
-            let gw: f32 = w.grad(&g).unwrap().sum().into_scalar();
-            let fb = t.elapsed().as_secs_f64();
+        let (fwd, both, runs) = medians(reps, |i| {
+            let x = upload(&xd, &dev, false);
+            let (zs, f) = timed(|| -> f32 {
+                conv2d(x, w.clone(), Some(b.clone()), opts.clone())
+                    .sum()
+                    .into_scalar()
+            });
+            let x = upload(&xd, &dev, true);
+            let ((gx, gw), fb) = timed(|| -> (f32, f32) {
+                let z = conv2d(x.clone(), w.clone(), Some(b.clone()), opts.clone());
+                let g = z.sum().backward();
+                (
+                    x.grad(&g).unwrap().sum().into_scalar(),
+                    w.grad(&g).unwrap().sum().into_scalar(),
+                )
+            });
             if i == 0 {
                 println!("  ({name}: sums z {zs}, dx {gx}, dw {gw})");
             }
-            if i > 1 {
-                fwd.push(f);
-                both.push(fb);
-            }
-        }
+            (f, fb)
+        });
         println!(
             "conv/{name}: forward {:.1} ms, forward+backward {:.1} ms  (runs: {:?})",
-            1e3 * median(fwd.clone()),
-            1e3 * median(both.clone()),
-            both.iter()
+            1e3 * fwd,
+            1e3 * both,
+            runs.iter()
                 .map(|v| (v * 1e4).round() / 10.0)
                 .collect::<Vec<_>>()
         );
@@ -123,33 +150,28 @@ fn main() {
         ("signs1", [64, 8, 64, 64], 8),
         ("signs2", [64, 16, 8, 8], 4),
     ];
-    for (name, xs, f) in pools {
+    for (name, xs, win) in pools {
         let xd = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &dev).into_data();
-        let mut fwd = vec![];
-        let mut both = vec![];
-        for i in 0..reps + 2 {
-            let x = Tensor::<4>::from_data(xd.clone(), &dev);
-            let _ = x.clone().into_data();
-            let t = Instant::now();
-            let y = max_pool2d(x, MaxPoolOptions::new([f, f]));
-            let _: f32 = y.sum().into_scalar();
-            let fo = t.elapsed().as_secs_f64();
-            let x = Tensor::<4>::from_data(xd.clone(), &dev).require_grad();
-            let _ = x.clone().into_data();
-            let t = Instant::now();
-            let y = max_pool2d(x.clone(), MaxPoolOptions::new([f, f]));
-            let g = y.sum().backward();
-            let _: f32 = x.grad(&g).unwrap().sum().into_scalar();
-            let fb = t.elapsed().as_secs_f64();
-            if i > 1 {
-                fwd.push(fo);
-                both.push(fb);
-            }
-        }
+        let (fwd, both, _) = medians(reps, |_| {
+            let x = upload(&xd, &dev, false);
+            let (_, f) = timed(|| -> f32 {
+                max_pool2d(x, MaxPoolOptions::new([win, win]))
+                    .sum()
+                    .into_scalar()
+            });
+            let x = upload(&xd, &dev, true);
+            let (_, fb) = timed(|| -> f32 {
+                let g = max_pool2d(x.clone(), MaxPoolOptions::new([win, win]))
+                    .sum()
+                    .backward();
+                x.grad(&g).unwrap().sum().into_scalar()
+            });
+            (f, fb)
+        });
         println!(
             "max_pool/{name}: forward {:.1} ms, forward+backward {:.1} ms",
-            1e3 * median(fwd),
-            1e3 * median(both)
+            1e3 * fwd,
+            1e3 * both
         );
     }
 }
