@@ -21,6 +21,12 @@
 override CB4: u32;
 override RT: u32;
 override WGF: u32;
+// SGON = 1 (Quirks::spread_windows): the lanes of a subgroup of SG read the CB4 dZ vec4s of a
+// pixel spread over them and subgroupBroadcast hands each to every lane (as conv_gemm.wgsl
+// reads its window): the same values, SG times fewer loads. conv_filter_split then pads each
+// channel block's lanes to whole subgroups, so that a subgroup shares its slice and block.
+override SG: u32 = 1u;
+override SGON: u32 = 0u;
 
 // One lane per (channel block, group of RT consecutive taps, k4); lanes of one channel block fill
 // whole workgroups of WGF (`lanes_per_cb` rounded up), so each workgroup reads one uniform slice
@@ -34,6 +40,7 @@ fn conv_filter(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32, // @unroll(SGON)
 ) {
     let grid = nwg.x * nwg.y * WGF;
     let groups = (p.taps + RT - 1u) / RT;
@@ -59,7 +66,9 @@ fn conv_filter(
             let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
             let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
             let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
-            let d{i} = win[drow + {i}u]; // @unroll(CB4)
+            let d{i} = win[drow + {i}u]; // @unroll(CB4*(1-SGON))
+            let dl{i} = win[drow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
+            let d{i} = subgroupBroadcast(dl{i/SG}, {i%SG}u); // @unroll(SGON*CB4)
             acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
             db{i} += d{i}; // @unroll(CB4)
             drow += c4_out;
@@ -119,17 +128,21 @@ fn conv_filter_split(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32, // @unroll(SGON)
 ) {
     let grid = nwg.x * nwg.y * WGF;
     let groups = (p.taps + RT - 1u) / RT;
-    let lanes_per_cb = groups * p.c4_in;
+    let real_per_cb = groups * p.c4_in;
+    // With SGON, a block's lanes in whole subgroups; the padding lanes sum lane
+    // real_per_cb - 1's terms again and store nothing.
+    let lanes_per_cb = (real_per_cb + SG - 1u) / SG * SG;
     let lanes_per_slice = p.n_cb * lanes_per_cb;
     let c4_out = (p.c_out + 3u) / 4u;
     let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
     for (var lane = (wid.y * nwg.x + wid.x) * WGF + lid; lane < p.total; lane += grid) {
         let s = lane / lanes_per_slice;
         let cb = (lane % lanes_per_slice) / lanes_per_cb;
-        let r = lane % lanes_per_cb;
+        let r = min(lane % lanes_per_cb, real_per_cb - 1u);
         let t0 = (r / p.c4_in) * RT;
         let k4 = r % p.c4_in;
         let dh{i} = (t0 + {i}u) / p.f_w; // @unroll(RT)
@@ -147,7 +160,9 @@ fn conv_filter_split(
             let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
             let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
             let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
-            let d{i} = dz[drow + {i}u]; // @unroll(CB4)
+            let d{i} = dz[drow + {i}u]; // @unroll(CB4*(1-SGON))
+            let dl{i} = dz[drow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
+            let d{i} = subgroupBroadcast(dl{i/SG}, {i%SG}u); // @unroll(SGON*CB4)
             acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
             db{i} += d{i}; // @unroll(CB4)
             drow += c4_out;
@@ -161,9 +176,11 @@ fn conv_filter_split(
                 }
             }
         }
-        store_part(s * outputs, t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
-        if (t0 == 0u && k4 == 0u) {
-            store_part_db(s * outputs + p.taps * p.k_real * p.c_out, cb, {i}u, db{i}); // @unroll(CB4)
+        if (lane % lanes_per_cb < real_per_cb) {
+            store_part(s * outputs, t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
+            if (t0 == 0u && k4 == 0u) {
+                store_part_db(s * outputs + p.taps * p.k_real * p.c_out, cb, {i}u, db{i}); // @unroll(CB4)
+            }
         }
     }
 }

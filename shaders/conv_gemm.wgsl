@@ -8,15 +8,19 @@
 // in/out channels swapped, top' = f_h-1-top). Wp is laid out by conv_pack.wgsl.
 //
 // Why a uniform window: every thread of a dispatch reads the same weights at the same time, while
-// each thread's activations differ; uniform reads at a uniform address are broadcast loads on GPUs
-// and on lavapipe alike. Each thread keeps PX pixels x CB4 vec4 accumulators (4*CB4 output
+// each thread's activations differ; uniform reads at a uniform address are broadcast loads on
+// GPUs. Mesa 22.3's llvmpipe makes one only at a constant offset and gathers a scalar per lane
+// at the offsets these loops advance, so with SGON = 1 (Quirks::spread_windows) the lanes of a
+// subgroup of SG read SG different rows and subgroupBroadcast hands each row to all of them: the
+// same values, summed in the same order, with SG times fewer loads. Each thread keeps PX pixels x CB4 vec4 accumulators (4*CB4 output
 // channels) in registers and reads its activations as vec4 along channels, so one storage load
 // feeds 4*CB4 vec4 FMAs. Long reductions are split over windows and accumulated in order
 // (`accumulate`): deterministic, no atomics.
 //
 // With relu = 1 (set on the dispatch of the last window) the epilogue applies ReLU: the fused
 // conv + bias + ReLU of `Gpu::conv_relu_forward` writes A = max(0, Z) and never Z.
-// Params and bindings: conv_gemm_io.wgsl. Overrides: CB4 (channel vec4s per thread), PX (pixels per thread); both are also unrolled.
+// Params and bindings: conv_gemm_io.wgsl. Overrides: CB4 (channel vec4s per thread), PX (pixels
+// per thread), SG and SGON; all are also unrolled.
 //
 // `conv_gemm_rows` is the same product for stride 1 along the width, with all the taps in one
 // window and few input channels (C4IN = c4_in vec4s of them: an RGB input, or the 8 channels of
@@ -32,6 +36,10 @@ override PX: u32 = 1u;
 override R: u32 = 1u;
 override FW: u32 = 1u;
 override C4IN: u32 = 1u;
+// SGON = 1: the window rows are read spread over the lanes of subgroups of SG lanes (lane l
+// reads rows l, l + SG, ...) and handed to every lane by subgroupBroadcast; see conv_gemm.
+override SG: u32 = 1u;
+override SGON: u32 = 0u;
 
 // conv_gemm_tiled: input vec4s per tile step.
 const TKC: u32 = 4u;
@@ -43,6 +51,7 @@ fn conv_gemm(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32, // @unroll(SGON)
 ) {
     let grid = nwg.x * nwg.y * WG * PX;
     // A workgroup covers WG * PX consecutive pixels; lane `lid` owns pixels first + lid + j*WG.
@@ -64,7 +73,9 @@ fn conv_gemm(
             let base{i} = index_x4(im{i}, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), 0u); // @unroll(PX)
             for (var k4 = 0u; k4 < p.c4_in; k4++) {
                 // Weights of 4 input channels x 4*CB4 output channels, read once for PX pixels.
-                let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4)
+                let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4*(1-SGON))
+                let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG))
+                let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
                 let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX)
                 acc{i} = fma(vec4<f32>(a{i/CB4}.x), wt{i%CB4}, acc{i}); // @unroll(PX*CB4)
                 acc{i} = fma(vec4<f32>(a{i/CB4}.y), wt{CB4+i%CB4}, acc{i}); // @unroll(PX*CB4)
@@ -87,6 +98,7 @@ fn conv_gemm_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
+    @builtin(subgroup_invocation_id) sl: u32, // @unroll(SGON)
 ) {
     let segs_per_row = (p.out_w + R - 1u) / R;
     let segs = (p.total / p.out_w) * segs_per_row;
@@ -109,12 +121,16 @@ fn conv_gemm_rows(
             let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
             let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)], in{i/C4IN}); // @unroll((R+FW-1)*C4IN)
             let wb = dh * FW * C4IN * 4u * CB4;
+            // The row of taps' FW * C4IN * 4 * CB4 filter rows (see conv_gemm for SGON).
+            let wt{i} = win[wb + {i}u]; // @unroll(FW*C4IN*4*CB4*(1-SGON))
+            let wl{i} = win[wb + min({i*SG}u + sl, {FW*C4IN*4*CB4-1}u)]; // @unroll(SGON*((FW*C4IN*4*CB4+SG-1)/SG))
+            let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*FW*C4IN*4*CB4)
             // Line i: accumulator j = i % (R*CB4) (pixel j / CB4, output vec4 j % CB4), step
             // s = i / (R*CB4) = (dw, k4) = (s / C4IN, s % C4IN): per accumulator the taps dw in
             // order, the input vec4s k4 of each, channels x, y, z, w of each: the order of
             // conv_gemm, so both kernels give the same bits and the autotune's choice never
             // changes a result.
-            acc{i%(R*CB4)} = fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.w), win[wb + {(i/(R*CB4))*4*CB4 + 3*CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.z), win[wb + {(i/(R*CB4))*4*CB4 + 2*CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.y), win[wb + {(i/(R*CB4))*4*CB4 + CB4 + i%CB4}u], fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.x), win[wb + {(i/(R*CB4))*4*CB4 + i%CB4}u], acc{i%(R*CB4)})))); // @unroll(FW*C4IN*R*CB4)
+            acc{i%(R*CB4)} = fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.w), wt{(i/(R*CB4))*4*CB4 + 3*CB4 + i%CB4}, fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.z), wt{(i/(R*CB4))*4*CB4 + 2*CB4 + i%CB4}, fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.y), wt{(i/(R*CB4))*4*CB4 + CB4 + i%CB4}, fma(vec4<f32>(a{((i%(R*CB4))/CB4 + (i/(R*CB4))/C4IN)*C4IN + (i/(R*CB4))%C4IN}.x), wt{(i/(R*CB4))*4*CB4 + i%CB4}, acc{i%(R*CB4)})))); // @unroll(FW*C4IN*R*CB4)
         }
         let live = first + lid < segs;
         store_z(select(p.total, row * p.out_w + ow0 + {i/CB4}u, live && ow0 + {i/CB4}u < p.out_w), {i%CB4}u, acc{i}); // @unroll(R*CB4)

@@ -113,6 +113,15 @@ pub(crate) struct Quirks {
     /// The subgroup size, when the device has subgroup operations and every subgroup has that
     /// size (lavapipe: 8, its 256-bit lanes): `conv_lanes` is built for it.
     pub subgroup: Option<u32>,
+    /// Subgroups of this many lanes read the uniform windows spread over their lanes (lane `l`
+    /// reads rows `l, l + n, ...`) and hand each row to every lane with `subgroupBroadcast`,
+    /// instead of every lane reading every row. Mesa 22.3's llvmpipe turns a uniform-buffer
+    /// read into a broadcast only when its offset is a constant; at an offset that a loop
+    /// advances it gathers one scalar per lane, so each vec4 row of a window cost 32 scalar
+    /// loads (the weights were 30% of `conv_gemm`'s time in a profile). Spread: 32 loads fetch
+    /// 8 rows. CPU adapters with fixed-size subgroups; measured on cifar's forward
+    /// (`conv_gemm`, lavapipe): 53-65 -> 24-29 ms, backward data 43-49 -> 27-33 ms.
+    pub spread_windows: Option<u32>,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time
     /// talks to the device, and waits are cut into 50 ms slices.
@@ -126,6 +135,10 @@ impl Quirks {
         features: wgpu::Features,
     ) -> Self {
         let cpu_adapter = info.device_type == wgpu::DeviceType::Cpu;
+        let subgroup = (features.contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == info.subgroup_max_size
+            && info.subgroup_min_size > 0)
+            .then_some(info.subgroup_min_size);
         Self {
             grid_cap: if cpu_adapter { 4096 } else { 1 << 20 },
             window_grid_cap: cpu_adapter.then_some(16),
@@ -138,11 +151,9 @@ impl Quirks {
             },
             stream_grid_cap: cpu_adapter.then_some(64),
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
+            spread_windows: subgroup.filter(|_| cpu_adapter),
             serialize: info.backend == wgpu::Backend::Gl,
-            subgroup: (features.contains(wgpu::Features::SUBGROUP)
-                && info.subgroup_min_size == info.subgroup_max_size
-                && info.subgroup_min_size > 0)
-                .then_some(info.subgroup_min_size),
+            subgroup,
             loop_budget: [&info.name, &info.driver]
                 .iter()
                 .any(|s| s.to_lowercase().contains("llvmpipe"))

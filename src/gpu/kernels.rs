@@ -444,7 +444,10 @@ mod tests {
             .find(|(k, _)| k.entry == "conv_gemm")
             .expect("conv_gemm")
             .0;
-        let e = k.wgsl(&[("CB4", 2)]).unwrap_err().to_string();
+        let e = k
+            .wgsl(&[("CB4", 2), ("SG", 1), ("SGON", 0)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("conv_gemm.wgsl") && e.contains("PX"), "{e}");
     }
 }

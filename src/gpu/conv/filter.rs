@@ -122,6 +122,22 @@ const SPLIT_RUN_MAX: usize = 32768;
 
 const FILTER_TAPS: usize = 3;
 
+/// The override constants of `conv_filter.wgsl`: taps per lane, workgroup size, channel vec4s
+/// per lane, and the subgroup size that spreads the `dZ` reads (`Quirks::spread_windows`).
+fn filter_consts(
+    (rt, wgf, cb4): (usize, usize, usize),
+    spread: Option<u32>,
+) -> [(&'static str, u32); 5] {
+    let u = |v: usize| v as u32;
+    [
+        ("CB4", u(cb4)),
+        ("RT", u(rt)),
+        ("WGF", u(wgf)),
+        ("SG", spread.unwrap_or(1)),
+        ("SGON", u32::from(spread.is_some())),
+    ]
+}
+
 /// `(taps per lane, workgroup size, output channel vec4s per lane)` to try, default first.
 fn variants(taps: usize, c4_out: usize) -> Vec<(usize, usize, usize)> {
     let mut variants = Vec::new();
@@ -185,7 +201,7 @@ impl Gpu {
             let x4 = x.x4(self)?;
             let n_cb = c4_out.div_ceil(cb4);
             let lanes = n_cb * (taps.div_ceil(rt) * c4_in).next_multiple_of(wgf);
-            let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
+            let consts = filter_consts((rt, wgf, cb4), self.spread_filter(wgf));
             let mut first = 0;
             while first < pixels {
                 let n = window_pixels.min(pixels - first);
@@ -232,6 +248,14 @@ impl Gpu {
         }
         let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
         run(variant)
+    }
+
+    /// The subgroup size that spreads the `dZ` reads of the filter kernels with workgroups of
+    /// `wgf` (whole subgroups), if the adapter wants it (`Quirks::spread_windows`).
+    fn spread_filter(&self, wgf: usize) -> Option<u32> {
+        self.quirks()
+            .spread_windows
+            .filter(|&sg| wgf.is_multiple_of(sg as usize))
     }
 
     /// `(slices, pixels per slice)` when the filter is small enough that the windowed kernel
@@ -313,13 +337,17 @@ impl Gpu {
         let (wgf, consts) = match variant {
             SplitVariant::Tiled((rt, wgf, cb4)) => {
                 let n_cb = c4_out.div_ceil(cb4);
-                let lanes = slices * n_cb * taps.div_ceil(rt) * c4_in;
+                let spread = self.spread_filter(wgf);
+                // With spread reads, each block's lanes in whole subgroups.
+                let per_cb =
+                    (taps.div_ceil(rt) * c4_in).next_multiple_of(spread.unwrap_or(1) as usize);
+                let lanes = slices * n_cb * per_cb;
                 let p = FilterParams {
                     total: count(lanes)?,
                     n_cb: count(n_cb)?,
                     ..base
                 };
-                let consts = [("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
+                let consts = filter_consts((rt, wgf, cb4), spread);
                 let x4 = x.x4(self)?;
                 let args = [Arg::Whole(&x4), Arg::Whole(dz4), Arg::Whole(&part)];
                 self.launch(&FILTER_SPLIT, &consts, 1, &args, |_| {
@@ -341,7 +369,7 @@ impl Gpu {
                 let args = [Arg::Whole(x.x), Arg::Whole(dz4), Arg::Whole(&part)];
                 self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
                 let wgf = 64;
-                (wgf, [("CB4", 1), ("RT", 1), ("WGF", wgf as u32)])
+                (wgf, filter_consts((1, wgf, 1), None))
             }
         };
         self.launch(
@@ -359,12 +387,14 @@ impl Gpu {
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     let mut out = Vec::new();
     for c4_out in 1..=8 {
-        for (rt, wgf, cb4) in variants(9, c4_out) {
-            let consts = vec![("CB4", cb4 as u32), ("RT", rt as u32), ("WGF", wgf as u32)];
-            if !out.iter().any(|(_, c): &(Kernel, Vec<_>)| *c == consts) {
-                out.push((FILTER_SPLIT, consts.clone()));
-                out.push((FILTER_SUM, consts.clone()));
-                out.push((FILTER, consts));
+        for v in variants(9, c4_out) {
+            for spread in [None, Some(4), Some(8)] {
+                let consts = filter_consts(v, spread).to_vec();
+                if !out.iter().any(|(_, c): &(Kernel, Vec<_>)| *c == consts) {
+                    out.push((FILTER_SPLIT, consts.clone()));
+                    out.push((FILTER_SUM, consts.clone()));
+                    out.push((FILTER, consts));
+                }
             }
         }
     }

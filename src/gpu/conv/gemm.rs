@@ -275,14 +275,24 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
 
 /// The override constants of `conv_gemm.wgsl`: channel vec4s per thread, pixels per thread
 /// (`conv_gemm`), row-segment pixels, filter width and input vec4s (`conv_gemm_rows`; 1 for the
-/// other kernels, which do not read them).
-fn gemm_consts(cb4: u32, px: u32, r: u32, fw: u32, c4_in: u32) -> [(&'static str, u32); 5] {
+/// other kernels, which do not read them), and the subgroup size that spreads the window reads
+/// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`).
+fn gemm_consts(
+    cb4: u32,
+    px: u32,
+    r: u32,
+    fw: u32,
+    c4_in: u32,
+    spread: Option<u32>,
+) -> [(&'static str, u32); 7] {
     [
         ("CB4", cb4),
         ("PX", px),
         ("R", r),
         ("FW", fw),
         ("C4IN", c4_in),
+        ("SG", spread.unwrap_or(1)),
+        ("SGON", u32::from(spread.is_some())),
     ]
 }
 
@@ -412,17 +422,20 @@ impl Gpu {
         // Both entry points are in one file, unrolled with every constant: the other entry's
         // get 1.
         let cb4 = win.cb4 as u32;
+        let spread = self.quirks().spread_windows;
         let (kernel, consts) = match variant {
-            GemmVariant::Pixels(px) => (&GEMM, gemm_consts(cb4, px as u32, 1, 1, 1).to_vec()),
+            GemmVariant::Pixels(px) => {
+                (&GEMM, gemm_consts(cb4, px as u32, 1, 1, 1, spread).to_vec())
+            }
             GemmVariant::Rows(r) => (
                 &GEMM_ROWS,
-                gemm_consts(cb4, 1, r as u32, s.f_w as u32, s.c4_in() as u32).to_vec(),
+                gemm_consts(cb4, 1, r as u32, s.f_w as u32, s.c4_in() as u32, spread).to_vec(),
             ),
             GemmVariant::Lanes(r, sg) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (&LANES, lanes_consts(filter, cb4, r as u32, sg).to_vec())
             }
-            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1).to_vec()),
+            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
         };
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
@@ -490,21 +503,25 @@ impl Gpu {
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     let mut out = Vec::new();
     for cb4 in 1..=GEMM_CB4 {
-        for px in pixel_variants(cb4) {
-            out.push((GEMM, gemm_consts(cb4 as u32, px as u32, 1, 1, 1).to_vec()));
-        }
-        if TILED_PIXELS.is_multiple_of(cb4) {
-            out.push((GEMM_TILED, gemm_consts(cb4 as u32, 1, 1, 1, 1).to_vec()));
-        }
-        for r in row_variants(cb4) {
-            for fw in [1, 2, 3, 4, 7] {
-                for c4_in in 1..=ROWS_C4_MAX as u32 {
-                    out.push((
-                        GEMM_ROWS,
-                        gemm_consts(cb4 as u32, 1, r as u32, fw, c4_in).to_vec(),
-                    ));
+        for spread in [None, Some(4), Some(8), Some(32)] {
+            for px in pixel_variants(cb4) {
+                let consts = gemm_consts(cb4 as u32, px as u32, 1, 1, 1, spread);
+                out.push((GEMM, consts.to_vec()));
+            }
+            for r in row_variants(cb4) {
+                for fw in [1, 2, 3, 4, 7] {
+                    for c4_in in 1..=ROWS_C4_MAX as u32 {
+                        let consts = gemm_consts(cb4 as u32, 1, r as u32, fw, c4_in, spread);
+                        out.push((GEMM_ROWS, consts.to_vec()));
+                    }
                 }
             }
+        }
+        if TILED_PIXELS.is_multiple_of(cb4) {
+            out.push((
+                GEMM_TILED,
+                gemm_consts(cb4 as u32, 1, 1, 1, 1, None).to_vec(),
+            ));
         }
         for filter in [(4, 4, 3), (3, 3, 1), (1, 1, 4), (5, 5, 2), (2, 7, 3)] {
             for sg in [4, 8, 16, 32] {
