@@ -230,3 +230,131 @@ fn filter_sum(
         }
     }
 }
+
+// `conv_filter_tiled` and `conv_filter_split_tiled`: the same sums tiled through workgroup
+// memory, the shape of a GPU kernel. A workgroup of 64 threads owns a tile of FT_ROWS (tap, k4)
+// rows x FT_COLS output vec4s; for each step of FT_PIX pixels its threads load the tile's input
+// vec4s (neighbouring threads on neighbouring pixels) and dZ vec4s into workgroup memory, then
+// thread (row, q) adds the step's pixels in order. Per output the sum runs over the pixels in
+// order, as in conv_filter and conv_filter_split (the windowed kernel accumulates window after
+// window, the split kernel writes each slice to `part`), so every variant gives the same bits.
+// dZ is read from storage (binding 6, channels padded to 4) in both. Consts as for the other
+// kernels with CB4 = RT = 1 (the stores reuse theirs).
+const FT_ROWS: u32 = 16u;
+const FT_COLS: u32 = 4u;
+const FT_PIX: u32 = 16u;
+var<workgroup> ft_x: array<vec4<f32>, 256>; // FT_ROWS x FT_PIX
+var<workgroup> ft_d: array<vec4<f32>, 64>;  // FT_PIX x FT_COLS
+
+struct TileSums {
+    acc: array<vec4<f32>, 4>, // channel j of the thread's row x its output vec4
+    db: vec4<f32>,
+}
+
+// The sums of tile (row0, q0) over pixels [begin, end) for thread `lid` (row lid / FT_COLS, output
+// vec4 lid % FT_COLS of the tile). Called in uniform control flow (it has barriers).
+fn tile_sums(row0: u32, q0: u32, lid: u32, begin: u32, end: u32) -> TileSums {
+    let c4_out = (p.c_out + 3u) / 4u;
+    let rows = p.taps * p.c4_in;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var db = vec4<f32>(0.0);
+    for (var n0 = begin; n0 < end; n0 += FT_PIX) {
+        for (var j = 0u; j < 4u; j++) {
+            let e = lid + 64u * j;
+            let r = row0 + e / FT_PIX;
+            let n = n0 + e % FT_PIX;
+            var v = vec4<f32>(0.0);
+            if (r < rows && n < end) {
+                let t = r / p.c4_in;
+                let ow = n % p.out_w;
+                let oh = (n / p.out_w) % p.out_h;
+                let im = n / (p.out_w * p.out_h);
+                let h = i32(oh * p.s_h + t / p.f_w) - p.top;
+                let w = i32(ow * p.s_w + t % p.f_w) - p.left;
+                if (h >= 0 && w >= 0 && u32(h) < p.in_h && u32(w) < p.in_w) {
+                    v = x[index_x4(im, u32(h), u32(w), r % p.c4_in)];
+                }
+            }
+            ft_x[e] = v;
+        }
+        let dn = n0 + lid / FT_COLS;
+        let dq = q0 + lid % FT_COLS;
+        var d = vec4<f32>(0.0);
+        if (dn < end && dq < c4_out) {
+            d = dz[dn * c4_out + dq];
+        }
+        ft_d[lid] = d;
+        workgroupBarrier();
+        let steps = min(FT_PIX, end - n0);
+        for (var i = 0u; i < steps; i++) {
+            let a = ft_x[(lid / FT_COLS) * FT_PIX + i];
+            let dv = ft_d[i * FT_COLS + lid % FT_COLS];
+            acc0 = fma(vec4<f32>(a.x), dv, acc0);
+            acc1 = fma(vec4<f32>(a.y), dv, acc1);
+            acc2 = fma(vec4<f32>(a.z), dv, acc2);
+            acc3 = fma(vec4<f32>(a.w), dv, acc3);
+            db += dv;
+        }
+        workgroupBarrier();
+    }
+    return TileSums(array<vec4<f32>, 4>(acc0, acc1, acc2, acc3), db);
+}
+
+// Tiles of the (tap, k4) x output-vec4 grid: (row tiles, column tiles).
+fn tile_grid() -> vec2<u32> {
+    return vec2<u32>((p.taps * p.c4_in + FT_ROWS - 1u) / FT_ROWS, ((p.c_out + 3u) / 4u + FT_COLS - 1u) / FT_COLS);
+}
+
+// The window's pixels [first_pixel, first_pixel + pixels), accumulated into dW and db like
+// conv_filter (p.total: tiles).
+@compute @workgroup_size(64)
+fn conv_filter_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = tile_grid();
+    for (var g = wid.y * nwg.x + wid.x; g < p.total; g += nwg.x * nwg.y) {
+        let row0 = (g / grid.y) * FT_ROWS;
+        let q0 = (g % grid.y) * FT_COLS;
+        let sums = tile_sums(row0, q0, lid, p.first_pixel, p.first_pixel + p.pixels);
+        let r = row0 + lid / FT_COLS;
+        let q = q0 + lid % FT_COLS;
+        if (r < p.taps * p.c4_in) {
+            store_dw(r / p.c4_in, r % p.c4_in, q, {i}u, sums.acc[{i}]); // @unroll(4)
+            if (r == 0u) {
+                store_db(q, 0u, sums.db);
+            }
+        }
+    }
+}
+
+// Slice s's pixels into `part` like conv_filter_split (p.total: slices x tiles).
+@compute @workgroup_size(64)
+fn conv_filter_split_tiled(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = tile_grid();
+    let tiles = grid.x * grid.y;
+    let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
+    for (var g = wid.y * nwg.x + wid.x; g < p.total; g += nwg.x * nwg.y) {
+        let s = g / tiles;
+        let row0 = ((g % tiles) / grid.y) * FT_ROWS;
+        let q0 = (g % grid.y) * FT_COLS;
+        let begin = s * p.pixels;
+        let sums = tile_sums(row0, q0, lid, begin, min(begin + p.pixels, p.all_pixels));
+        let r = row0 + lid / FT_COLS;
+        let q = q0 + lid % FT_COLS;
+        if (r < p.taps * p.c4_in) {
+            store_part(s * outputs, r / p.c4_in, r % p.c4_in, q, {i}u, sums.acc[{i}]); // @unroll(4)
+            if (r == 0u) {
+                store_part_db(s * outputs + p.taps * p.k_real * p.c_out, q, 0u, sums.db);
+            }
+        }
+    }
+}

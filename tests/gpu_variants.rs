@@ -10,9 +10,9 @@ use common::{compare_conv, ok, randn_f32};
 use ndarray::ArrayD;
 use wgpu_cnn::{ConvGeometry, ConvParams, Gpu, GpuOptions, Padding};
 
-/// At least the largest number of variants of any op (the split filter kernel has up to 9: 8
-/// tilings and the channel-lane kernel; the implicit GEMM up to 8).
-const VARIANTS: usize = 9;
+/// At least the largest number of variants of any op (the split filter kernel has up to 10: 8
+/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 8).
+const VARIANTS: usize = 10;
 
 #[test]
 fn every_conv_kernel_variant_matches_cpu_reference() {
@@ -62,43 +62,58 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
 /// training is bitwise repeatable whatever the timings chose. Here the implicit GEMM's pixel
 /// counts, its row-segment kernel and the channel-lane kernel on a 3-channel input (seed 001's
 /// first layer, SAME), and its data gradient (the GEMM over dZ's 8 channels: two input vec4s
-/// for the row-segment kernel).
+/// for the row-segment kernel); the filter gradient split over runs of pixels (its tilings, the
+/// channel-lane kernel, the workgroup-memory tiles) there, and by windows (tilings and
+/// workgroup-memory tiles) on a 32-channel input.
 #[test]
-fn every_gemm_variant_gives_the_same_bits_on_a_three_channel_input() {
-    let (input, weights) = ([3, 13, 11, 3], [4, 4, 3, 8]);
-    let params = ConvParams::new(1, 0).with_padding(Padding::same((13, 11), (4, 4), (1, 1)));
-    let mut rng = NumpyRng::seed(5);
-    let x = randn_f32(&mut rng, input);
-    let w = randn_f32(&mut rng, weights);
-    let b = ndarray::Array1::from_iter(randn_f32(&mut rng, [1, 1, 1, 8]));
-    let dz = randn_f32(&mut rng, [3, 13, 11, 8]);
-    let mut first: Option<(ArrayD<f32>, ArrayD<f32>)> = None;
-    for variant in 0..VARIANTS {
-        let g = Gpu::with_options(GpuOptions {
-            force_variant: Some(variant),
-            ..Default::default()
-        })
-        .expect("a Gpu");
-        let (tx, tw, tb) = common::upload_conv(&g, &x, &w, &b);
-        let (z, _) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
-        let z: ArrayD<f32> = g.download(&z).unwrap();
-        let (_, cache) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
-        let grads = g.conv_backward(&g.upload(&dz).unwrap(), &cache).unwrap();
-        let da: ArrayD<f32> = g.download(&grads.da_prev).unwrap();
-        let same = |a: &ArrayD<f32>, b: &ArrayD<f32>| {
-            a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())
-        };
-        match &first {
-            None => first = Some((z, da)),
-            Some((fz, fda)) => {
-                assert!(
-                    same(fz, &z),
-                    "variant {variant}: forward differs from variant 0"
-                );
-                assert!(
-                    same(fda, &da),
-                    "variant {variant}: dA differs from variant 0"
-                );
+fn every_conv_variant_gives_the_same_bits() {
+    let cases = [
+        (
+            [3, 13, 11, 3],
+            [4, 4, 3, 8],
+            Padding::same((13, 11), (4, 4), (1, 1)),
+        ),
+        ([2, 9, 10, 32], [3, 3, 32, 8], Padding::explicit(1, 1, 1, 1)),
+    ];
+    for (case, (input, weights, padding)) in cases.into_iter().enumerate() {
+        let params = ConvParams::new(1, 0).with_padding(padding);
+        let mut rng = NumpyRng::seed(5 + case as u32);
+        let x = randn_f32(&mut rng, input);
+        let w = randn_f32(&mut rng, weights);
+        let b = ndarray::Array1::from_iter(randn_f32(&mut rng, [1, 1, 1, weights[3]]));
+        let out = ConvGeometry::new(input, weights, params)
+            .expect("valid conv")
+            .output_shape();
+        let dz = randn_f32(&mut rng, out);
+        let mut first: Option<[ArrayD<f32>; 4]> = None;
+        for variant in 0..VARIANTS {
+            let g = Gpu::with_options(GpuOptions {
+                force_variant: Some(variant),
+                ..Default::default()
+            })
+            .expect("a Gpu");
+            let (tx, tw, tb) = common::upload_conv(&g, &x, &w, &b);
+            let (z, _) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
+            let (_, cache) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
+            let grads = g.conv_backward(&g.upload(&dz).unwrap(), &cache).unwrap();
+            let got: [ArrayD<f32>; 4] =
+                [&z, &grads.da_prev, &grads.dw, &grads.db].map(|t| g.download(t).unwrap());
+            let same = |a: &ArrayD<f32>, b: &ArrayD<f32>| {
+                a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())
+            };
+            match &first {
+                None => first = Some(got),
+                Some(want) => {
+                    for (name, (a, b)) in ["forward", "dA", "dW", "db"]
+                        .iter()
+                        .zip(want.iter().zip(&got))
+                    {
+                        assert!(
+                            same(a, b),
+                            "case {case}, variant {variant}: {name} differs from variant 0"
+                        );
+                    }
+                }
             }
         }
     }

@@ -59,6 +59,24 @@ pub(crate) const FILTER_SPLIT: Kernel = FILTER.entry(
     &[(1, Access::Read), (6, Access::Read), (7, Access::Write)],
 );
 
+/// `conv_filter_tiled`: the windowed sums tiled through workgroup memory (the GPU-shaped
+/// variant), `dZ` read from storage.
+pub(crate) const FILTER_TILED: Kernel = FILTER.entry(
+    "conv_filter_tiled",
+    &[
+        (1, Access::Read),
+        (3, Access::Write),
+        (6, Access::Read),
+        (5, Access::Write),
+    ],
+);
+
+/// `conv_filter_split_tiled`: the split sums tiled through workgroup memory.
+pub(crate) const FILTER_SPLIT_TILED: Kernel = FILTER.entry(
+    "conv_filter_split_tiled",
+    &[(1, Access::Read), (6, Access::Read), (7, Access::Write)],
+);
+
 /// `filter_sum`: the slices of `conv_filter_split` added in order into dW and db.
 pub(crate) const FILTER_SUM: Kernel = FILTER.entry(
     "filter_sum",
@@ -82,11 +100,35 @@ const LANES_PIXELS: usize = 8;
 
 /// A variant of the split filter gradient: `Tiled((taps per lane, workgroup size, channel
 /// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size)`,
-/// `conv_filter_lanes`.
+/// `conv_filter_lanes`; `Shared`, `conv_filter_split_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SplitVariant {
     Tiled((usize, usize, usize)),
     Lanes(usize, u32),
+    Shared,
+}
+
+/// A variant of the windowed filter gradient: `Lanes((taps per lane, workgroup size, channel
+/// vec4s per lane))`, `conv_filter`; `Shared`, `conv_filter_tiled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowVariant {
+    Lanes((usize, usize, usize)),
+    Shared,
+}
+
+/// `(tap, k4)` rows, output vec4s and pixels per step of a `conv_filter_tiled` tile (the
+/// shader's FT_ROWS, FT_COLS, FT_PIX).
+const SHARED_TILE: (usize, usize, usize) = (16, 4, 16);
+
+/// Tiles of `conv_filter_tiled` for `taps * c4_in` rows and `c4_out` output vec4s.
+fn shared_tiles(rows: usize, c4_out: usize) -> usize {
+    rows.div_ceil(SHARED_TILE.0) * c4_out.div_ceil(SHARED_TILE.1)
+}
+
+/// Loop iterations of one `conv_filter_tiled` tile over `pixels` pixels: per step, the four
+/// input loads, the pixels and the loop itself.
+fn shared_iterations(pixels: usize) -> u64 {
+    (pixels.div_ceil(SHARED_TILE.2) * (SHARED_TILE.2 + 6)) as u64
 }
 
 /// Loop iterations (at most) of one slice of `run` pixels in `conv_filter_lanes` with `r` pixels
@@ -197,8 +239,14 @@ impl Gpu {
             ]
             .map(i64::from),
         };
-        let run = |(rt, wgf, cb4): (usize, usize, usize)| {
+        let run = |variant: WindowVariant| {
             let x4 = x.x4(self)?;
+            let (rt, wgf, cb4) = match variant {
+                WindowVariant::Lanes(v) => v,
+                WindowVariant::Shared => {
+                    return self.shared_filter(k, &base, window_pixels, &x4, dz4, dw, db)
+                }
+            };
             let n_cb = c4_out.div_ceil(cb4);
             let lanes = n_cb * (taps.div_ceil(rt) * c4_in).next_multiple_of(wgf);
             let consts = filter_consts((rt, wgf, cb4), self.spread_filter(wgf));
@@ -243,11 +291,71 @@ impl Gpu {
             if let Some(v) = self.filter_lanes_variant(k, split) {
                 candidates.push(v);
             }
+            if self.within_budget(shared_iterations(split.1)) {
+                candidates.push(SplitVariant::Shared);
+            }
             let variant = self.pick(key, macs, &candidates, run)?;
             return run(variant);
         }
-        let variant = self.pick(key, macs, &variants(taps, c4_out), run)?;
+        let mut candidates: Vec<WindowVariant> = variants(taps, c4_out)
+            .into_iter()
+            .map(WindowVariant::Lanes)
+            .collect();
+        if self.within_budget(shared_iterations(window_pixels)) {
+            candidates.push(WindowVariant::Shared);
+        }
+        let variant = self.pick(key, macs, &candidates, run)?;
         run(variant)
+    }
+
+    /// Whether one workgroup's loops of `iterations` stay within half the loop budget.
+    fn within_budget(&self, iterations: u64) -> bool {
+        self.loop_budget()
+            .is_none_or(|budget| iterations < budget / 2)
+    }
+
+    /// The windowed filter gradient by `conv_filter_tiled`, `window_pixels` pixels per window.
+    #[allow(clippy::too_many_arguments)]
+    fn shared_filter(
+        &self,
+        k: &KernelGeometry,
+        base: &FilterParams,
+        window_pixels: usize,
+        x4: &Tensor,
+        dz4: &Tensor,
+        dw: &Tensor,
+        db: &Tensor,
+    ) -> Result<()> {
+        let pixels = k.m * k.out_h as usize * k.out_w as usize;
+        let rows = (k.f_h * k.f_w) as usize * (k.c_in as usize).div_ceil(4);
+        let tiles = shared_tiles(rows, (k.c_out as usize).div_ceil(4));
+        let consts = filter_consts((1, 64, 1), None);
+        let mut first = 0;
+        while first < pixels {
+            let n = window_pixels.min(pixels - first);
+            let p = FilterParams {
+                total: count(tiles)?,
+                pixels: count(n)?,
+                first_pixel: count(first)?,
+                accumulate: u32::from(first > 0),
+                ..*base
+            };
+            let wgs = self.window_workgroups(tiles as u64, shared_iterations(n));
+            self.launch(
+                &FILTER_TILED,
+                &consts,
+                1,
+                &[
+                    Arg::Whole(x4),
+                    Arg::Whole(dw),
+                    Arg::Whole(dz4),
+                    Arg::Whole(db),
+                ],
+                |_| Ok((p, wgs)),
+            )?;
+            first += n;
+        }
+        Ok(())
     }
 
     /// The subgroup size that spreads the `dZ` reads of the filter kernels with workgroups of
@@ -355,6 +463,19 @@ impl Gpu {
                 })?;
                 (wgf, consts)
             }
+            SplitVariant::Shared => {
+                let tiles = slices * shared_tiles(taps * c4_in, c4_out);
+                let p = FilterParams {
+                    total: count(tiles)?,
+                    ..base
+                };
+                let consts = filter_consts((1, 64, 1), None);
+                let x4 = x.x4(self)?;
+                let args = [Arg::Whole(&x4), Arg::Whole(dz4), Arg::Whole(&part)];
+                let wgs = self.window_workgroups(tiles as u64, shared_iterations(run));
+                self.launch(&FILTER_SPLIT_TILED, &consts, 1, &args, |_| Ok((p, wgs)))?;
+                (64, consts)
+            }
             SplitVariant::Lanes(r, sg) => {
                 let u = |v: usize| v as u32;
                 let consts = [
@@ -393,6 +514,8 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 if !out.iter().any(|(_, c): &(Kernel, Vec<_>)| *c == consts) {
                     out.push((FILTER_SPLIT, consts.clone()));
                     out.push((FILTER_SUM, consts.clone()));
+                    out.push((FILTER_TILED, consts.clone()));
+                    out.push((FILTER_SPLIT_TILED, consts.clone()));
                     out.push((FILTER, consts));
                 }
             }
