@@ -25,6 +25,10 @@ deps:
 train: deps
 	$(CARGO) run --release --bin wgpu-cnn -- train $(TRAIN_ARGS)
 
+# The tests keep their own tuning cache: choices timed while test threads run in parallel would be
+# poor ones for later runs (the autotune's choices persist, see README).
+test test-gl: export WGPU_CNN_TUNING_CACHE ?= $(CURDIR)/target/tuning-tests.json
+
 test: deps
 	$(CARGO) test --release --all-targets --all-features
 	$(CARGO) test --release --doc --all-features
