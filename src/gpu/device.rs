@@ -76,9 +76,11 @@ pub(crate) struct Quirks {
     /// starts while the host records more (and the uniform ring stays small).
     pub dispatches_per_submit: usize,
     /// Whether the fast convolution paths may read their shared operand from 64 KiB uniform
-    /// windows. Uniform reads at a uniform address are broadcast loads on GPUs and on lavapipe
-    /// (one scalar load against one load per lane for storage: measured 35 against 80 cycles
-    /// per 8-lane vec4 load). Needs `max_uniform_buffer_binding_size >= 64 KiB`.
+    /// windows. Uniform reads at a uniform address are broadcast loads on GPUs; on lavapipe
+    /// only at a constant offset (one scalar load against one load per lane for storage:
+    /// measured 35 against 80 cycles per 8-lane vec4 load), and a gather of one scalar per lane
+    /// at any other offset (see `spread_windows`). Needs
+    /// `max_uniform_buffer_binding_size >= 64 KiB`.
     pub uniform_windows: bool,
     /// Whether the row lanes of the reductions (`reduce.wgsl`, `reduce_vec4.wgsl`) each sum a
     /// contiguous span of a block's rows (`SPANS = 1`) instead of every `RL`-th row (0, which
