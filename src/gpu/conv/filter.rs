@@ -288,8 +288,13 @@ impl Gpu {
                 .into_iter()
                 .map(SplitVariant::Tiled)
                 .collect();
+            // The channel-lane kernel is the default on CPU adapters (see `gemm::variants`).
             if let Some(v) = self.filter_lanes_variant(k, split) {
-                candidates.push(v);
+                if self.quirks().spread_windows.is_some() {
+                    candidates.insert(0, v);
+                } else {
+                    candidates.push(v);
+                }
             }
             if self.within_budget(shared_iterations(split.1)) {
                 candidates.push(SplitVariant::Shared);

@@ -330,8 +330,15 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
 }
 
 /// The variants to try for `s` cut into `win`, the default first; `subgroup`: the adapter's
-/// fixed subgroup size, if it has subgroup operations.
-fn variants(s: &GemmShape, win: &Windows, subgroup: Option<u32>) -> Vec<GemmVariant> {
+/// fixed subgroup size, if it has subgroup operations; `lanes_first`: make the channel-lane
+/// kernel the default where it applies (CPU adapters, where it won every timing so far: the
+/// default is what runs untimed and what a noisy timing keeps).
+fn variants(
+    s: &GemmShape,
+    win: &Windows,
+    subgroup: Option<u32>,
+    lanes_first: bool,
+) -> Vec<GemmVariant> {
     let mut v: Vec<GemmVariant> = pixel_variants(win.cb4)
         .into_iter()
         .map(GemmVariant::Pixels)
@@ -348,7 +355,12 @@ fn variants(s: &GemmShape, win: &Windows, subgroup: Option<u32>) -> Vec<GemmVari
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             if s.k_real <= 4 && s.taps() <= LANES_TAPS_MAX {
-                v.push(GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg));
+                let lanes = GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg);
+                if lanes_first {
+                    v.insert(0, lanes);
+                } else {
+                    v.push(lanes);
+                }
             }
         }
     }
@@ -399,7 +411,8 @@ impl Gpu {
             self.gemm_launches(s, win, v, &input, epilogue, &packed, out)
         };
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
-        let candidates = variants(s, win, self.quirks().subgroup);
+        let quirks = self.quirks();
+        let candidates = variants(s, win, quirks.subgroup, quirks.spread_windows.is_some());
         let v = self.pick(s.tune_key(), macs, &candidates, run)?;
         run(v)?;
         Ok(!matches!(v, GemmVariant::Lanes(..)))
