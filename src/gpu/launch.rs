@@ -117,6 +117,13 @@ impl Gpu {
         total.div_ceil(threads).max(1)
     }
 
+    /// Whether loops of `iterations` iterations in all (per invocation) stay within half the
+    /// loop budget, the margin every launch keeps (see `capped_workgroups`).
+    pub(crate) fn within_loop_budget(&self, iterations: u64) -> bool {
+        self.loop_budget()
+            .is_none_or(|budget| iterations <= budget / 2)
+    }
+
     /// Workgroups for a window kernel that needs `needed` workgroups' worth of threads, each
     /// thread's grid-stride iteration running `inner` loop iterations: at most the adapter's
     /// window cap (see `Quirks::window_grid_cap`), and never so few that a thread's loops

@@ -214,7 +214,25 @@ pub(crate) fn decide(rounds: &[Vec<f64>]) -> usize {
     }
 }
 
+/// Adds the channel-lane variant `lanes` to `candidates`: first, as the default, where
+/// `lanes_first` (see `Gpu::lanes_first`), else last.
+pub(crate) fn offer_lanes<C>(candidates: &mut Vec<C>, lanes: C, lanes_first: bool) {
+    if lanes_first {
+        candidates.insert(0, lanes);
+    } else {
+        candidates.push(lanes);
+    }
+}
+
 impl Gpu {
+    /// Whether the channel-lane kernels are the default variant where they apply: on CPU
+    /// adapters with fixed-size subgroups (`Quirks::spread_windows` is set for exactly those),
+    /// where they won every timing. The default is what runs untimed (`no_autotune`, small
+    /// shapes) and what a noisy timing keeps; every variant gives the same bits.
+    pub(crate) fn lanes_first(&self) -> bool {
+        self.quirks().spread_windows.is_some()
+    }
+
     /// The variant of `candidates` to use for `key`: cached, or measured now with `run`.
     /// `macs` is the op's size in multiply-adds.
     pub(crate) fn pick<C: Copy + std::fmt::Debug>(

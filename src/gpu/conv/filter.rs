@@ -4,7 +4,7 @@
 use super::super::device::WINDOW_BYTES;
 use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
-use super::super::tune::{TuneKey, TunedOp};
+use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
 use super::gemm::LANES_TAPS_MAX;
 use super::pack::Padded;
@@ -288,15 +288,10 @@ impl Gpu {
                 .into_iter()
                 .map(SplitVariant::Tiled)
                 .collect();
-            // The channel-lane kernel is the default on CPU adapters (see `gemm::variants`).
             if let Some(v) = self.filter_lanes_variant(k, split) {
-                if self.quirks().spread_windows.is_some() {
-                    candidates.insert(0, v);
-                } else {
-                    candidates.push(v);
-                }
+                offer_lanes(&mut candidates, v, self.lanes_first());
             }
-            if self.within_budget(shared_iterations(split.1)) {
+            if self.within_loop_budget(1 + shared_iterations(split.1)) {
                 candidates.push(SplitVariant::Shared);
             }
             let variant = self.pick(key, macs, &candidates, run)?;
@@ -306,17 +301,11 @@ impl Gpu {
             .into_iter()
             .map(WindowVariant::Lanes)
             .collect();
-        if self.within_budget(shared_iterations(window_pixels)) {
+        if self.within_loop_budget(1 + shared_iterations(window_pixels)) {
             candidates.push(WindowVariant::Shared);
         }
         let variant = self.pick(key, macs, &candidates, run)?;
         run(variant)
-    }
-
-    /// Whether one workgroup's loops of `iterations` stay within half the loop budget.
-    fn within_budget(&self, iterations: u64) -> bool {
-        self.loop_budget()
-            .is_none_or(|budget| iterations < budget / 2)
     }
 
     /// The windowed filter gradient by `conv_filter_tiled`, `window_pixels` pixels per window.
@@ -417,10 +406,8 @@ impl Gpu {
             && wg <= 32
             && wg.is_multiple_of(sg as usize);
         let (_, iterations) = self.lanes_workgroups(k, (slices, run), LANES_PIXELS);
-        let within_budget = self
-            .loop_budget()
-            .is_none_or(|budget| iterations <= budget / 2);
-        (fits && within_budget).then_some(SplitVariant::Lanes(LANES_PIXELS, sg))
+        (fits && self.within_loop_budget(iterations))
+            .then_some(SplitVariant::Lanes(LANES_PIXELS, sg))
     }
 
     /// The split filter gradient: `conv_filter_split` (or `conv_filter_lanes`) then

@@ -4,7 +4,7 @@
 use super::super::device::WINDOW_BYTES;
 use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::{count, WG};
-use super::super::tune::{TuneKey, TunedOp};
+use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
@@ -330,9 +330,8 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
 }
 
 /// The variants to try for `s` cut into `win`, the default first; `subgroup`: the adapter's
-/// fixed subgroup size, if it has subgroup operations; `lanes_first`: make the channel-lane
-/// kernel the default where it applies (CPU adapters, where it won every timing so far: the
-/// default is what runs untimed and what a noisy timing keeps).
+/// fixed subgroup size, if it has subgroup operations; `lanes_first`: the channel-lane kernel
+/// as the default where it applies (`Gpu::lanes_first`).
 fn variants(
     s: &GemmShape,
     win: &Windows,
@@ -356,11 +355,7 @@ fn variants(
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             if s.k_real <= 4 && s.taps() <= LANES_TAPS_MAX {
                 let lanes = GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg);
-                if lanes_first {
-                    v.insert(0, lanes);
-                } else {
-                    v.push(lanes);
-                }
+                offer_lanes(&mut v, lanes, lanes_first);
             }
         }
     }
@@ -411,8 +406,7 @@ impl Gpu {
             self.gemm_launches(s, win, v, &input, epilogue, &packed, out)
         };
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
-        let quirks = self.quirks();
-        let candidates = variants(s, win, quirks.subgroup, quirks.spread_windows.is_some());
+        let candidates = variants(s, win, self.quirks().subgroup, self.lanes_first());
         let v = self.pick(s.tune_key(), macs, &candidates, run)?;
         run(v)?;
         Ok(!matches!(v, GemmVariant::Lanes(..)))
