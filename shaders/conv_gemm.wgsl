@@ -4,8 +4,11 @@
 //
 // p = (i, oh, ow) an output pixel, t = (dh, dw) a tap, X[p -> t, k] =
 // X[i, oh*s_h + dh - top, ow*s_w + dw - left, k] or 0 in the padding. Used for the forward pass
-// (X = A_prev, Wp = W) and, at stride 1, for dA_prev (X = dZ, Wp = W flipped in both taps with
-// in/out channels swapped, top' = f_h-1-top). Wp is laid out by conv_pack.wgsl.
+// (X = A_prev, Wp = W) and for dA_prev (X = dZ, Wp = W flipped in both taps with in/out
+// channels swapped, top' = f_h-1-top). At a stride s > 1, dA_prev is one such product per stride
+// phase: the rows r, r + s_h, ... (likewise columns) take every s-th tap, and the output map
+// (`z_at`, conv_gemm_io.wgsl) writes the phase's pixels into their rows and columns of dA_prev.
+// Wp is laid out by conv_pack.wgsl.
 //
 // Why a uniform window: every thread of a dispatch reads the same weights at the same time, while
 // each thread's activations differ; uniform reads at a uniform address are broadcast loads on
@@ -195,7 +198,7 @@ fn store_z(pix: u32, q: u32, v: vec4<f32>) {
     if (pix >= p.total) {
         return;
     }
-    let zbase = p.z_off + pix * p.c_out;
+    let zbase = z_at(pix);
     for (var e = 0u; e < 4u; e++) {
         let c = p.c_begin + q * 4u + e;
         if (c < p.c_out) {

@@ -69,8 +69,8 @@ fn conv_lanes(
         var acc{i} = 0.0; // @unroll(R)
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
         acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
-        let zb = p.z_off + (row * p.out_w + ow0) * p.c_out + c;
-        put(zb + {i}u * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
+        let zb = z_at(row * p.out_w + ow0) + c;
+        put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
     }
 }
 

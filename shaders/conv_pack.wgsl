@@ -1,11 +1,14 @@
 // Lays the filter out in uniform windows for conv_gemm.wgsl: [window][t][k][q][e], window
 // wi = cb * windows_per_cb + tc, with k < c4_in*4 and q < CB4 (a vec4 over 4 output channels).
 //
-//   packed[...] = W[tap_src, k, c] = src[tap_src * tap_stride + k * k_stride + c * c_stride],
-//   tap_src = flip ? taps-1-tap : tap; zero where k >= k_real, c >= c_real or tap >= taps.
+//   packed[...] = W[dh, dw, k, c] = src[(dh * f_w_src + dw) * tap_stride + k * k_stride + c * c_stride],
+//   (dh, dw) = (dh0 + a * dh_step, dw0 + b * dw_step) for tap t = a * sub_fw + b,
+//   zero where k >= k_real, c >= c_real or t >= taps.
 //
-// flip = 1 with (k_stride, c_stride) = (1, c_out) packs the flipped, transposed filter of the
-// backward data pass. One thread per float of the packed buffer.
+// The forward pass takes every tap as it is (dh0 = dw0 = 0, steps 1, sub_fw = f_w_src). The
+// backward data pass flips the taps (dh0 = f_h - 1, steps -1) and transposes the channels
+// ((k_stride, c_stride) = (1, c_out)); at stride s it packs one phase's sub-filter, every s-th
+// tap flipped (steps -s_h, -s_w). One thread per float of the packed buffer.
 // Bindings: 0 params; 2 src W (f_h, f_w, c_in, c_out), read; 3 packed, write.
 // Overrides: CB4 (channel vec4s per block).
 
@@ -22,9 +25,14 @@ struct Params {
     c_stride: u32,
     tap_stride: u32,
     taps: u32,
-    flip: u32,
     taps_per_window: u32,
     windows_per_cb: u32,
+    sub_fw: u32,
+    f_w_src: u32,
+    dh0: i32,
+    dh_step: i32,
+    dw0: i32,
+    dw_step: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -57,8 +65,9 @@ fn pack(
         let c = (cb * CB4 + q) * 4u + e;
         var v = 0.0;
         if (tl < p.taps_per_window && tap < p.taps && k < p.k_real && c < p.c_real) {
-            let tap_src = select(tap, p.taps - 1u - tap, p.flip != 0u);
-            v = src[tap_src * p.tap_stride + k * p.k_stride + c * p.c_stride];
+            let dh = u32(p.dh0 + i32(tap / p.sub_fw) * p.dh_step);
+            let dw = u32(p.dw0 + i32(tap % p.sub_fw) * p.dw_step);
+            v = src[(dh * p.f_w_src + dw) * p.tap_stride + k * p.k_stride + c * p.c_stride];
         }
         z[idx] = v;
     }

@@ -1,7 +1,7 @@
 //! Every kernel variant the autotune can choose gives the CPU reference's result. The autotune
 //! times variants only on large shapes, so the properties (small shapes) see the default variant;
 //! here `GpuOptions::force_variant` runs each variant in turn on shapes that take the fast paths
-//! (stride 1, channels in and out of multiples of 4, asymmetric padding, several windows).
+//! (strides 1 to 3, channels in and out of multiples of 4, asymmetric padding, several windows).
 
 mod common;
 
@@ -26,8 +26,20 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
         ),
         // 130 input channels: the filter of one tap needs more than one window per 4 taps.
         ([1, 4, 3, 130], [2, 3, 130, 9], ConvParams::new(1, 1)),
-        // Forward at stride 2 (the data gradient takes the direct kernel).
+        // Stride 2: the data gradient is one product per stride phase (2x2 phases of 2x2,
+        // 2x1, 1x2 and 1x1 taps).
         ([2, 10, 9, 4], [3, 3, 4, 12], ConvParams::new(2, 1)),
+        // Strides (3, 2) past a 2x1 filter: the rows no tap reaches have a zero gradient.
+        (
+            [2, 11, 8, 6],
+            [2, 1, 6, 5],
+            ConvParams::new(1, 0)
+                .with_stride(3, 2)
+                .with_padding(Padding::explicit(2, 0, 1, 1)),
+        ),
+        // Stride 2 with 3 output channels: the phases' products over dZ can take the
+        // channel-lane kernel (3 input channels, 8 outputs: one subgroup of lanes).
+        ([2, 9, 11, 8], [3, 3, 8, 3], ConvParams::new(2, 1)),
         // Three input channels, 16 output channels (two subgroups of lanes on lavapipe), rows
         // longer than one segment of the channel-lane kernel, asymmetric padding.
         (
@@ -64,23 +76,25 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
 /// first layer, SAME), and its data gradient (the GEMM over dZ's 8 channels: two input vec4s
 /// for the row-segment kernel); the filter gradient split over runs of pixels (its tilings, the
 /// channel-lane kernel, the workgroup-memory tiles) there, and by windows (tilings and
-/// workgroup-memory tiles) on a 512-channel input (2048 lanes: too many to split).
+/// workgroup-memory tiles) on a 512-channel input (2048 lanes: too many to split); the stride
+/// phases of a strided data gradient.
 #[test]
 fn every_conv_variant_gives_the_same_bits() {
     let cases = [
         (
             [3, 13, 11, 3],
             [4, 4, 3, 8],
-            Padding::same((13, 11), (4, 4), (1, 1)),
+            ConvParams::new(1, 0).with_padding(Padding::same((13, 11), (4, 4), (1, 1))),
         ),
         (
             [1, 5, 6, 512],
             [4, 4, 512, 8],
-            Padding::explicit(1, 2, 2, 1),
+            ConvParams::new(1, 0).with_padding(Padding::explicit(1, 2, 2, 1)),
         ),
+        // Stride 2: the data gradient's stride phases each pick their variant.
+        ([2, 12, 9, 8], [3, 3, 8, 16], ConvParams::new(2, 1)),
     ];
-    for (case, (input, weights, padding)) in cases.into_iter().enumerate() {
-        let params = ConvParams::new(1, 0).with_padding(padding);
+    for (case, (input, weights, params)) in cases.into_iter().enumerate() {
         let mut rng = NumpyRng::seed(5 + case as u32);
         let x = randn_f32(&mut rng, input);
         let w = randn_f32(&mut rng, weights);

@@ -18,11 +18,12 @@ from jax import lax
 
 # name, input (NHWC), weights (HWIO), strides, padding ((top, bottom), (left, right))
 CONVS = [
-    ("cifar", (64, 32, 32, 16), (3, 3, 16, 32), ((1, 1), (1, 1))),
-    ("deep", (16, 16, 16, 128), (3, 3, 128, 128), ((1, 1), (1, 1))),
-    ("stem", (16, 64, 64, 3), (4, 4, 3, 8), ((2, 2), (2, 2))),
-    ("signs1", (64, 64, 64, 3), (4, 4, 3, 8), ((1, 2), (1, 2))),  # SAME, as TensorFlow pads
-    ("signs2", (64, 8, 8, 8), (2, 2, 8, 16), ((0, 1), (0, 1))),
+    ("cifar", (64, 32, 32, 16), (3, 3, 16, 32), (1, 1), ((1, 1), (1, 1))),
+    ("deep", (16, 16, 16, 128), (3, 3, 128, 128), (1, 1), ((1, 1), (1, 1))),
+    ("stem", (16, 64, 64, 3), (4, 4, 3, 8), (1, 1), ((2, 2), (2, 2))),
+    ("down", (64, 32, 32, 32), (3, 3, 32, 64), (2, 2), ((1, 1), (1, 1))),
+    ("signs1", (64, 64, 64, 3), (4, 4, 3, 8), (1, 1), ((1, 2), (1, 2))),  # SAME, as TensorFlow pads
+    ("signs2", (64, 8, 8, 8), (2, 2, 8, 16), (1, 1), ((0, 1), (0, 1))),
 ]
 # name, input (NHWC), window = stride
 POOLS = [
@@ -32,8 +33,8 @@ POOLS = [
 ]
 
 
-def conv(x, w, b, padding):
-    z = lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv(x, w, b, strides, padding):
+    z = lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return z + b
 
 
@@ -58,14 +59,14 @@ def main():
     rng = np.random.default_rng(0)
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}; median of {a.reps} runs, ms")
     print(f"{'op/shape':<28}{'forward':>10}{'backward':>10}")
-    for name, xs, ws, pad in CONVS:
+    for name, xs, ws, st, pad in CONVS:
         x = jnp.asarray(rng.standard_normal(xs), jnp.float32)
         w = jnp.asarray(rng.standard_normal(ws), jnp.float32)
         b = jnp.asarray(rng.standard_normal(ws[3]), jnp.float32)
-        fwd = jax.jit(lambda x, w, b: conv(x, w, b, pad))
-        z, vjp = jax.vjp(lambda x, w, b: conv(x, w, b, pad), x, w, b)
+        fwd = jax.jit(lambda x, w, b: conv(x, w, b, st, pad))
+        z, vjp = jax.vjp(lambda x, w, b: conv(x, w, b, st, pad), x, w, b)
         dz = jnp.asarray(rng.standard_normal(z.shape), jnp.float32)
-        bwd = jax.jit(lambda x, w, b, dz: jax.vjp(lambda x, w, b: conv(x, w, b, pad), x, w, b)[1](dz))
+        bwd = jax.jit(lambda x, w, b, dz: jax.vjp(lambda x, w, b: conv(x, w, b, st, pad), x, w, b)[1](dz))
         print(f"{'conv/' + name:<28}{median_ms(fwd, (x, w, b), a.reps):>10.2f}"
               f"{median_ms(bwd, (x, w, b, dz), a.reps):>10.2f}")
     for name, xs, f in POOLS:

@@ -64,6 +64,14 @@ pub fn conv_cases() -> Vec<ConvCase> {
             weights: [4, 4, 3, 8],
             params: ConvParams::new(1, 2),
         },
+        // A downsampling layer (stride 2, as ResNets halve the image): its data gradient is
+        // one product per stride phase.
+        ConvCase {
+            name: "down",
+            input: [64, 32, 32, 32],
+            weights: [3, 3, 32, 64],
+            params: ConvParams::new(2, 1),
+        },
         ConvCase {
             name: "seed",
             input: [10, 4, 4, 3],
@@ -246,12 +254,14 @@ fn dims4(s: [usize; 4]) -> String {
     format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3])
 }
 
-/// The roofline: peak FMA rate and copy bandwidth of the adapter, as two records; the rates come
-/// from the fastest run of each probe (a peak), the times printed are medians like every op's.
+/// The roofline: peak FMA rate and copy bandwidth of the adapter, and the floor of one dispatch
+/// (the copy probe's kernel on 16 bytes: one workgroup, one thread with work), as three
+/// records; the rates come from the fastest run of each probe (a peak), the times printed are
+/// medians like every op's. No op of several dispatches can take less than that many floors.
 ///
 /// # Errors
 /// Device errors.
-pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
+pub fn roofline(gpu: &Gpu, reps: usize) -> Result<[Record; 3]> {
     let fma = probe_fma(gpu, 1 << 16, 1024, reps)?;
     let mut r_fma = Record::timed(
         "roofline",
@@ -265,7 +275,14 @@ pub fn roofline(gpu: &Gpu, reps: usize) -> Result<(Record, Record)> {
     let mut r_copy = Record::timed("roofline", "copy", "64 MiB".into(), copy.timing.clone());
     r_copy.gbps = Some(copy.rate() / 1e9);
     r_copy.roofline_pct = Some(100.0);
-    Ok((r_fma, r_copy))
+    let floor = probe_copy(gpu, 16, reps)?;
+    let r_floor = Record::timed(
+        "roofline",
+        "dispatch",
+        "one dispatch, 1 workgroup".into(),
+        floor.timing,
+    );
+    Ok([r_fma, r_copy, r_floor])
 }
 
 /// What to measure besides the GPU time.

@@ -67,16 +67,17 @@ pub fn run_bench(
         "{:<26} {:>13} {:>23} {:>17} {:>7} {:>11} {:>10} {:>10}  shape",
         "op/shape", "median", "[min .. max] ms", "rate", "roof", "cpu ref", "max err", "peak mem"
     );
-    let (fma, copy) = bench::roofline(&gpu, reps.max(7))?;
-    print_record(&fma);
-    print_record(&copy);
+    let [fma, copy, floor] = bench::roofline(&gpu, reps.max(7))?;
+    for r in [&fma, &copy, &floor] {
+        print_record(r);
+    }
     let o = Options {
         reps,
         check,
         fma_peak: fma.gflops.unwrap_or(f64::NAN) * 1e9,
         copy_peak: copy.gbps.unwrap_or(f64::NAN) * 1e9,
     };
-    let mut records = vec![fma, copy];
+    let mut records = vec![fma, copy, floor];
     let wanted = |op: &str, shape_name: &str| {
         filter
             .as_deref()

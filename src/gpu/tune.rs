@@ -43,7 +43,7 @@ pub(crate) const MARGIN: f64 = 0.10;
 /// The ops that have variants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum TunedOp {
-    /// The implicit-GEMM convolution (forward, or backward data at stride 1).
+    /// The implicit-GEMM convolution (forward, or a stride phase of backward data).
     Gemm,
     /// The filter gradient.
     Filter,

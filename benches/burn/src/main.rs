@@ -16,8 +16,8 @@ use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use std::time::Instant;
 
-/// A convolution: name, NCHW input, OIHW weights, padding (h, w) on both sides.
-type ConvCase = (&'static str, [usize; 4], [usize; 4], [usize; 2]);
+/// A convolution: name, NCHW input, OIHW weights, padding (h, w) on both sides, stride (h, w).
+type ConvCase = (&'static str, [usize; 4], [usize; 4], [usize; 2], [usize; 2]);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -57,12 +57,13 @@ fn main() {
     let dev = Device::default().autodiff();
     println!("{dev:?}");
     let reps = 7;
-    let convs: [ConvCase; 5] = [
-        ("cifar", [64, 16, 32, 32], [32, 16, 3, 3], [1, 1]),
-        ("deep", [16, 128, 16, 16], [128, 128, 3, 3], [1, 1]),
-        ("stem", [16, 3, 64, 64], [8, 3, 4, 4], [2, 2]),
-        ("signs1", [64, 3, 64, 64], [8, 3, 4, 4], [1, 1]), // symmetric 1 (SAME pads 1/2): close
-        ("signs2", [64, 8, 8, 8], [16, 8, 2, 2], [0, 0]),
+    let convs: [ConvCase; 6] = [
+        ("cifar", [64, 16, 32, 32], [32, 16, 3, 3], [1, 1], [1, 1]),
+        ("deep", [16, 128, 16, 16], [128, 128, 3, 3], [1, 1], [1, 1]),
+        ("stem", [16, 3, 64, 64], [8, 3, 4, 4], [2, 2], [1, 1]),
+        ("down", [64, 32, 32, 32], [64, 32, 3, 3], [1, 1], [2, 2]),
+        ("signs1", [64, 3, 64, 64], [8, 3, 4, 4], [1, 1], [1, 1]), // symmetric 1 (SAME pads 1/2): close
+        ("signs2", [64, 8, 8, 8], [16, 8, 2, 2], [0, 0], [1, 1]),
     ];
     // Validate one conv against naive loops on the host (the previous run's 0.1 ms looked wrong).
     {
@@ -106,7 +107,7 @@ fn main() {
         }
         println!("validation conv 2x16x12x12 * 32x16x3x3: max |burn - naive| = {maxd:e} (max |z| {maxz})");
     }
-    for (name, xs, ws, pad) in convs {
+    for (name, xs, ws, pad, stride) in convs {
         // Host data uploaded afresh for every run, so that no run can reuse another's result
         // and no generator is fused into the convolution.
         let xd = Tensor::<4>::random(xs, Distribution::Normal(0.0, 1.0), &dev).into_data();
@@ -114,7 +115,7 @@ fn main() {
         let b = Tensor::<1>::random([ws[0]], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         let _ = w.clone().into_data();
         let _ = b.clone().into_data();
-        let opts = ConvOptions::new([1, 1], pad, [1, 1], 1);
+        let opts = ConvOptions::new(stride, pad, [1, 1], 1);
         let (fwd, both, runs) = medians(reps, |i| {
             let x = upload(&xd, &dev, false);
             let (zs, f) = timed(|| -> f32 {

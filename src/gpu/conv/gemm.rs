@@ -1,5 +1,5 @@
 //! The implicit-GEMM convolution (`shaders/conv_gemm.wgsl`): the forward pass, and the backward
-//! data pass at stride 1 as a forward convolution over `dZ` with the flipped filter.
+//! data pass as forward convolutions over `dZ` with the flipped filter (one per stride phase).
 
 use super::super::device::WINDOW_BYTES;
 use super::super::kernels::{uniform, Access, Kernel};
@@ -34,6 +34,13 @@ uniform! {
         x_off: u32,
         z_off: u32,
         relu: u32,
+        strided: u32,
+        o_h: u32,
+        o_w: u32,
+        o_sh: u32,
+        o_sw: u32,
+        o_rh: u32,
+        o_rw: u32,
     }
 }
 
@@ -94,7 +101,9 @@ const GEMM_PX_MAX: usize = 16;
 
 /// A convolution in the GEMM kernel's terms: `X (m, in_h, in_w, k_real)` with channels read as
 /// vec4s, `f_h x f_w` taps at stride `(s_h, s_w)` shifted by `(top, left)`, giving
-/// `(m, out_h, out_w, c_out)`. All sizes fit the kernel's `u32` / `i32` params.
+/// `(m, out_h, out_w, c_out)`, written where `base`'s output map says (the identity, or one
+/// stride phase of a larger output); the filter's taps come from the weights as `taps` says.
+/// All sizes fit the kernel's `u32` / `i32` params.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct GemmShape {
     pub m: usize,
@@ -110,19 +119,84 @@ pub(crate) struct GemmShape {
     pub s_w: usize,
     pub top: i64,
     pub left: i64,
+    pub taps: TapMap,
     /// The params every dispatch shares.
     pub base: GemmParams,
 }
 
+/// Where the packed filter's taps come from (`shaders/conv_pack.wgsl`): tap `(a, b)` of the
+/// product is tap `(dh0 + a * dh_step, dw0 + b * dw_step)` of the weights `(f_h, f_w, c_in,
+/// c_out)`, read with input and output channels swapped when `transpose` (the data gradient).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TapMap {
+    pub dh0: i32,
+    pub dh_step: i32,
+    pub dw0: i32,
+    pub dw_step: i32,
+    pub transpose: bool,
+}
+
+/// One stride phase along one axis of the data gradient: the outputs `r, r + s, ...` (`len`
+/// of them), reached by the `taps` filter taps `first, first + s, ...`; `shift` is the
+/// product's padding (`top` or `left`; negative shifts the other way).
+#[derive(Debug, Clone, Copy)]
+struct AxisPhase {
+    r: u32,
+    first: u32,
+    taps: u32,
+    shift: i64,
+    len: u32,
+}
+
+/// The stride phases along an axis of `len` outputs of the data gradient of a convolution with
+/// stride `s`, `f` taps and padding `pad` before: `dA[h]` for `h = r + s*h'` sums
+/// `W[first + j*s] * dZ[q + h' - j]` over `j < taps`, `q = (r + pad - first) / s`, which is a
+/// stride-1 product over `dZ` with the sub-filter flipped and padding `taps - 1 - q`.
+fn axis_phases(len: u32, s: u32, f: u32, pad: u32) -> impl Iterator<Item = AxisPhase> {
+    (0..s.min(len)).map(move |r| {
+        let shifted = u64::from(r) + u64::from(pad);
+        let first = (shifted % u64::from(s)) as u32;
+        let taps = if first < f {
+            (f - first).div_ceil(s)
+        } else {
+            0
+        };
+        let q = (shifted - u64::from(first)) / u64::from(s);
+        AxisPhase {
+            r,
+            first,
+            taps,
+            shift: i64::from(taps) - 1 - q as i64,
+            len: (len - r).div_ceil(s),
+        }
+    })
+}
+
+/// The output map of a product that writes its `(out_h, out_w)` grid as it is.
+fn identity_out(out_h: u32, out_w: u32) -> GemmParams {
+    GemmParams {
+        strided: 0,
+        o_h: out_h,
+        o_w: out_w,
+        o_sh: 1,
+        o_sw: 1,
+        ..GemmParams::default()
+    }
+}
+
 impl GemmShape {
+    /// A product over `input` `(in_h, in_w, k_real)` giving `output` `(out_h, out_w, c_out)`
+    /// with filter `(f_h, f_w)`; `out_map`: the output-map fields of the params.
     #[allow(clippy::too_many_arguments)]
     fn new(
-        g: &ConvGeometry,
-        k: &KernelGeometry,
+        m: usize,
         (in_h, in_w, k_real): (u32, u32, u32),
         (out_h, out_w, c_out): (u32, u32, u32),
+        (f_h, f_w): (u32, u32),
         (s_h, s_w): (u32, u32),
         (top, left): (i64, i64),
+        taps: TapMap,
+        out_map: GemmParams,
     ) -> Option<Self> {
         let base = GemmParams {
             in_h,
@@ -131,28 +205,29 @@ impl GemmShape {
             out_h,
             out_w,
             c_out,
-            f_w: k.f_w,
+            f_w,
             s_h,
             s_w,
             top: i32::try_from(top).ok()?,
             left: i32::try_from(left).ok()?,
-            ..GemmParams::default()
+            ..out_map
         };
         let u = |v: u32| v as usize;
         Some(Self {
-            m: g.m,
+            m,
             in_h: u(in_h),
             in_w: u(in_w),
             k_real: u(k_real),
             out_h: u(out_h),
             out_w: u(out_w),
             c_out: u(c_out),
-            f_h: u(k.f_h),
-            f_w: u(k.f_w),
+            f_h: u(f_h),
+            f_w: u(f_w),
             s_h: u(s_h),
             s_w: u(s_w),
             top,
             left,
+            taps,
             base,
         })
     }
@@ -160,28 +235,70 @@ impl GemmShape {
     /// The forward pass of `g`.
     pub fn forward(g: &ConvGeometry, k: &KernelGeometry) -> Option<Self> {
         Self::new(
-            g,
-            k,
+            g.m,
             (k.in_h, k.in_w, k.c_in),
             (k.out_h, k.out_w, k.c_out),
+            (k.f_h, k.f_w),
             (k.s_h, k.s_w),
             (i64::from(k.top), i64::from(k.left)),
+            TapMap {
+                dh0: 0,
+                dh_step: 1,
+                dw0: 0,
+                dw_step: 1,
+                transpose: false,
+            },
+            identity_out(k.out_h, k.out_w),
         )
     }
 
-    /// `dA_prev` of `g` as a forward convolution over `dZ` (stride 1 only).
-    pub fn backward_data(g: &ConvGeometry, k: &KernelGeometry) -> Option<Self> {
-        Self::new(
-            g,
-            k,
-            (k.out_h, k.out_w, k.c_out),
-            (k.in_h, k.in_w, k.c_in),
-            (1, 1),
-            (
-                i64::from(k.f_h) - 1 - i64::from(k.top),
-                i64::from(k.f_w) - 1 - i64::from(k.left),
-            ),
-        )
+    /// `dA_prev` of `g` as stride-1 forward convolutions over `dZ` with the filter flipped: one
+    /// at stride 1, else one per stride phase (`axis_phases`) that some tap reaches, each
+    /// writing every `s_h`-th row and `s_w`-th column of `dA_prev`. Also whether some phase is
+    /// reached by no tap (its outputs are zero, and no product writes them).
+    pub fn backward_data(g: &ConvGeometry, k: &KernelGeometry) -> Option<(Vec<Self>, bool)> {
+        let strided = k.s_h > 1 || k.s_w > 1;
+        let rows: Vec<AxisPhase> = axis_phases(k.in_h, k.s_h, k.f_h, k.top).collect();
+        let cols: Vec<AxisPhase> = axis_phases(k.in_w, k.s_w, k.f_w, k.left).collect();
+        let mut products = Vec::new();
+        let mut unreached = false;
+        for ph in &rows {
+            for pw in &cols {
+                if ph.taps == 0 || pw.taps == 0 {
+                    unreached = true;
+                    continue;
+                }
+                let i = |v: u32| i32::try_from(v).ok();
+                let taps = TapMap {
+                    dh0: i(ph.first + (ph.taps - 1) * k.s_h)?,
+                    dh_step: -i(k.s_h)?,
+                    dw0: i(pw.first + (pw.taps - 1) * k.s_w)?,
+                    dw_step: -i(k.s_w)?,
+                    transpose: true,
+                };
+                let out_map = GemmParams {
+                    strided: u32::from(strided),
+                    o_h: k.in_h,
+                    o_w: k.in_w,
+                    o_sh: k.s_h,
+                    o_sw: k.s_w,
+                    o_rh: ph.r,
+                    o_rw: pw.r,
+                    ..GemmParams::default()
+                };
+                products.push(Self::new(
+                    g.m,
+                    (k.out_h, k.out_w, k.c_out),
+                    (ph.len, pw.len, k.c_in),
+                    (ph.taps, pw.taps),
+                    (1, 1),
+                    (ph.shift, pw.shift),
+                    taps,
+                    out_map,
+                )?);
+            }
+        }
+        Some((products, unreached))
     }
 
     pub fn c4_in(&self) -> usize {
@@ -233,6 +350,23 @@ pub(crate) struct Windows {
     pub taps_per_window: usize,
     pub n_cb: usize,
     pub n_tc: usize,
+}
+
+impl Windows {
+    /// Whether the weights `(f_h, f_w, c_in, c_out)` of `s` are already its packed filter:
+    /// their taps as they are, one window of taps and one block of channels, no channel padding
+    /// (multiples of 4). The packed rows `(t * c_in + k) * CB4 + q` are then the weights' own
+    /// HWIO order, and the kernels bind the weights as the window (every tensor carries a
+    /// window's slack at its end, which they never read): no packing dispatch.
+    pub fn holds_weights_as_they_are(&self, s: &GemmShape) -> bool {
+        let t = s.taps;
+        let as_they_are = (t.dh0, t.dh_step, t.dw0, t.dw_step, t.transpose) == (0, 1, 0, 1, false);
+        as_they_are
+            && self.n_cb == 1
+            && self.n_tc == 1
+            && s.k_real.is_multiple_of(4)
+            && self.cb4 * 4 == s.c_out
+    }
 }
 
 /// vec4s in one uniform window.
@@ -384,9 +518,7 @@ impl Gpu {
 
     /// `out = conv(x, w)` and the `epilogue` for `s`: `x.x` as it is (`k_real` channels) for
     /// the channel-lane kernel, its copy with channels padded to a multiple of 4 for the others
-    /// (made on first use). `flip` packs the backward-data filter. Returns whether the variant
-    /// that ran reads the padded copy.
-    #[allow(clippy::too_many_arguments)]
+    /// (made on first use). Returns whether the variant that ran reads the padded copy.
     pub(crate) fn gemm_conv(
         &self,
         s: &GemmShape,
@@ -394,10 +526,13 @@ impl Gpu {
         x: &Padded,
         w: &Tensor,
         epilogue: Epilogue,
-        flip: bool,
         out: &Tensor,
     ) -> Result<bool> {
-        let packed = self.pack_filter(w, s, win, flip)?;
+        let packed = if win.holds_weights_as_they_are(s) {
+            w.clone()
+        } else {
+            self.pack_filter(w, s, win)?
+        };
         let run = |v: GemmVariant| {
             let input = match v {
                 GemmVariant::Lanes(..) => x.x.clone(),

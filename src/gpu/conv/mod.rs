@@ -3,7 +3,7 @@
 //! | file | what |
 //! |---|---|
 //! | `plan.rs` | the sizes in kernel terms, checked once, and the path of each product |
-//! | `gemm.rs` | the implicit GEMM (forward; backward data at stride 1) |
+//! | `gemm.rs` | the implicit GEMM (forward; backward data, one product per stride phase) |
 //! | `filter.rs` | the filter gradient by windows of `dZ` rows |
 //! | `pack.rs` | filter packing into uniform windows, channel padding of activations |
 //! | `direct.rs` | the direct gather kernels for everything else |
@@ -166,8 +166,7 @@ impl Gpu {
         z.expect_shape("conv_forward output", &g.output_shape())?;
         let plan = self.conv_plan(&g)?;
         let x4 = match &plan.forward {
-            Path::Gemm(gemm) => {
-                let (s, win) = &**gemm;
+            Path::Gemm { products, .. } => {
                 let x = Padded::new(a_prev, None);
                 let epilogue = Epilogue {
                     bias: Some(b),
@@ -175,8 +174,11 @@ impl Gpu {
                 };
                 // Keep the padded copy for the filter gradient only if the chosen kernel reads
                 // it: then every step makes the same temporaries as the first (the autotune may
-                // have made one while timing the other kernels).
-                let padded = self.gemm_conv(s, win, &x, w, epilogue, false, z)?;
+                // have made one while timing the other kernels). A forward pass is one product.
+                let mut padded = false;
+                for (s, win) in products {
+                    padded |= self.gemm_conv(s, win, &x, w, epilogue, z)?;
+                }
                 x.into_x4().filter(|_| padded)
             }
             Path::Direct => {
@@ -306,7 +308,7 @@ impl Gpu {
     ) -> Result<()> {
         let plan = &cache.plan;
         // Pad channels (copies) only for the fast paths that read them.
-        let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm(..));
+        let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm { .. });
         let filter_windowed =
             filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
         let needs_dz4 = data_gemm || filter_windowed;
@@ -317,10 +319,14 @@ impl Gpu {
         };
         if let Some(da_prev) = da_prev {
             match (&dz4, &plan.backward_data) {
-                (Some(dz4), Path::Gemm(gemm)) => {
-                    let (s, win) = &**gemm;
+                (Some(dz4), Path::Gemm { products, fill }) => {
+                    if *fill {
+                        self.clear(da_prev);
+                    }
                     let x = Padded::new(dz, Some(dz4));
-                    self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), true, da_prev)?;
+                    for (s, win) in products {
+                        self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), da_prev)?;
+                    }
                 }
                 _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }

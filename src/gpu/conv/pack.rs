@@ -19,9 +19,14 @@ uniform! {
         c_stride: u32,
         tap_stride: u32,
         taps: u32,
-        flip: u32,
         taps_per_window: u32,
         windows_per_cb: u32,
+        sub_fw: u32,
+        f_w_src: u32,
+        dh0: i32,
+        dh_step: i32,
+        dw0: i32,
+        dw_step: i32,
     }
 }
 
@@ -116,19 +121,19 @@ impl Gpu {
         Ok(y)
     }
 
-    /// Packs `w` `(f_h, f_w, c_in, c_out)` into uniform windows for `s` (a pooled temporary);
-    /// `flip` packs the flipped, transposed filter of the backward data pass.
-    pub(crate) fn pack_filter(
-        &self,
-        w: &Tensor,
-        s: &GemmShape,
-        win: &Windows,
-        flip: bool,
-    ) -> Result<Tensor> {
-        let [_, _, c_in, c_out] = w.dims4("weights")?;
+    /// Packs `w` `(f_h, f_w, c_in, c_out)` into uniform windows for `s` (a pooled temporary),
+    /// its taps taken as `s.taps` says (as they are, flipped and transposed for the data
+    /// gradient, or one stride phase of those).
+    pub(crate) fn pack_filter(&self, w: &Tensor, s: &GemmShape, win: &Windows) -> Result<Tensor> {
+        let [_, f_w_src, c_in, c_out] = w.dims4("weights")?;
         let floats = win.n_cb * win.n_tc * WINDOW_VEC4 * 4;
         let packed = self.alloc("packed weights", &[floats], false)?;
-        let (k_stride, c_stride) = if flip { (1, c_out) } else { (c_out, 1) };
+        let map = s.taps;
+        let (k_stride, c_stride) = if map.transpose {
+            (1, c_out)
+        } else {
+            (c_out, 1)
+        };
         let p = PackParams {
             total: count(floats)?,
             c4_in: count(s.c4_in())?,
@@ -138,9 +143,14 @@ impl Gpu {
             c_stride: count(c_stride)?,
             tap_stride: count(c_in * c_out)?,
             taps: count(s.taps())?,
-            flip: u32::from(flip),
             taps_per_window: count(win.taps_per_window)?,
             windows_per_cb: count(win.n_tc)?,
+            sub_fw: count(s.f_w)?,
+            f_w_src: count(f_w_src)?,
+            dh0: map.dh0,
+            dh_step: map.dh_step,
+            dw0: map.dw0,
+            dw_step: map.dw_step,
         };
         self.launch(
             &PACK,

@@ -6,8 +6,10 @@
 //! * forward: the implicit GEMM (`gemm.rs`) when the filter slice of one tap fits a uniform
 //!   window, the packed filter fits a binding, and the input's channel-padded copy (when
 //!   channels are not a multiple of 4) fits the device; else the direct kernel (`direct.rs`).
-//! * backward data: the implicit GEMM over `dZ` with the flipped filter at stride 1, same
-//!   conditions; else the direct kernel.
+//! * backward data: the implicit GEMM over `dZ` with the flipped filter, same conditions; at a
+//!   stride above 1 one product per stride phase (the rows `r, r + s_h, ...` and likewise the
+//!   columns of `dA_prev`, each a stride-1 product with every `s`-th tap); else the direct
+//!   kernel.
 //! * backward filter: windows of `dZ` rows (`filter.rs`) when the whole channel-padded input
 //!   fits one binding; else the direct kernels. A small filter (fewer (tap, channel) lanes than
 //!   one workgroup) is summed instead over runs of pixels in parallel, then the runs in order
@@ -77,7 +79,13 @@ impl KernelGeometry {
 /// How the forward pass or the backward data pass runs.
 #[derive(Debug, Clone)]
 pub(crate) enum Path {
-    Gemm(Box<(GemmShape, Windows)>),
+    /// Implicit-GEMM products that together write the output: one, or one per stride phase
+    /// of a strided data gradient; `fill`: some outputs no product writes (phases that no tap
+    /// reaches, when the stride passes the filter), zeroed first.
+    Gemm {
+        products: Vec<(GemmShape, Windows)>,
+        fill: bool,
+    },
     Direct,
 }
 
@@ -103,12 +111,8 @@ impl Gpu {
     /// The plan of `g` on this device.
     pub(crate) fn conv_plan(&self, g: &ConvGeometry) -> Result<ConvPlan> {
         let kernel = KernelGeometry::new(g)?;
-        let forward = self.gemm_path(GemmShape::forward(g, &kernel));
-        let backward_data = if kernel.s_h == 1 && kernel.s_w == 1 {
-            self.gemm_path(GemmShape::backward_data(g, &kernel))
-        } else {
-            Path::Direct
-        };
+        let forward = self.gemm_path(GemmShape::forward(g, &kernel).map(|s| (vec![s], false)));
+        let backward_data = self.gemm_path(GemmShape::backward_data(g, &kernel));
         Ok(ConvPlan {
             geometry: *g,
             kernel,
@@ -126,18 +130,23 @@ impl Gpu {
             .is_ok_and(|b| b / shape[0].max(1) as u64 + l.offset_alignment + 16 <= l.binding_bytes)
     }
 
-    /// The implicit GEMM for `s`, if it applies (see the module docs).
-    fn gemm_path(&self, s: Option<GemmShape>) -> Path {
-        let Some(s) = s.filter(|_| self.quirks().uniform_windows) else {
+    /// The implicit GEMM for the products `s` (and whether outputs need zeroing first), if it
+    /// applies to every one of them (see the module docs).
+    fn gemm_path(&self, s: Option<(Vec<GemmShape>, bool)>) -> Path {
+        let Some((shapes, fill)) = s.filter(|_| self.quirks().uniform_windows) else {
             return Path::Direct;
         };
-        let padded = [s.m, s.in_h, s.in_w, s.c4_in() * 4];
-        match self.windows(&s) {
-            Some(win) if s.k_real % 4 == 0 || self.temporary_fits(padded) => {
-                Path::Gemm(Box::new((s, win)))
+        let mut products = Vec::with_capacity(shapes.len());
+        for s in shapes {
+            let padded = [s.m, s.in_h, s.in_w, s.c4_in() * 4];
+            match self.windows(&s) {
+                Some(win) if s.k_real % 4 == 0 || self.temporary_fits(padded) => {
+                    products.push((s, win));
+                }
+                _ => return Path::Direct,
             }
-            _ => Path::Direct,
         }
+        Path::Gemm { products, fill }
     }
 
     /// Windows of `dZ` rows for the filter gradient, if the whole batch of `A_prev` (channels
