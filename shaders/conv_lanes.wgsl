@@ -13,7 +13,7 @@
 // every lane, and the input needs no copy with its channels padded to 4.
 //
 // Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), at most
-// 4 input channels (c4_in = 1, K of them real); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
+// 8 input channels (K of them, the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
 // as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
 // Params and bindings: conv_gemm_io.wgsl.
 
@@ -37,7 +37,7 @@ fn conv_lanes(
     let c = p.c_begin + lid;
     let q = lid / 4u;
     let e = lid % 4u;
-    let wt{i} = win[{i} * CB4 + q][e]; // @unroll(FH*FW*4)
+    let wt{i} = win[{i} * CB4 + q][e]; // @unroll(FH*FW*((K+3)/4)*4)
     // This lane's bias, read once (any element in range when there is none).
     let bl = select(0.0, bias[min(c, p.c_out - 1u)], p.has_bias != 0u);
     let lane_live = c < p.c_out;
@@ -68,7 +68,7 @@ fn conv_lanes(
         let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
         var acc{i} = 0.0; // @unroll(R)
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
-        acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
+        acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*((K+3)/4)*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
         let zb = z_at(row * p.out_w + ow0) + c;
         put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
     }

@@ -73,7 +73,8 @@ pub(crate) const GEMM_TILED: Kernel = GEMM.entry("conv_gemm_tiled", GEMM_BINDING
 const TILED_PIXELS: usize = 64;
 
 /// `conv_lanes`: the same product with lanes on output channels and the shared activations
-/// loaded once per subgroup (stride 1 along the width, one window of taps, one input vec4).
+/// loaded once per subgroup (stride 1 along the width, one window of taps, up to two input
+/// vec4s).
 /// Its own module, since it needs subgroup operations.
 pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
     "conv_lanes.wgsl",
@@ -383,6 +384,11 @@ const ROWS_C4_MAX: usize = 2;
 /// channels weights or sums per lane and unroll the taps.
 pub(crate) const LANES_TAPS_MAX: usize = 25;
 
+/// Most weights per lane `conv_lanes` keeps in registers (taps x input channels, padded to 4):
+/// 25 taps of 4 channels, or 12 of 8 (the data gradient of a layer with 8 output channels, the
+/// second layer of seed 001's network).
+const LANES_WEIGHTS_MAX: usize = 100;
+
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
 /// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
 /// `Lanes(r, sg)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup and subgroups
@@ -487,7 +493,7 @@ fn variants(
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
-            if s.k_real <= 4 && s.taps() <= LANES_TAPS_MAX {
+            if s.taps() <= LANES_TAPS_MAX && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX {
                 let lanes = GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg);
                 offer_lanes(&mut v, lanes, lanes_first);
             }
@@ -665,7 +671,15 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 gemm_consts(cb4 as u32, 1, 1, 1, 1, None).to_vec(),
             ));
         }
-        for filter in [(4, 4, 3), (3, 3, 1), (1, 1, 4), (5, 5, 2), (2, 7, 3)] {
+        for filter in [
+            (4, 4, 3),
+            (3, 3, 1),
+            (1, 1, 4),
+            (5, 5, 2),
+            (2, 7, 3),
+            (2, 2, 8),
+            (3, 3, 6),
+        ] {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
                     let r = lanes_pixels(filter.1, sg) as u32;
