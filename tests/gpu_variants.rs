@@ -93,6 +93,12 @@ fn every_conv_variant_gives_the_same_bits() {
         ),
         // Stride 2: the data gradient's stride phases each pick their variant.
         ([2, 12, 9, 8], [3, 3, 8, 16], ConvParams::new(2, 1)),
+        // Seed 001's second layer (SAME): the channel-lane kernel takes its 8 input channels.
+        (
+            [3, 8, 8, 8],
+            [2, 2, 8, 16],
+            ConvParams::new(1, 0).with_padding(Padding::same((8, 8), (2, 2), (1, 1))),
+        ),
     ];
     for (case, (input, weights, params)) in cases.into_iter().enumerate() {
         let mut rng = NumpyRng::seed(5 + case as u32);
