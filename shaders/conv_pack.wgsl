@@ -8,7 +8,8 @@
 // The forward pass takes every tap as it is (dh0 = dw0 = 0, steps 1, sub_fw = f_w_src). The
 // backward data pass flips the taps (dh0 = f_h - 1, steps -1) and transposes the channels
 // ((k_stride, c_stride) = (1, c_out)); at stride s it packs one phase's sub-filter, every s-th
-// tap flipped (steps -s_h, -s_w). One thread per float of the packed buffer.
+// tap flipped (steps -s_h, -s_w). One thread per float of the windows' rows that the kernels
+// read (taps_per_window * c4_in * 4 * CB4 vec4s of each 64 KiB window).
 // Bindings: 0 params; 2 src W (f_h, f_w, c_in, c_out), read; 3 packed, write.
 // Overrides: CB4 (channel vec4s per block).
 
@@ -17,7 +18,9 @@ override CB4: u32;
 const UBO_VEC4: u32 = 4096u;
 
 struct Params {
-    total: u32,           // floats of the packed buffer
+    total: u32,           // floats written: `used` of each window
+    used: u32,            // floats of a window the kernels read (its taps' rows); the rest is
+                          // never read and not written
     c4_in: u32,
     k_real: u32,
     c_real: u32,
@@ -53,8 +56,8 @@ fn pack(
     let per_window = UBO_VEC4 * 4u;
     let k_pad = p.c4_in * 4u;
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
-        let wi = idx / per_window;
-        let r = idx % per_window;
+        let wi = idx / p.used;
+        let r = idx % p.used;
         let cb = wi / p.windows_per_cb;
         let tc = wi % p.windows_per_cb;
         let e = r % 4u;
@@ -69,7 +72,7 @@ fn pack(
             let dw = u32(p.dw0 + i32(tap % p.sub_fw) * p.dw_step);
             v = src[(dh * p.f_w_src + dw) * p.tap_stride + k * p.k_stride + c * p.c_stride];
         }
-        z[idx] = v;
+        z[wi * per_window + r] = v;
     }
 }
 

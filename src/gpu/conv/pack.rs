@@ -12,6 +12,7 @@ uniform! {
     /// The uniform block of `conv_pack.wgsl`.
     struct PackParams {
         total: u32,
+        used: u32,
         c4_in: u32,
         k_real: u32,
         c_real: u32,
@@ -126,8 +127,11 @@ impl Gpu {
     /// gradient, or one stride phase of those).
     pub(crate) fn pack_filter(&self, w: &Tensor, s: &GemmShape, win: &Windows) -> Result<Tensor> {
         let [_, f_w_src, c_in, c_out] = w.dims4("weights")?;
-        let floats = win.n_cb * win.n_tc * WINDOW_VEC4 * 4;
-        let packed = self.alloc("packed weights", &[floats], false)?;
+        let windows = win.n_cb * win.n_tc;
+        let packed = self.alloc("packed weights", &[windows * WINDOW_VEC4 * 4], false)?;
+        // The rows of a window the kernels read: its taps' (every window's, the last one's
+        // missing taps as zeros); the rest of the 64 KiB stays unwritten.
+        let used = win.taps_per_window.min(s.taps()) * s.c4_in() * 4 * win.cb4 * 4;
         let map = s.taps;
         let (k_stride, c_stride) = if map.transpose {
             (1, c_out)
@@ -135,7 +139,8 @@ impl Gpu {
             (c_out, 1)
         };
         let p = PackParams {
-            total: count(floats)?,
+            total: count(windows * used)?,
+            used: count(used)?,
             c4_in: count(s.c4_in())?,
             k_real: count(s.k_real)?,
             c_real: count(s.c_out)?,
