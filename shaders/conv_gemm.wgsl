@@ -80,10 +80,10 @@ fn conv_gemm(
                 let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG))
                 let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
                 let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX)
-                acc{i} = fma(vec4<f32>(a{i/CB4}.x), wt{i%CB4}, acc{i}); // @unroll(PX*CB4)
-                acc{i} = fma(vec4<f32>(a{i/CB4}.y), wt{CB4+i%CB4}, acc{i}); // @unroll(PX*CB4)
-                acc{i} = fma(vec4<f32>(a{i/CB4}.z), wt{2*CB4+i%CB4}, acc{i}); // @unroll(PX*CB4)
-                acc{i} = fma(vec4<f32>(a{i/CB4}.w), wt{3*CB4+i%CB4}, acc{i}); // @unroll(PX*CB4)
+                // Per accumulator its input vec4's 4 channels in a row (one load and one store
+                // of a spilled accumulator per 4 FMAs), output vec4 q = i / PX outer so that q's
+                // 4 weight rows serve the PX pixels in turn; each sum runs over x, y, z, w as ever.
+                acc{(i%PX)*CB4 + i/PX} = fma(vec4<f32>(a{i%PX}.w), wt{3*CB4 + i/PX}, fma(vec4<f32>(a{i%PX}.z), wt{2*CB4 + i/PX}, fma(vec4<f32>(a{i%PX}.y), wt{CB4 + i/PX}, fma(vec4<f32>(a{i%PX}.x), wt{i/PX}, acc{(i%PX)*CB4 + i/PX})))); // @unroll(PX*CB4)
                 wrow += 4u * CB4;
             }
             dw += 1u;
