@@ -155,7 +155,11 @@ fn conv_filter_split(
         var oh = (begin / p.out_w) % p.out_h;
         var im = begin / (p.out_w * p.out_h);
         var drow = begin * c4_out + cb * CB4;
-        for (var n = begin; n < end; n++) {
+        // Two pixels per step (the second absent, its terms zeros, on the last step of an odd
+        // run): each accumulator takes both terms in a row, one load and one store of a spilled
+        // accumulator per two FMAs; the sums still run over the pixels in order.
+        for (var n = begin; n < end; n += 2u) {
+            let two = n + 1u < end;
             let h{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
             let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
             let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
@@ -163,24 +167,38 @@ fn conv_filter_split(
             let d{i} = dz[drow + {i}u]; // @unroll(CB4*(1-SGON))
             let dl{i} = dz[drow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
             let d{i} = subgroupBroadcast(dl{i/SG}, {i%SG}u); // @unroll(SGON*CB4)
-            acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
-            db{i} += d{i}; // @unroll(CB4)
-            drow += c4_out;
-            ow += 1u;
-            if (ow == p.out_w) {
-                ow = 0u;
-                oh += 1u;
-                if (oh == p.out_h) {
-                    oh = 0u;
-                    im += 1u;
-                }
-            }
+            next_pixel(&ow, &oh, &im);
+            let erow = select(drow, drow + c4_out, two);
+            let g{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
+            let v{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
+            let jn{i} = two && t0 + {i}u < p.taps && g{i} >= 0 && v{i} >= 0 && u32(g{i}) < p.in_h && u32(v{i}) < p.in_w; // @unroll(RT)
+            let b{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, g{i}, jn{i})), u32(select(0, v{i}, jn{i})), k4)], jn{i}); // @unroll(RT)
+            let e{i} = select(vec4<f32>(0.0), dz[erow + {i}u], two); // @unroll(CB4*(1-SGON))
+            let el{i} = dz[erow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
+            let e{i} = select(vec4<f32>(0.0), subgroupBroadcast(el{i/SG}, {i%SG}u), two); // @unroll(SGON*CB4)
+            next_pixel(&ow, &oh, &im);
+            acc{i} = fma(vec4<f32>(b{i/(4*CB4)}[{(i/CB4)%4}]), e{i%CB4}, fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i})); // @unroll(RT*4*CB4)
+            db{i} = (db{i} + d{i}) + e{i}; // @unroll(CB4)
+            drow += 2u * c4_out;
         }
         if (lane % lanes_per_cb < real_per_cb) {
             store_part(s * outputs, t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
             if (t0 == 0u && k4 == 0u) {
                 store_part_db(s * outputs + p.taps * p.k_real * p.c_out, cb, {i}u, db{i}); // @unroll(CB4)
             }
+        }
+    }
+}
+
+// The output pixel after (ow, oh, im), in (image, row, column) order.
+fn next_pixel(ow: ptr<function, u32>, oh: ptr<function, u32>, im: ptr<function, u32>) {
+    *ow += 1u;
+    if (*ow == p.out_w) {
+        *ow = 0u;
+        *oh += 1u;
+        if (*oh == p.out_h) {
+            *oh = 0u;
+            *im += 1u;
         }
     }
 }
