@@ -62,25 +62,14 @@ fn conv_filter(
         var im = p.first_pixel / (p.out_w * p.out_h);
         var drow = cb * CB4;
         for (var n = 0u; n < p.pixels; n++) {
-            let h{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
-            let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
-            let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
-            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
+            let a{i} = tap_input(im, oh, ow, t0 + {i}u, dh{i}, dw{i}, k4, true); // @unroll(RT)
             let d{i} = win[drow + {i}u]; // @unroll(CB4*(1-SGON))
             let dl{i} = win[drow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
             let d{i} = subgroupBroadcast(dl{i/SG}, {i%SG}u); // @unroll(SGON*CB4)
             acc{i} = fma(vec4<f32>(a{i/(4*CB4)}[{(i/CB4)%4}]), d{i%CB4}, acc{i}); // @unroll(RT*4*CB4)
             db{i} += d{i}; // @unroll(CB4)
             drow += c4_out;
-            ow += 1u;
-            if (ow == p.out_w) {
-                ow = 0u;
-                oh += 1u;
-                if (oh == p.out_h) {
-                    oh = 0u;
-                    im += 1u;
-                }
-            }
+            next_pixel(&ow, &oh, &im);
         }
         if (first % stride_cb + lid < lanes_per_cb) {
             store_dw(t0 + {i/(4*CB4)}u, k4, cb, {i%(4*CB4)}u, acc{i}); // @unroll(RT*4*CB4)
@@ -160,19 +149,13 @@ fn conv_filter_split(
         // accumulator per two FMAs; the sums still run over the pixels in order.
         for (var n = begin; n < end; n += 2u) {
             let two = n + 1u < end;
-            let h{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
-            let w{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
-            let in{i} = t0 + {i}u < p.taps && h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(RT)
-            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), k4)], in{i}); // @unroll(RT)
+            let a{i} = tap_input(im, oh, ow, t0 + {i}u, dh{i}, dw{i}, k4, true); // @unroll(RT)
             let d{i} = dz[drow + {i}u]; // @unroll(CB4*(1-SGON))
             let dl{i} = dz[drow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
             let d{i} = subgroupBroadcast(dl{i/SG}, {i%SG}u); // @unroll(SGON*CB4)
             next_pixel(&ow, &oh, &im);
             let erow = select(drow, drow + c4_out, two);
-            let g{i} = i32(oh * p.s_h + dh{i}) - p.top; // @unroll(RT)
-            let v{i} = i32(ow * p.s_w + dw{i}) - p.left; // @unroll(RT)
-            let jn{i} = two && t0 + {i}u < p.taps && g{i} >= 0 && v{i} >= 0 && u32(g{i}) < p.in_h && u32(v{i}) < p.in_w; // @unroll(RT)
-            let b{i} = select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, g{i}, jn{i})), u32(select(0, v{i}, jn{i})), k4)], jn{i}); // @unroll(RT)
+            let b{i} = tap_input(im, oh, ow, t0 + {i}u, dh{i}, dw{i}, k4, two); // @unroll(RT)
             let e{i} = select(vec4<f32>(0.0), dz[erow + {i}u], two); // @unroll(CB4*(1-SGON))
             let el{i} = dz[erow + min({i*SG}u + sl, {CB4-1}u)]; // @unroll(SGON*((CB4+SG-1)/SG))
             let e{i} = select(vec4<f32>(0.0), subgroupBroadcast(el{i/SG}, {i%SG}u), two); // @unroll(SGON*CB4)
@@ -188,6 +171,15 @@ fn conv_filter_split(
             }
         }
     }
+}
+
+// Input vec4 k4 of tap t = (dh, dw) under output pixel (im, oh, ow): zero in the padding, for a
+// tap past the filter's, or when not `live`.
+fn tap_input(im: u32, oh: u32, ow: u32, t: u32, dh: u32, dw: u32, k4: u32, live: bool) -> vec4<f32> {
+    let h = i32(oh * p.s_h + dh) - p.top;
+    let w = i32(ow * p.s_w + dw) - p.left;
+    let inside = live && t < p.taps && h >= 0 && w >= 0 && u32(h) < p.in_h && u32(w) < p.in_w;
+    return select(vec4<f32>(0.0), x[index_x4(im, u32(select(0, h, inside)), u32(select(0, w, inside)), k4)], inside);
 }
 
 // The output pixel after (ow, oh, im), in (image, row, column) order.

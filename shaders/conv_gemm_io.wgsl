@@ -1,7 +1,7 @@
 // The params, bindings and input indexing that the implicit-GEMM convolutions share
 // (`conv_gemm.wgsl`, `conv_lanes.wgsl`; the host appends this file to each).
 // Bindings: 0 params; 1 x (m, in_h, in_w, c4_in) vec4, read (5 xs: the same unpadded); 2 bias (c_out), read (any buffer
-// when has_bias = 0); 3 z (m, out_h, out_w, c_out), or (m, o_h, o_w, c_out) when strided, write; 4 the window of the packed filter Wp
+// when has_bias = 0); 3 z (m, o_h, o_w, c_out), write; 4 the window of the packed filter Wp
 // (conv_pack.wgsl): for tap t (from tap_begin) and input vec4 k4, the rows
 // (t * c4_in + k4) * 4 * CB4 + j * CB4 + q hold channel 4*k4 + j of output vec4 q of the block.
 
@@ -29,9 +29,8 @@ struct Params {
     z_off: u32,       // element offset of the chunk's first image in z
     relu: u32,        // 1 on the last window of a fused conv + ReLU: z = max(0, z)
     // Where output pixel (i, oh, ow) goes: z pixel (i, o_rh + oh*o_sh, o_rw + ow*o_sw) of an
-    // (o_h, o_w) grid. strided = 0: the identity (o_sh = o_sw = 1, o_rh = o_rw = 0, the grid is
-    // out_h x out_w), without the divisions; 1: one stride phase of a strided data gradient.
-    strided: u32,
+    // (o_h, o_w) grid: one stride phase of a strided data gradient, or with o_sh = o_sw = 1 the
+    // identity (then o_rh = o_rw = 0 and the grid is out_h x out_w).
     o_h: u32,
     o_w: u32,
     o_sh: u32,
@@ -51,8 +50,8 @@ struct Params {
 // Element offset in z of output pixel `pix` (counted over the chunk's out_h x out_w grids):
 // pixels along a row are o_sw * c_out floats apart.
 fn z_at(pix: u32) -> u32 {
-    if (p.strided == 0u) {
-        return p.z_off + pix * p.c_out;
+    if (p.o_sh == 1u && p.o_sw == 1u) {
+        return p.z_off + pix * p.c_out; // the identity, without the divisions
     }
     let ow = pix % p.out_w;
     let r = pix / p.out_w;

@@ -34,7 +34,6 @@ uniform! {
         x_off: u32,
         z_off: u32,
         relu: u32,
-        strided: u32,
         o_h: u32,
         o_w: u32,
         o_sh: u32,
@@ -128,13 +127,24 @@ pub(crate) struct GemmShape {
 /// Where the packed filter's taps come from (`shaders/conv_pack.wgsl`): tap `(a, b)` of the
 /// product is tap `(dh0 + a * dh_step, dw0 + b * dw_step)` of the weights `(f_h, f_w, c_in,
 /// c_out)`, read with input and output channels swapped when `transpose` (the data gradient).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TapMap {
     pub dh0: i32,
     pub dh_step: i32,
     pub dw0: i32,
     pub dw_step: i32,
     pub transpose: bool,
+}
+
+impl TapMap {
+    /// Every tap as it is (the forward pass).
+    const AS_IS: Self = Self {
+        dh0: 0,
+        dh_step: 1,
+        dw0: 0,
+        dw_step: 1,
+        transpose: false,
+    };
 }
 
 /// One stride phase along one axis of the data gradient: the outputs `r, r + s, ...` (`len`
@@ -176,7 +186,6 @@ fn axis_phases(len: u32, s: u32, f: u32, pad: u32) -> impl Iterator<Item = AxisP
 /// The output map of a product that writes its `(out_h, out_w)` grid as it is.
 fn identity_out(out_h: u32, out_w: u32) -> GemmParams {
     GemmParams {
-        strided: 0,
         o_h: out_h,
         o_w: out_w,
         o_sh: 1,
@@ -242,13 +251,7 @@ impl GemmShape {
             (k.f_h, k.f_w),
             (k.s_h, k.s_w),
             (i64::from(k.top), i64::from(k.left)),
-            TapMap {
-                dh0: 0,
-                dh_step: 1,
-                dw0: 0,
-                dw_step: 1,
-                transpose: false,
-            },
+            TapMap::AS_IS,
             identity_out(k.out_h, k.out_w),
         )
     }
@@ -258,7 +261,6 @@ impl GemmShape {
     /// writing every `s_h`-th row and `s_w`-th column of `dA_prev`. Also whether some phase is
     /// reached by no tap (its outputs are zero, and no product writes them).
     pub fn backward_data(g: &ConvGeometry, k: &KernelGeometry) -> Option<(Vec<Self>, bool)> {
-        let strided = k.s_h > 1 || k.s_w > 1;
         let rows: Vec<AxisPhase> = axis_phases(k.in_h, k.s_h, k.f_h, k.top).collect();
         let cols: Vec<AxisPhase> = axis_phases(k.in_w, k.s_w, k.f_w, k.left).collect();
         let mut products = Vec::new();
@@ -278,7 +280,6 @@ impl GemmShape {
                     transpose: true,
                 };
                 let out_map = GemmParams {
-                    strided: u32::from(strided),
                     o_h: k.in_h,
                     o_w: k.in_w,
                     o_sh: k.s_h,
@@ -360,9 +361,7 @@ impl Windows {
     /// HWIO order, and the kernels bind the weights as the window (every tensor carries a
     /// window's slack at its end, which they never read): no packing dispatch.
     pub fn holds_weights_as_they_are(&self, s: &GemmShape) -> bool {
-        let t = s.taps;
-        let as_they_are = (t.dh0, t.dh_step, t.dw0, t.dw_step, t.transpose) == (0, 1, 0, 1, false);
-        as_they_are
+        s.taps == TapMap::AS_IS
             && self.n_cb == 1
             && self.n_tc == 1
             && s.k_real.is_multiple_of(4)
