@@ -8,14 +8,17 @@
 //   finish_var:    var = s2[s] / n;  inv_std[s] = 1 / sqrt(var + eps);  with update = 1 also
 //                  running_mean = momentum * running_mean + (1 - momentum) * mean (and running_var)
 //   inv_std_of:    inv_std[s] = 1 / sqrt(var[s] + eps)        (test mode, from the running var)
-//   apply:         xhat = (x - mean[s]) * inv_std[s];  y = gamma[c] * xhat + beta[c]
+//   apply:         y = gamma[c] * xhat + beta[c], xhat = (x - mean[s]) * inv_std[s] (not kept: the
+//                  backward pass recomputes it from x, in the same operations)
 //   group_combine: out[i, g] = sum_{j < cg} (gamma[g*cg + j] if weighted else 1) * t[i, g*cg + j]
 //                  (serial, in order; t is (samples, C) per-channel sums)
 //   norm_dx:       train: dx = inv_n * inv_std[s] * (n * gamma[c] * dout - sd[s] - xhat * sdx[s])
-//                  with sd = sum(dxhat), sdx = sum(dxhat * xhat) over the statistic, dxhat = dout * gamma;
+//                  with sd = sum(dxhat), sdx = sum(dxhat * xhat) over the statistic, dxhat = dout * gamma,
+//                  xhat from x (binding 11) and the means (12) as apply computed it;
 //                  test:  dx = gamma[c] * inv_std[s] * dout
-// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd (apply: the means), 9 sdx, 10 inv:
-// read; 3 dst, 4 dst2, 5 dst3: write (which ones each entry uses: see `src/gpu/norm.rs`).
+// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd (apply: the means), 9 sdx, 10 inv,
+// 11 x, 12 mean (norm_dx): read; 3 dst, 4 dst2, 5 dst3: write (which ones each entry uses: see
+// `src/gpu/norm.rs`).
 
 override WG: u32 = 64u;
 
@@ -44,6 +47,8 @@ struct Params {
 @group(0) @binding(8) var<storage, read> sd: array<f32>;
 @group(0) @binding(9) var<storage, read> sdx: array<f32>;
 @group(0) @binding(10) var<storage, read> inv: array<f32>;
+@group(0) @binding(11) var<storage, read> xs: array<f32>;
+@group(0) @binding(12) var<storage, read> mean: array<f32>;
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -130,8 +135,7 @@ fn apply(
         let c = i % p.c;
         let s = stat(i);
         let xhat = (src[i] - sd[s]) * aux[s];
-        dst[i] = xhat;
-        dst2[i] = gamma[c] * xhat + beta[c];
+        dst[i] = gamma[c] * xhat + beta[c];
     }
 }
 
@@ -169,7 +173,8 @@ fn norm_dx(
         let s = stat(i);
         let g = gamma[c] * src[i];
         if (p.train != 0u) {
-            dst[i] = inv[s] / p.n * (p.n * g - sd[s] - aux[i] * sdx[s]);
+            let xhat = (xs[i] - mean[s]) * inv[s];
+            dst[i] = inv[s] / p.n * (p.n * g - sd[s] - xhat * sdx[s]);
         } else {
             dst[i] = g * inv[s];
         }

@@ -1,12 +1,13 @@
 // The element-wise steps of norm.wgsl, four channels per thread (channels a multiple of 4), for
 // the memory-bound passes: one vec4 load or store where the scalar kernels make four.
-//   apply4:   xhat = (x - mean[s]) * inv_std[s];  y = gamma[c] * xhat + beta[c]
+//   apply4:   y = gamma[c] * xhat + beta[c], xhat = (x - mean[s]) * inv_std[s] (not kept)
 //   norm_dx4: train: dx = inv_std[s] / n * (n * gamma[c] * dout - sd[s] - xhat * sdx[s]),
-//             computed as a * dout + k * xhat + b with per-statistic a, k, b (see DxTerms);
+//             computed as a * dout + k * xhat + b with per-statistic a, k, b (see DxTerms), xhat
+//             recomputed from x as apply4 computed it;
 //             test:  dx = gamma[c] * inv_std[s] * dout
 // with s the statistic of each channel, as in norm.wgsl (c4 = index of the vec4 of channels).
 // Bindings: 0 params; 1 src (x or dout), 2 aux (apply4: inv_std), 6 gamma, 7 beta, 8 sd (apply4:
-// the means), 9 sdx, 10 inv, 11 xhat (norm_dx4): read; 3 dst, 4 dst2: write.
+// the means), 9 sdx, 10 inv, 11 x, 12 mean (norm_dx4): read; 3 dst: write.
 
 override WG: u32 = 64u;
 // 0: batch norm (statistics per channel); 1: group norm (per image and group of channels).
@@ -30,13 +31,13 @@ struct Params {
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> aux: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dst2: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> gamma: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> beta: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> sd: array<f32>;
 @group(0) @binding(9) var<storage, read> sdx: array<f32>;
 @group(0) @binding(10) var<storage, read> inv: array<f32>;
-@group(0) @binding(11) var<storage, read> xhat4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> mean: array<f32>;
 
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -58,6 +59,10 @@ fn gather_sdx(s: vec4<u32>) -> vec4<f32> {
 
 fn gather_inv(s: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(inv[s.x], inv[s.y], inv[s.z], inv[s.w]);
+}
+
+fn gather_mean(s: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(mean[s.x], mean[s.y], mean[s.z], mean[s.w]);
 }
 
 // Each thread keeps one vec4 of channels (cv) for the whole pass, so gamma, beta and the
@@ -141,8 +146,7 @@ fn apply4(
         for (var q = r.x; q < r.y; q += r.z) {
             let i = q * c4 + l.cv;
             let xhat = (src[i] - mean) * inv_std;
-            dst[i] = xhat;
-            dst2[i] = fma(gm, xhat, bt);
+            dst[i] = fma(gm, xhat, bt);
         }
         return;
     }
@@ -156,27 +160,33 @@ fn apply4(
         for (var q = r.x; q < r.y; q += r.z) {
             let i = (base + q) * c4 + l.cv;
             let xhat = (src[i] - mean) * inv_std;
-            dst[i] = xhat;
-            dst2[i] = fma(gm, xhat, bt);
+            dst[i] = fma(gm, xhat, bt);
         }
     }
 }
 
 // dx = a * dout + k * xhat + b per statistic: a = gamma * inv_std and, in train mode,
-// k = -inv_std / n * sdx, b = -inv_std / n * sd (test mode: k = b = 0).
+// k = -inv_std / n * sdx, b = -inv_std / n * sd (test mode: k = b = 0); xhat = (x - mean) * inv.
 struct DxTerms {
     a: vec4<f32>,
     k: vec4<f32>,
     b: vec4<f32>,
+    mean: vec4<f32>,
+    inv: vec4<f32>,
 }
 
 fn dx_terms(s: vec4<u32>, gm: vec4<f32>) -> DxTerms {
     let inv_std = gather_inv(s);
+    let m = gather_mean(s);
     if (p.train == 0u) {
-        return DxTerms(inv_std * gm, vec4<f32>(0.0), vec4<f32>(0.0));
+        return DxTerms(inv_std * gm, vec4<f32>(0.0), vec4<f32>(0.0), m, inv_std);
     }
     let f = -inv_std / p.n;
-    return DxTerms(inv_std * gm, f * gather_sdx(s), f * gather_sd(s));
+    return DxTerms(inv_std * gm, f * gather_sdx(s), f * gather_sd(s), m, inv_std);
+}
+
+fn dx_at(t: DxTerms, i: u32) -> vec4<f32> {
+    return fma(t.a, src[i], fma(t.k, (x4[i] - t.mean) * t.inv, t.b));
 }
 
 @compute @workgroup_size(WG)
@@ -197,7 +207,7 @@ fn norm_dx4(
         let r = stream_range(l.first, l.per, p.total / c4);
         for (var q = r.x; q < r.y; q += r.z) {
             let i = q * c4 + l.cv;
-            dst[i] = fma(t.a, src[i], fma(t.k, xhat4[i], t.b));
+            dst[i] = dx_at(t, i);
         }
         return;
     }
@@ -208,7 +218,7 @@ fn norm_dx4(
         let r = stream_range(l.first, l.per, im.pix);
         for (var q = r.x; q < r.y; q += r.z) {
             let i = (base + q) * c4 + l.cv;
-            dst[i] = fma(t.a, src[i], fma(t.k, xhat4[i], t.b));
+            dst[i] = dx_at(t, i);
         }
     }
 }

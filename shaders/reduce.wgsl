@@ -7,7 +7,9 @@
 //           (seg0 + s) * groups + c / cg when groups > 0), out gets the sums of d and out2 the
 //           sums of d^2, in one pass: the statistics of a shifted by a value of its own, so that
 //           mean and variance come from one read without cancellation.
-//   MODE 4: out gets the sums of a and out2 the sums of a * w, in one pass.
+//   MODE 4: out gets the sums of a and out2 the sums of a * xhat, in one pass, with
+//           xhat = (w[s, r, c] - mean[k]) * inv[k] (k as in MODE 3): the normalised input of a
+//           norm layer, recomputed from its input as the forward pass computed it.
 //
 // for s < segments, c < cols, blocks of BLOCK consecutive rows (the last one shorter). Element
 // (s, r, c) is at s * stride_s + r * stride_r + c * stride_c (+ a_off, or w_off for w). One
@@ -21,7 +23,8 @@
 // No atomics.
 //
 // Bindings: 0 params; 1 a, read; 2 w, read (a again when unused); 3 out (segments, blocks,
-// cols), write; 4 out2 (MODE 4; out again otherwise), write.
+// cols), write; 4 out2 (MODE 3 and 4; out again otherwise), write; 5 mean, 6 inv (MODE 4; a
+// again otherwise), read.
 
 const CT: u32 = 8u;      // columns per workgroup
 const RL: u32 = 8u;      // row lanes per column
@@ -44,9 +47,9 @@ struct Params {
     a_off: u32,
     w_off: u32,
     out_off: u32,
-    groups: u32,     // MODE 3: 0 (a shift per column) or groups per segment
-    cg: u32,         // MODE 3: columns per group
-    seg0: u32,       // MODE 3: the first segment of this dispatch
+    groups: u32,     // MODE 3, 4: 0 (a statistic per column) or groups per segment
+    cg: u32,         // MODE 3, 4: columns per group
+    seg0: u32,       // MODE 3, 4: the first segment of this dispatch
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -54,6 +57,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(5) var<storage, read> mean: array<f32>;
+@group(0) @binding(6) var<storage, read> inv: array<f32>;
 
 var<workgroup> part: array<f32, 64>;
 var<workgroup> part2: array<f32, 64>;
@@ -76,9 +81,16 @@ fn reduce_rows(
         var acc2 = 0.0;
         if (c < p.cols) {
             let base = s * p.stride_s + c * p.stride_c;
+            // The statistic of column c (MODE 3, 4).
+            let k = select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u);
             var shift = 0.0;
+            var m = 0.0;
+            var inv_k = 0.0;
             if (MODE == 3u) {
-                shift = w[select(c, (p.seg0 + s) * p.groups + c / p.cg, p.groups > 0u)];
+                shift = w[k];
+            } else if (MODE == 4u) {
+                m = mean[k];
+                inv_k = inv[k];
             }
             // Row lane `lane` sums rows r0, r0 + dr, ... below r1 (see SPANS).
             var r0 = b * BLOCK + lane;
@@ -98,7 +110,7 @@ fn reduce_rows(
                     acc = fma(v, v, acc);
                 } else if (MODE == 4u) {
                     acc += v;
-                    acc2 = fma(v, w[p.w_off + i], acc2);
+                    acc2 = fma(v, (w[p.w_off + i] - m) * inv_k, acc2);
                 } else if (MODE == 3u) {
                     let d = v - shift;
                     acc += d;

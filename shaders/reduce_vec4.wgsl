@@ -5,10 +5,12 @@
 //   MODE 3: d = a - shift; out = sums of d, out2 = sums of d^2; shift per column (groups = 0,
 //           read as vec4s from binding 6) or per (segment, group of cg columns, cg a multiple
 //           of 4: one scalar for the four columns, binding 2)
-//   MODE 4: out = sums of a, out2 = sums of a * w
+//   MODE 4: out = sums of a, out2 = sums of a * xhat, xhat = (w - mean) * inv (binding 6 w; the
+//           statistics per column or per (segment, group of cg columns, any cg), bindings 2, 5)
 // One workgroup per (segment, block, tile of CT4 vec4-columns): thread t takes vec4-column
 // t % CT4 and row lane t / CT4 (RL = 64 / CT4 lanes).
-// Bindings: 0 params; 1 a (vec4), 2 w (scalar), 6 w (vec4): read; 3 out, 4 out2 (vec4): write.
+// Bindings: 0 params; 1 a (vec4), 2 w (scalar; MODE 4: mean), 5 inv (MODE 4), 6 w (vec4): read;
+// 3 out, 4 out2 (vec4): write.
 
 const BLOCK: u32 = 4096u;
 override CT4: u32 = 2u;
@@ -40,6 +42,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out2: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> inv: array<f32>;
 @group(0) @binding(6) var<storage, read> w4: array<vec4<f32>>;
 
 var<workgroup> part: array<vec4<f32>, 64>;
@@ -65,12 +68,22 @@ fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
     if (it.c4 < p.cols4) {
         let base = it.s * p.rows * p.cols4 + it.c4;
         var shift = vec4<f32>(0.0);
+        var m = vec4<f32>(0.0);
+        var inv_k = vec4<f32>(0.0);
         if (MODE == 3u) {
             if (p.groups == 0u) {
                 shift = w4[it.c4];
             } else {
                 shift = vec4<f32>(w[(p.seg0 + it.s) * p.groups + (it.c4 * 4u) / p.cg]);
             }
+        } else if (MODE == 4u) {
+            // The four columns' statistics: their own (groups = 0), or their groups' (any cg).
+            var k = vec4<u32>(it.c4 * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+            if (p.groups != 0u) {
+                k = vec4<u32>((p.seg0 + it.s) * p.groups) + k / vec4<u32>(p.cg);
+            }
+            m = vec4<f32>(w[k.x], w[k.y], w[k.z], w[k.w]);
+            inv_k = vec4<f32>(inv[k.x], inv[k.y], inv[k.z], inv[k.w]);
         }
         // Row lane `lane` sums rows r0, r0 + dr, ... below r1 (see SPANS).
         let r_end = min((it.b + 1u) * BLOCK, p.rows);
@@ -93,7 +106,7 @@ fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
                 acc2 = fma(d, d, acc2);
             } else if (MODE == 4u) {
                 acc += v;
-                acc2 = fma(v, w4[p.w_off + i], acc2);
+                acc2 = fma(v, (w4[p.w_off + i] - m) * inv_k, acc2);
             } else {
                 acc += v;
             }

@@ -128,14 +128,25 @@ proptest! {
         assert_close("running mean", &rm, state_ref.running_mean.as_ref().unwrap(), 1e-5);
         assert_close("running var", &rv, state_ref.running_var.as_ref().unwrap(), 1e-4);
         // Test mode uses them.
-        let (y, _) = gpu()
+        let (y, cache) = gpu()
             .spatial_batchnorm_forward(&up(&x), &up(&gamma), &up(&beta), &mut state, BatchNorm::test())
             .unwrap();
-        let (y_ref, _) = cpu::spatial_batchnorm_forward(
+        let (y_ref, c_ref) = cpu::spatial_batchnorm_forward(
             x.view(), gamma.view(), beta.view(), &mut state_ref, BatchNorm::test(),
         )
         .unwrap();
         assert_close("test-mode y", &down(&y).into_dimensionality::<Ix4>().unwrap(), &y_ref, 1e-3);
+        // A train-mode pass between the test-mode forward and its backward moves the running
+        // statistics in place; the test-mode cache keeps the ones its forward used.
+        let x2 = x.mapv(|v| 3.0 * v + 1.0);
+        gpu()
+            .spatial_batchnorm_forward(&up(&x2), &up(&gamma), &up(&beta), &mut state, BatchNorm::train())
+            .unwrap();
+        let grads = gpu().spatial_batchnorm_backward(&up(&dout), &cache).unwrap();
+        let g_ref = cpu::spatial_batchnorm_backward(dout.view(), &c_ref).unwrap();
+        assert_close("test-mode dx", &down(&grads.dx).into_dimensionality::<Ix4>().unwrap(), &g_ref.dx, 1e-3);
+        assert_close("test-mode dgamma", &down(&grads.dgamma).into_dimensionality::<Ix1>().unwrap(), &g_ref.dgamma, 1e-3);
+        assert_close("test-mode dbeta", &down(&grads.dbeta).into_dimensionality::<Ix1>().unwrap(), &g_ref.dbeta, 1e-3);
     }
 
     #[test]

@@ -589,8 +589,8 @@ fn compute_record(
 /// The memory-bound layers of seed 001's network at batch 64 (`signs1`: its first activation,
 /// 64x64x64x8), and the optimizers on a 1M-parameter tensor. Bytes counted: inputs read and
 /// outputs written once (ReLU forward: x, y; backward: x, dout, dx; batch / group norm forward:
-/// x, y and the cached xhat; backward: dout, xhat, dx; layout: x, y; SGD: w, dw, w; Adam: w,
-/// dw, m, v read, w, m, v written). `wanted` filters by `op/shape`.
+/// x, y; backward: dout, x, dx; layout: x, y; SGD: w, dw, w; Adam: w, dw, m, v read, w, m, v
+/// written). `wanted` filters by `op/shape`.
 ///
 /// # Errors
 /// Shape or device errors.
@@ -634,7 +634,7 @@ pub fn layer_records(
         out.push(memory_record(
             gpu,
             ("batchnorm_forward", s, dims.clone()),
-            12.0 * n,
+            8.0 * n,
             o,
             || {
                 gpu.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, BatchNorm::train())
@@ -658,7 +658,7 @@ pub fn layer_records(
         out.push(memory_record(
             gpu,
             ("groupnorm_forward", s, dims.clone()),
-            12.0 * n,
+            8.0 * n,
             o,
             || {
                 gpu.spatial_groupnorm_forward(&x, &gamma, &beta, gn)

@@ -4,10 +4,13 @@
 //!
 //! Forward: the statistics in one pass over `x` (sums of `x - shift` and its square, the shift of
 //! each statistic one of its own values) -> mean, variance, `inv_std` (and the running
-//! statistics, batch norm in train mode) -> `xhat`, `y` in one element-wise pass. A constant
-//! channel has variance exactly 0. Backward: per-statistic sums of
-//! `dout` and `dout * xhat` in one pass (they are also `dbeta` and `dgamma`), weighted by `gamma`
-//! per statistic, then `dx` element by element.
+//! statistics, batch norm in train mode) -> `y` in one element-wise pass. A constant
+//! channel has variance exactly 0. `xhat` is not kept: the cache holds `x` (shared, not copied)
+//! and the statistics, and the backward pass recomputes `xhat = (x - mean) * inv_std` where it
+//! reads it, in the same operations as the forward pass (so the same bits), which saves a
+//! tensor's write and its memory. Backward: per-statistic sums of `dout` and `dout * xhat` in
+//! one pass (they are also `dbeta` and `dgamma`), weighted by `gamma` per statistic, then `dx`
+//! element by element.
 
 use super::kernels::{uniform, Access, Kernel};
 use super::launch::{count, WG};
@@ -51,10 +54,20 @@ pub(crate) const FINISH_SHIFTED: Kernel =
 pub(crate) const FINISH_VAR: Kernel =
     FIRST_VALUES.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
 pub(crate) const INV_STD_OF: Kernel = FIRST_VALUES.entry("inv_std_of", &[(1, R), (3, W)]);
-pub(crate) const APPLY: Kernel = FIRST_VALUES.entry(
-    "apply",
-    &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
-);
+/// The bindings of `apply` and `apply4`: x, inv_std; y; gamma, beta, mean.
+const APPLY_BINDINGS: &[(u32, Access)] = &[(1, R), (2, R), (3, W), (6, R), (7, R), (8, R)];
+/// The bindings of `norm_dx` and `norm_dx4`: dout; dx; gamma, sd, sdx, inv_std, x, mean.
+const DX_BINDINGS: &[(u32, Access)] = &[
+    (1, R),
+    (3, W),
+    (6, R),
+    (8, R),
+    (9, R),
+    (10, R),
+    (11, R),
+    (12, R),
+];
+pub(crate) const APPLY: Kernel = FIRST_VALUES.entry("apply", APPLY_BINDINGS);
 pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
     "norm_vec4.wgsl",
     concat!(
@@ -62,18 +75,12 @@ pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
         include_str!("../../shaders/stream.wgsl")
     ),
     "apply4",
-    &[(1, R), (2, R), (3, W), (4, W), (6, R), (7, R), (8, R)],
+    APPLY_BINDINGS,
 );
-pub(crate) const NORM_DX4: Kernel = APPLY4.entry(
-    "norm_dx4",
-    &[(1, R), (3, W), (6, R), (8, R), (9, R), (10, R), (11, R)],
-);
+pub(crate) const NORM_DX4: Kernel = APPLY4.entry("norm_dx4", DX_BINDINGS);
 pub(crate) const GROUP_COMBINE: Kernel =
     FIRST_VALUES.entry("group_combine", &[(1, R), (3, W), (6, R)]);
-pub(crate) const NORM_DX: Kernel = FIRST_VALUES.entry(
-    "norm_dx",
-    &[(1, R), (2, R), (3, W), (6, R), (8, R), (9, R), (10, R)],
-);
+pub(crate) const NORM_DX: Kernel = FIRST_VALUES.entry("norm_dx", DX_BINDINGS);
 
 /// The running statistics of a batch norm layer, on the GPU: `None` until the first
 /// train-mode pass, which starts them at zeros (as cs231n does).
@@ -92,10 +99,14 @@ impl BatchNormState {
     }
 }
 
-/// What the norm forward passes keep for their backward passes.
+/// What the norm forward passes keep for their backward passes: the input `x` (a clone of the
+/// tensor: its buffer is shared, as numpy arrays are, so overwriting `x` in place before the
+/// backward pass changes what it computes, as with the convolution's cache) and the statistics.
+/// `xhat = (x - mean) * inv_std` is recomputed where the backward pass needs it.
 #[derive(Debug, Clone)]
 pub struct NormCache {
-    xhat: Tensor,
+    x: Tensor,
+    mean: Tensor,
     inv_std: Tensor,
     gamma: Tensor,
     /// 0 for batch norm, else the number of groups.
@@ -104,12 +115,18 @@ pub struct NormCache {
 }
 
 impl NormCache {
-    /// The normalised input `xhat`, shaped like `x`.
-    pub fn xhat(&self) -> &Tensor {
-        &self.xhat
+    /// The input `x` `(N, H, W, C)` of the forward pass.
+    pub fn x(&self) -> &Tensor {
+        &self.x
     }
 
-    /// `1 / sqrt(var + eps)` per statistic: `(C,)` for batch norm, `(N * G,)` for group norm.
+    /// The mean per statistic that normalised `x`: `(C,)` for batch norm (in test mode, a copy
+    /// of the running mean as it was), `(N * G,)` for group norm.
+    pub fn mean(&self) -> &Tensor {
+        &self.mean
+    }
+
+    /// `1 / sqrt(var + eps)` per statistic, shaped like [`NormCache::mean`].
     pub fn inv_std(&self) -> &Tensor {
         &self.inv_std
     }
@@ -330,7 +347,7 @@ impl Gpu {
         Ok((mean, inv_std))
     }
 
-    /// `xhat = (x - mean) * inv_std` and `y = gamma * xhat + beta`.
+    /// `y = gamma * xhat + beta`, `xhat = (x - mean) * inv_std`.
     #[allow(clippy::too_many_arguments)]
     fn norm_apply(
         &self,
@@ -341,15 +358,13 @@ impl Gpu {
         beta: &Tensor,
         l: &Layout,
         y: &Tensor,
-    ) -> Result<Tensor> {
-        let xhat = self.alloc("norm xhat", x.shape(), false)?;
-        let args = [x, inv_std, &xhat, y, gamma, beta, mean];
+    ) -> Result<()> {
+        let args = [x, inv_std, y, gamma, beta, mean];
         if l.vec4() {
-            self.norm_launch4(&APPLY4, l, l.params(x.len() / 4)?, &args)?;
+            self.norm_launch4(&APPLY4, l, l.params(x.len() / 4)?, &args)
         } else {
-            self.norm_launch(&APPLY, l.params(x.len())?, &args)?;
+            self.norm_launch(&APPLY, l.params(x.len())?, &args)
         }
-        Ok(xhat)
     }
 
     /// Spatial batch norm of `x` `(N, H, W, C)` with `gamma`, `beta` `(C,)`: statistics per
@@ -411,14 +426,18 @@ impl Gpu {
                 ..l.params(l.c)?
             };
             self.norm_launch(&INV_STD_OF, p, &[rv, &inv_std])?;
-            (rm.clone(), inv_std)
+            // A copy: a later train-mode pass updates the running mean in place.
+            let mut mean = self.alloc("norm mean", &[l.c], false)?;
+            self.copy(rm, &mut mean)?;
+            (mean, inv_std)
         };
         let (mean, inv_std) = stats;
-        let xhat = self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
+        self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
         Ok((
             y,
             NormCache {
-                xhat,
+                x: x.clone(),
+                mean,
                 inv_std,
                 gamma: gamma.clone(),
                 groups: 0,
@@ -450,11 +469,12 @@ impl Gpu {
         let l = self.norm_layout(x, gamma, beta, gn.groups, "spatial_groupnorm_forward input")?;
         let y = self.alloc("groupnorm output", x.shape(), false)?;
         let (mean, inv_std) = self.normalise(x, &l, gn.eps, None)?;
-        let xhat = self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
+        self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
         Ok((
             y,
             NormCache {
-                xhat,
+                x: x.clone(),
+                mean,
                 inv_std,
                 gamma: gamma.clone(),
                 groups: gn.groups,
@@ -492,24 +512,22 @@ impl Gpu {
 
     fn norm_backward(&self, dout: &Tensor, cache: &NormCache) -> Result<NormGrads> {
         self.check_owner(dout)?;
-        dout.expect_shape(
-            "norm backward dout must be shaped like x",
-            cache.xhat.shape(),
-        )?;
-        let x_like = &cache.xhat;
+        dout.expect_shape("norm backward dout must be shaped like x", cache.x.shape())?;
+        let x_like = &cache.x;
         // gamma stands in for beta (same shape): the backward needs only the layout.
         let gamma = &cache.gamma;
         let l = self.norm_layout(x_like, gamma, gamma, cache.groups, "norm backward")?;
         // Per-channel sums of dout and dout * xhat: over everything (batch norm), per sample
         // (group norm).
         let per_image = cache.groups != 0;
-        let (t1, t2) = self.sums(
-            dout,
-            Terms::Pair(&cache.xhat),
-            (l.m, l.pixels, l.c),
-            per_image,
-            None,
-        )?;
+        let normalised = Terms::Normalised {
+            x: &cache.x,
+            mean: &cache.mean,
+            inv_std: &cache.inv_std,
+            groups: l.groups,
+            cg: l.cg,
+        };
+        let (t1, t2) = self.sums(dout, normalised, (l.m, l.pixels, l.c), per_image, None)?;
         let t2 = t2.ok_or_else(|| Error::Kernel("a pair of sums without its second".into()))?;
         let (dbeta, dgamma) = if per_image {
             (
@@ -527,12 +545,11 @@ impl Gpu {
             train: u32::from(cache.train),
             ..l.params(if vec4 { dx.len() / 4 } else { dx.len() })?
         };
-        let (xhat, gamma, inv_std) = (&cache.xhat, &cache.gamma, &cache.inv_std);
+        let (x, mean, gamma, inv_std) = (&cache.x, &cache.mean, &cache.gamma, &cache.inv_std);
+        let args = [dout, &dx, gamma, &sd, &sdx, inv_std, x, mean];
         if vec4 {
-            let args = [dout, &dx, gamma, &sd, &sdx, inv_std, xhat];
             self.norm_launch4(&NORM_DX4, &l, p, &args)?;
         } else {
-            let args = [dout, xhat, &dx, gamma, &sd, &sdx, inv_std];
             self.norm_launch(&NORM_DX, p, &args)?;
         }
         Ok(NormGrads { dx, dgamma, dbeta })

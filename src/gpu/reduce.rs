@@ -37,6 +37,8 @@ pub(crate) const REDUCE: Kernel = Kernel::new::<ReduceParams>(
         (2, Access::Read),
         (3, Access::Write),
         (4, Access::Write),
+        (5, Access::Read),
+        (6, Access::Read),
     ],
 );
 
@@ -70,6 +72,7 @@ pub(crate) const REDUCE4: Kernel = Kernel::new::<Reduce4Params>(
         (2, Access::Read),
         (3, Access::Write),
         (4, Access::Write),
+        (5, Access::Read),
         (6, Access::Read),
     ],
 );
@@ -115,8 +118,17 @@ pub(crate) enum Terms<'a> {
     Sum,
     /// `a * w`, `w` laid out like `a` (`a * a` with one load when `w` is `a`).
     Product(&'a Tensor),
-    /// `a` into the first result and `a * w` into the second, in one pass.
-    Pair(&'a Tensor),
+    /// `a` into the first result and `a * xhat` into the second, in one pass, with
+    /// `xhat = (x - mean) * inv_std` (a norm layer's normalised input, recomputed as its forward
+    /// pass computed it; `x` laid out like `a`), the statistics per column (`groups = 0`) or per
+    /// (image, group of `cg` columns).
+    Normalised {
+        x: &'a Tensor,
+        mean: &'a Tensor,
+        inv_std: &'a Tensor,
+        groups: usize,
+        cg: usize,
+    },
     /// `d = a - shift` into the first result and `d^2` into the second, in one pass; the shift
     /// per column (`groups = 0`) or per (image, group of `cg` columns).
     Shifted {
@@ -133,7 +145,7 @@ impl Terms<'_> {
             Terms::Product(w) if w.same_buffer(a) => 2,
             Terms::Product(_) => 1,
             Terms::Shifted { .. } => 3,
-            Terms::Pair(_) => 4,
+            Terms::Normalised { .. } => 4,
         }
     }
 }
@@ -177,7 +189,8 @@ impl Gpu {
         Ok(self.sums(a, terms, dims, per_image, out)?.0)
     }
 
-    /// [`Gpu::row_sums`] of any [`Terms`]; the second result only for [`Terms::Pair`].
+    /// [`Gpu::row_sums`] of any [`Terms`]; the second result only for [`Terms::Shifted`] and
+    /// [`Terms::Normalised`].
     pub(crate) fn sums(
         &self,
         a: &Tensor,
@@ -191,11 +204,14 @@ impl Gpu {
         let spans = u32::from(self.quirks().reduce_spans);
         let consts = [("MODE", mode), ("SPANS", spans)];
         let wanted = if per_image { m * cols } else { cols };
-        let pair = matches!(terms, Terms::Pair(_) | Terms::Shifted { .. });
+        let pair = matches!(terms, Terms::Normalised { .. } | Terms::Shifted { .. });
         let (groups, cg) = match terms {
-            Terms::Shifted { groups, cg, .. } => (groups, cg),
+            Terms::Shifted { groups, cg, .. } | Terms::Normalised { groups, cg, .. } => {
+                (groups, cg)
+            }
             _ => (0, 0),
         };
+        // The vec4 kernel's shifts (MODE 3) are one per four columns: cg a multiple of 4.
         let vec4 =
             cols % 4 == 0 && mode != 1 && mode != 2 && (mode != 3 || groups == 0 || cg % 4 == 0);
         let ct4 = (cols / 4).next_power_of_two().min(8);
@@ -226,7 +242,9 @@ impl Gpu {
             .map(|t| t.reshape(&[m, blocks * parts * cols]))
             .transpose()?;
         let w4 = match terms {
-            Terms::Product(w) | Terms::Pair(w) => Some(w.reshape(&[m, rows * cols])?),
+            Terms::Product(w) | Terms::Normalised { x: w, .. } => {
+                Some(w.reshape(&[m, rows * cols])?)
+            }
             Terms::Shifted { shift, .. } => Some(shift.clone()),
             Terms::Sum => None,
         };
@@ -244,6 +262,11 @@ impl Gpu {
             ..ReduceParams::default()
         };
         let w_ref = w4.as_ref().unwrap_or(&a4);
+        // The statistics of Terms::Normalised (unused bindings hold `a`).
+        let (mean, inv) = match terms {
+            Terms::Normalised { mean, inv_std, .. } => (Arg::Whole(mean), Arg::Whole(inv_std)),
+            _ => (Arg::Batched(&a4), Arg::Batched(&a4)),
+        };
         if vec4 {
             let cols4 = cols / 4;
             let tiles = cols4.div_ceil(ct4);
@@ -256,12 +279,12 @@ impl Gpu {
                 cg: count(cg)?,
                 ..Reduce4Params::default()
             };
-            // Binding 2 (scalar w) holds the group shifts; binding 6 (vec4 w) the column shifts
-            // or the second factor; unused ones are bound to `a`.
+            // Binding 2 (scalar w) holds the group shifts or the means; binding 6 (vec4 w) the
+            // column shifts or `x`; unused ones are bound to `a`.
             let (w_scalar, w_vec) = match terms {
                 Terms::Shifted { .. } if groups > 0 => (Arg::Whole(w_ref), Arg::Batched(&a4)),
                 Terms::Shifted { .. } => (Arg::Batched(&a4), Arg::Whole(w_ref)),
-                Terms::Pair(_) => (Arg::Batched(&a4), Arg::Batched(w_ref)),
+                Terms::Normalised { .. } => (mean, Arg::Batched(w_ref)),
                 _ => (Arg::Batched(&a4), Arg::Batched(&a4)),
             };
             self.launch(
@@ -277,13 +300,14 @@ impl Gpu {
                     w_scalar,
                     Arg::Batched(&first4),
                     Arg::Batched(second4.as_ref().unwrap_or(&first4)),
+                    inv,
                     w_vec,
                 ],
                 |chunk| {
                     let p = Reduce4Params {
                         total: count(chunk.images * blocks * tiles)?,
                         a_off: chunk.offset(0) / 4,
-                        w_off: chunk.offset(4) / 4,
+                        w_off: chunk.offset(5) / 4,
                         out_off: chunk.offset(2) / 4,
                         seg0: count(chunk.first)?,
                         parts: count(parts)?,
@@ -306,6 +330,8 @@ impl Gpu {
                     },
                     Arg::Batched(&first4),
                     Arg::Batched(second4.as_ref().unwrap_or(&first4)),
+                    mean,
+                    inv,
                 ],
                 |chunk| {
                     let p = ReduceParams {
@@ -429,6 +455,8 @@ impl Gpu {
                 Arg::Whole(a),
                 Arg::Whole(out),
                 Arg::Whole(out),
+                Arg::Whole(a),
+                Arg::Whole(a),
             ],
             |_| Ok((p, u64::from(p.total))),
         )
