@@ -13,11 +13,14 @@
 // them to out[part, j, c] (j = (dh * FW + dw) * K + k) and out_b[part, c]; the host adds the
 // parts in order: a fixed order set by the shape, bitwise the same on every run.
 // Bindings: 0 params; 1 x (m, in_h, in_w, K), 2 first, 3 grad (m, POH, POW, C), 4 act
-// (m, conv_oh, conv_ow, C): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
+// (m, conv_oh, conv_ow, C), or with POOLED = 1 the pool's output (m, POH, POW, C), which holds A
+// at each window's first maximum (for a pool whose input was never stored: conv_lanes with
+// POOL): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
 
 override FH: u32;
 override FW: u32;
 override K: u32;
+override POOLED: u32 = 0u;
 
 struct Params {
     windows: u32,    // m * POH * POW
@@ -71,7 +74,8 @@ fn filter_from_pool(
         let x = ox * p.pool_sw + t % p.pool_fw;
         let im = rest / p.pool_oh;
         // The ReLU's mask at the maximum (NaN: masked, as relu_backward does).
-        if (!(act[((im * p.conv_oh + h) * p.conv_ow + x) * p.c + c] > 0.0)) {
+        let at = select(((im * p.conv_oh + h) * p.conv_ow + x) * p.c + c, q, POOLED == 1u);
+        if (!(act[at] > 0.0)) {
             continue;
         }
         let g = grad[q];

@@ -15,7 +15,15 @@
 // Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), at most
 // 8 input channels (K of them, the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
 // as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
-// Params and bindings: conv_gemm_io.wgsl.
+//
+// POOL = 1: a max pool of PH x R windows (strides pool_sh, pool_sw, windows inside the output)
+// of the ReLU'd outputs instead of the outputs themselves: the segments are the windows' rows
+// (window after window, PH rows each), each lane keeps its channel's running first maximum (a
+// value replaces it only when strictly greater, or NaN over a number: pool_vec4.wgsl's rule, so
+// the same maximum and tap) and writes it to z and its tap's row-major index in the window
+// (as f32) to zf, both (m, pool_oh, pool_ow, c_out); the outputs themselves are never stored.
+// `total` counts the chunk's windows then. POOL = 0: zf is not written.
+// Params and bindings: conv_gemm_io.wgsl; 6 zf, write.
 
 override WG: u32;
 override CB4: u32;
@@ -24,6 +32,10 @@ override FW: u32;
 override FH: u32;
 override K: u32;
 override SG: u32;
+override POOL: u32 = 0u;
+override PH: u32 = 1u;
+
+@group(0) @binding(6) var<storage, read_write> zf: array<f32>;
 
 @compute @workgroup_size(WG)
 fn conv_lanes(
@@ -33,7 +45,10 @@ fn conv_lanes(
     @builtin(subgroup_invocation_id) sl: u32,
 ) {
     let segs_per_row = (p.out_w + R - 1u) / R;
-    let segs = (p.total / p.out_w) * segs_per_row;
+    var segs = (p.total / p.out_w) * segs_per_row;
+    if (POOL == 1u) {
+        segs = p.total * PH;
+    }
     let c = p.c_begin + lid;
     let q = lid / 4u;
     let e = lid % 4u;
@@ -46,12 +61,21 @@ fn conv_lanes(
     // which then stay in this core's cache (a stride of the grid between a workgroup's segments
     // was 10-15% slower on seed 001's first layer).
     let wgs = nwg.x * nwg.y;
-    let per_wg = (segs + wgs - 1u) / wgs;
+    let per_wg = ((segs / PH + wgs - 1u) / wgs) * PH; // whole windows (PH = 1 unpooled)
     let seg_begin = (wid.y * nwg.x + wid.x) * per_wg;
     let seg_end = min(seg_begin + per_wg, segs);
+    // POOL = 1: the running maximum and its tap.
+    var pm = 0.0;
+    var pt = 0u;
     for (var seg = seg_begin; seg < seg_end; seg++) {
-        let row = seg / segs_per_row; // (image, output row)
-        let ow0 = (seg % segs_per_row) * R;
+        var row = seg / segs_per_row; // (image, output row)
+        var ow0 = (seg % segs_per_row) * R;
+        if (POOL == 1u) {
+            let w = seg / PH; // window (image, pool row, pool column)
+            let pr = w / p.pool_ow;
+            row = (pr / p.pool_oh) * p.out_h + (pr % p.pool_oh) * p.pool_sh + seg % PH;
+            ow0 = (w % p.pool_ow) * p.pool_sw;
+        }
         let oh = row % p.out_h;
         let im = row / p.out_h;
         let c0 = i32(ow0) - p.left; // the segment's first input column
@@ -69,14 +93,37 @@ fn conv_lanes(
         var acc{i} = 0.0; // @unroll(R)
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
         acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*((K+3)/4)*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
-        let zb = z_at(row * p.out_w + ow0) + c;
-        put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
+        if (POOL == 0u) {
+            let zb = z_at(row * p.out_w + ow0) + c;
+            put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
+        } else {
+            let dh = seg % PH;
+            if (dh == 0u) {
+                pm = bitcast<f32>(0xff800000u); // -inf: the first tap always replaces it
+                pt = 0u;
+            }
+            let pv{i} = relu_of(acc{i} + bl); let pb{i} = (pv{i} > pm) | (is_nan(pv{i}) & !is_nan(pm)); pm = select(pm, pv{i}, pb{i}); pt = select(pt, dh * R + {i}u, pb{i}); // @unroll(R)
+            if (dh == PH - 1u && lane_live) {
+                let o = p.z_off + (seg / PH) * p.c_out + c;
+                z[o] = pm;
+                zf[o] = f32(pt);
+            }
+        }
     }
 }
 
-// z[at] = v, or max(0, v) with the fused ReLU (as conv_gemm's store_z), if `live`.
+// v, or max(0, v) with the fused ReLU (as conv_gemm's store_z).
+fn relu_of(v: f32) -> f32 {
+    return select(v, select(v, 0.0, v < 0.0), p.relu != 0u);
+}
+
+fn is_nan(v: f32) -> bool {
+    return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// z[at] = relu_of(v), if `live`.
 fn put(at: u32, live: bool, v: f32) {
     if (live) {
-        z[at] = select(v, select(v, 0.0, v < 0.0), p.relu != 0u);
+        z[at] = relu_of(v);
     }
 }

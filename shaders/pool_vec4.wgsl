@@ -11,7 +11,9 @@
 //     any), as its tap's row-major index in the window, to dst2 (shaped like the output);
 //   pool_scatter (max, first maximum, windows that do not overlap, dst zeroed): the backward
 //     from those indices, which writes only the window's one element that receives the gradient
-//     and reads nothing of A_prev but that element (RELU = 1) instead of the whole window.
+//     and reads nothing of A_prev but that element (RELU = 1) instead of the whole window; with
+//     POOLED = 1 binding 1 holds the pool's output instead (shaped like dA), which is that
+//     element (the maximum), for a pool whose input was never stored (conv_lanes with POOL).
 // Bindings: 0 params; 1 a_prev (m, IN_H, IN_W, C4) vec4; 2 grad dA (m, OUT_H, OUT_W, C4) vec4
 // (backward only); 3 dst (write) vec4; 4 dst2 (write, FIRST), 5 first (read, pool_scatter),
 // both shaped like dA. x_off / g_off / d_off: vec4 offsets of the chunk (dst2 at d_off, the
@@ -36,6 +38,7 @@ override MAX_MODE: u32;   // 1 max, 0 average
 override TIES: u32;       // 0 every maximum, 1 first maximum
 override RELU: u32 = 0u;  // backward: 1 also applies the backward of a ReLU before the pool
 override FIRST: u32 = 0u; // forward, max: 1 also writes the first maxima's taps (dst2)
+override POOLED: u32 = 0u; // pool_scatter: 1 reads the ReLU's mask from the pool's output
 
 struct Params {
     total: u32,   // windows (i, oh, ow, c4) in this chunk
@@ -161,7 +164,10 @@ fn pool_scatter(
         let o = vec4<u32>(window_start(idx)) + ((t / FW) * IN_W + t % FW) * C4;
         if (RELU == 1u) {
             let x = o + p.x_off;
-            let v = vec4<f32>(a_prev[x.x].x, a_prev[x.y].y, a_prev[x.z].z, a_prev[x.w].w);
+            var v = vec4<f32>(a_prev[x.x].x, a_prev[x.y].y, a_prev[x.z].z, a_prev[x.w].w);
+            if (POOLED == 1u) {
+                v = a_prev[p.x_off + idx];
+            }
             g = select(vec4<f32>(0.0), g, relu_mask(v));
         }
         let d = o + p.d_off;

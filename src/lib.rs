@@ -79,7 +79,7 @@ pub use params::{
 };
 
 pub use gpu::{
-    Adam, AffineCache, AffineGrads, BatchNormState, ConvCache, ConvGrads, ConvReluCache, Gpu,
-    GpuOptions, MemoryStats, NormCache, NormGrads, PoolCache, ReluCache, Sgd, SgdMomentum, Tensor,
-    TuningCache,
+    Adam, AffineCache, AffineGrads, BatchNormState, ConvCache, ConvGrads, ConvReluCache,
+    ConvReluPoolCache, Gpu, GpuOptions, MemoryStats, NormCache, NormGrads, PoolCache, ReluCache,
+    Sgd, SgdMomentum, Tensor, TuningCache,
 };

@@ -707,15 +707,20 @@ fn fused_pool_relu_backward_is_bitwise_relu_backward_after_pool_backward() {
     }
 }
 
-/// The filter gradient of conv -> ReLU -> max pool (first maximum, windows that do not overlap)
-/// straight from the pool's gradient, against the dense path on the GPU (the pool's backward,
-/// then the convolution's) and the CPU reference's chain: SAME and explicit padding, a strided
-/// convolution, a pool stride past its window (uncovered rows), a filter too large for the
-/// sparse kernel (the dense fallback), small-integer inputs so that windows tie.
+/// Conv -> ReLU -> max pool (first maximum, windows that do not overlap) as one layer. The
+/// filter gradient straight from the pool's gradient, against the dense path on the GPU (the
+/// pool's backward, then the convolution's) and the CPU reference's chain; and the one-kernel
+/// forward (`conv_relu_pool_forward`) and its backward passes, bitwise against the same layer
+/// run as two ops. SAME and explicit padding, a strided convolution, a pool stride past its
+/// window (uncovered rows), a filter too large for the sparse kernel (the dense fallback),
+/// seed 001's two layers (8 and 16 output channels: one and two subgroups of lanes),
+/// small-integer inputs so that windows tie (and ReLU zeros tie), a bias that moves them.
 #[test]
-fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
-    use wgpu_cnn::{Padding, Ties};
+fn conv_relu_pool_layer_matches_the_dense_path_and_the_cpu() {
+    use wgpu_cnn::{ConvReluPoolCache, Padding, Ties};
     let g = gpu();
+    let bits = |t: &Tensor| down(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let mut fused = 0;
     // (m, h, w, k, c_out, filter, padding, conv stride, pool window, pool stride)
     let cases = [
         (
@@ -734,6 +739,20 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
         (2, 12, 12, 2, 8, 2, Padding::uniform(0), 2, 3, 3),
         (1, 10, 10, 1, 4, 1, Padding::uniform(0), 1, 2, 3),
         (1, 8, 8, 8, 4, 3, Padding::uniform(1), 1, 2, 2),
+        (3, 8, 12, 4, 8, 3, Padding::uniform(1), 1, 2, 2),
+        (1, 10, 10, 1, 8, 1, Padding::uniform(0), 1, 2, 3),
+        (
+            3,
+            8,
+            8,
+            8,
+            16,
+            2,
+            Padding::same((8, 8), (2, 2), (1, 1)),
+            1,
+            4,
+            4,
+        ),
     ];
     let mut rng = NumpyRng::seed(7);
     for (n, &(m, h, w, k, c, f, pad, s, pf, ps)) in cases.iter().enumerate() {
@@ -742,7 +761,7 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
         };
         let x = small(&mut rng, [m, h, w, k]);
         let wt = small(&mut rng, [f, f, k, c]);
-        let b = Array4::<f32>::zeros((1, 1, 1, c));
+        let b = Array4::from_shape_fn((1, 1, 1, c), |(.., j)| (j % 3) as f32 - 1.0);
         let conv = ConvParams::new(s, 0).with_padding(pad);
         let pool = PoolParams::new(pf, ps, PoolMode::Max).with_ties(Ties::FirstMax);
         let (a, conv_cache) = g
@@ -752,10 +771,35 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
         assert!(pool_cache.keeps_first_maxima(), "case {n}");
         let da = randn_f32(&mut rng, [m, p.shape()[1], p.shape()[2], c]);
         let tda = up(&da);
-        let (dw, db) = g
-            .conv_relu_pool_backward_filter(&tda, &pool_cache, &conv_cache)
+        let apart = ConvReluPoolCache::of(conv_cache.clone(), pool_cache.clone()).unwrap();
+        let (dw, db) = g.conv_relu_pool_backward_filter(&tda, &apart).unwrap();
+        // The layer as one op: the same bits, forward and backward.
+        let (p1, one) = g
+            .conv_relu_pool_forward(&up(&x), &up(&wt), &up(&b), conv, pool)
             .unwrap();
+        fused += usize::from(one.fused());
+        assert_eq!(bits(&p1), bits(&p), "case {n}: pooled output");
+        let (dw1, db1) = g.conv_relu_pool_backward_filter(&tda, &one).unwrap();
+        assert_eq!(bits(&dw1), bits(&dw), "case {n}: dW of the one-op layer");
+        assert_eq!(bits(&db1), bits(&db), "case {n}: db of the one-op layer");
+        let (r0, r1) = (
+            g.conv_relu_pool_backward(&tda, &apart).unwrap(),
+            g.conv_relu_pool_backward(&tda, &one).unwrap(),
+        );
+        assert_eq!(bits(&r1.da_prev), bits(&r0.da_prev), "case {n}: dA_prev");
+        assert_eq!(bits(&r1.dw), bits(&r0.dw), "case {n}: dW");
+        assert_eq!(
+            bits(&r0.dw),
+            bits(&dw),
+            "case {n}: dW of the whole backward"
+        );
         let dz = g.pool_relu_backward(&tda, &pool_cache).unwrap();
+        let da_dense = g.conv_backward_data(&dz, conv_cache.conv()).unwrap();
+        assert_eq!(
+            bits(&r0.da_prev),
+            bits(&da_dense),
+            "case {n}: dA_prev, dense"
+        );
         let (dw_dense, db_dense) = g.conv_backward_filter(&dz, conv_cache.conv()).unwrap();
         let (dw, db) = (down(&dw), down(&db));
         assert_close(&format!("case {n}: dW"), &dw, &down(&dw_dense), 1e-5);
@@ -785,6 +829,11 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
             1e-4,
         );
     }
+    // Lavapipe's Vulkan adapter has subgroups: the one-kernel forward must have run there.
+    let info = g.adapter_info();
+    if info.device_type == wgpu::DeviceType::Cpu && info.backend == wgpu::Backend::Vulkan {
+        assert!(fused >= 4, "the one-kernel forward ran for {fused} cases");
+    }
     // The pool must sit on the ReLU's output.
     let x = up(&Array4::<f32>::ones((1, 4, 4, 1)));
     let (wt, b) = (
@@ -798,7 +847,15 @@ fn conv_relu_pool_filter_gradient_matches_the_dense_path_and_the_cpu() {
     let pool = PoolParams::new(2, 2, PoolMode::Max).with_ties(wgpu_cnn::Ties::FirstMax);
     let (p, pool_cache) = g.pool_forward(&other, pool).unwrap();
     assert!(matches!(
-        g.conv_relu_pool_backward_filter(&p, &pool_cache, &conv_cache),
+        ConvReluPoolCache::of(conv_cache, pool_cache),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // A gradient of the wrong shape.
+    let (_, one) = g
+        .conv_relu_pool_forward(&x, &wt, &b, ConvParams::new(1, 0), pool)
+        .unwrap();
+    assert!(matches!(
+        g.conv_relu_pool_backward(&p.reshape(&[1, 2, 4, 2]).unwrap(), &one),
         Err(Error::ShapeMismatch { .. })
     ));
 }

@@ -694,20 +694,33 @@ pub fn layer_records(
     let flops = g.forward_flops();
     let ConvInputs { tx, tw, tb, .. } = upload_conv(gpu, &case)?;
     let cdims = format!("{} * {} + ReLU", dims4(case.input), dims4(case.weights));
-    for (op, fused) in [
-        ("conv_forward_then_relu", false),
-        ("conv_relu_forward", true),
+    let pdims = format!("{cdims} + max pool 8x8/8");
+    let pool = PoolParams::new(8, 8, PoolMode::Max).with_ties(Ties::FirstMax);
+    // Its forward four ways: conv then ReLU, the fused conv + ReLU, then with its max pool
+    // 8x8/8 (first maximum, as training runs it) as two ops, and as one
+    // (`conv_relu_pool_forward`: one kernel on CPU adapters, the ReLU's output never stored).
+    for (op, dims, how) in [
+        ("conv_forward_then_relu", &cdims, 0),
+        ("conv_relu_forward", &cdims, 1),
+        ("conv_relu_then_pool", &pdims, 2),
+        ("conv_relu_pool_forward", &pdims, 3),
     ] {
         if !wanted(op, s) {
             continue;
         }
-        let r = compute_record(gpu, (op, s, cdims.clone()), flops, o, || {
-            if fused {
-                gpu.conv_relu_forward(&tx, &tw, &tb, case.params).map(drop)
-            } else {
+        let r = compute_record(gpu, (op, s, dims.clone()), flops, o, || match how {
+            0 => {
                 let (z, _) = gpu.conv_forward(&tx, &tw, &tb, case.params)?;
                 gpu.relu_forward(&z).map(drop)
             }
+            1 => gpu.conv_relu_forward(&tx, &tw, &tb, case.params).map(drop),
+            2 => {
+                let (a, _) = gpu.conv_relu_forward(&tx, &tw, &tb, case.params)?;
+                gpu.pool_forward(&a, pool).map(drop)
+            }
+            _ => gpu
+                .conv_relu_pool_forward(&tx, &tw, &tb, case.params, pool)
+                .map(drop),
         })?;
         out.push(r);
     }

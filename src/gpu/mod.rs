@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::{Error, Result};
 
 pub use affine::{AffineCache, AffineGrads};
-pub use conv::{ConvCache, ConvGrads, ConvReluCache};
+pub use conv::{ConvCache, ConvGrads, ConvReluCache, ConvReluPoolCache};
 pub use device::GpuOptions;
 pub use memory::MemoryStats;
 pub use norm::{BatchNormState, NormCache, NormGrads};

@@ -4,9 +4,7 @@
 use super::kernels::{simple, uniform, Access, Kernel};
 use super::launch::{count, to_u32, Chunk};
 use super::{Arg, Gpu, Tensor};
-#[cfg(doc)]
-use crate::error::Error;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::params::{PoolGeometry, PoolMode, PoolParams, Ties};
 
 uniform! {
@@ -133,7 +131,11 @@ pub(crate) fn vec4_specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> 
                     let mut consts = consts.clone();
                     consts.push(("RELU", relu));
                     out.push((BACKWARD_VEC4, consts.clone()));
-                    out.push((SCATTER_VEC4, consts));
+                    for pooled in [0, 1] {
+                        let mut consts = consts.clone();
+                        consts.push(("POOLED", pooled));
+                        out.push((SCATTER_VEC4, consts));
+                    }
                 }
             }
         }
@@ -422,6 +424,56 @@ impl Gpu {
             .flatten()
     }
 
+    /// The params and workgroups of a `pool_vec4.wgsl` pass over the windows of `chunk`
+    /// (bindings 1, 2, 3: the pool's input or output, the gradient, the destination).
+    fn vec4_work(&self, g: &PoolGeometry, chunk: &Chunk) -> Result<(Vec4Params, u64)> {
+        let windows = g.out_h * g.out_w * g.c / 4;
+        let p = Vec4Params {
+            total: count(chunk.images * windows)?,
+            x_off: chunk.offset(0) / 4,
+            g_off: chunk.offset(1) / 4,
+            d_off: chunk.offset(2) / 4,
+        };
+        Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
+    }
+
+    /// A max pool's backward from its windows' first maxima `first` (shaped like `da`, as the
+    /// forward keeps them): `da` at each window's first maximum of `da_prev` (shaped like the
+    /// pool's input; cleared first unless `zeroed`), with `relu` only where the ReLU before the
+    /// pool let it through: `mask.0 > 0` there, `mask.0` the pool's input, or with `mask.1` its
+    /// output (which holds the input at each first maximum).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scatter_first_maxima(
+        &self,
+        da: &Tensor,
+        first: &Tensor,
+        (mask, pooled): (&Tensor, bool),
+        g: &PoolGeometry,
+        params: &PoolParams,
+        relu: bool,
+        da_prev: &Tensor,
+        zeroed: bool,
+    ) -> Result<()> {
+        let mut consts = self.vec4_backward(g, params).ok_or_else(|| {
+            Error::Kernel("first maxima of a pool the vec4 kernels do not take".into())
+        })?;
+        consts.push(("RELU", u32::from(relu)));
+        consts.push(("POOLED", u32::from(pooled)));
+        // Only the windows' first maxima are written: everything else must be zero.
+        if !zeroed {
+            self.clear(da_prev);
+        }
+        let args = [
+            Arg::Batched(mask),
+            Arg::Batched(da),
+            Arg::Batched(da_prev),
+            Arg::Batched(first),
+        ];
+        self.launch(&SCATTER_VEC4, &consts, g.m, &args, |chunk| {
+            self.vec4_work(g, chunk)
+        })
+    }
+
     fn backward_into(
         &self,
         da: &Tensor,
@@ -443,31 +495,21 @@ impl Gpu {
             .a_prev
             .expect_shape("pool cache A_prev", &g.input_shape())?;
         da_prev.expect_shape("pool_backward dA_prev", &g.input_shape())?;
+        if let Some(first) = &cache.first {
+            let mask = (&cache.a_prev, false);
+            return self.scatter_first_maxima(
+                da,
+                first,
+                mask,
+                &g,
+                &cache.params,
+                relu,
+                da_prev,
+                zeroed,
+            );
+        }
         if let Some(mut consts) = self.vec4_backward(&g, &cache.params) {
             consts.push(relu_const);
-            let windows = g.out_h * g.out_w * g.c / 4;
-            let work = |chunk: &Chunk| {
-                let p = Vec4Params {
-                    total: count(chunk.images * windows)?,
-                    x_off: chunk.offset(0) / 4,
-                    g_off: chunk.offset(1) / 4,
-                    d_off: chunk.offset(2) / 4,
-                };
-                Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
-            };
-            if let Some(first) = &cache.first {
-                // Only the windows' first maxima are written: everything else must be zero.
-                if !zeroed {
-                    self.clear(da_prev);
-                }
-                let args = [
-                    Arg::Batched(&cache.a_prev),
-                    Arg::Batched(da),
-                    Arg::Batched(da_prev),
-                    Arg::Batched(first),
-                ];
-                return self.launch(&SCATTER_VEC4, &consts, g.m, &args, work);
-            }
             // One thread per window writes its window; elements in no window must be zero.
             if !covered(&g) && !zeroed {
                 self.clear(da_prev);
@@ -477,7 +519,9 @@ impl Gpu {
                 Arg::Batched(da),
                 Arg::Batched(da_prev),
             ];
-            return self.launch(&BACKWARD_VEC4, &consts, g.m, &args, work);
+            return self.launch(&BACKWARD_VEC4, &consts, g.m, &args, |chunk| {
+                self.vec4_work(&g, chunk)
+            });
         }
         let base = Params::new(&g, &cache.params)?;
         let per_image = g.in_h * g.in_w * g.c;

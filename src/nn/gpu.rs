@@ -8,12 +8,18 @@ use crate::error::{Error, Result};
 use crate::gpu::{Adam, BatchNormState, Gpu, Tensor};
 use crate::layers::{AdamConfig, BatchNorm, Labels, NormMode};
 use crate::weights::Weights;
-use crate::{AffineCache, ConvCache, ConvReluCache, NormCache, PoolCache, ReluCache};
+use crate::{
+    AffineCache, ConvCache, ConvReluCache, ConvReluPoolCache, NormCache, PoolCache, ReluCache,
+};
 
 /// What an op keeps for its backward pass.
 enum Cache {
     Conv(ConvCache),
     ConvRelu(ConvReluCache),
+    /// A conv + ReLU and the pool after it, run as one layer (`conv_relu_pool_forward`).
+    ConvReluPool(ConvReluPoolCache),
+    /// The pool of a [`Cache::ConvReluPool`] (the op before it keeps the cache).
+    Pooled,
     Relu(ReluCache),
     Pool(PoolCache),
     BatchNorm(NormCache),
@@ -23,7 +29,10 @@ enum Cache {
 
 /// A [`Sequential`] network on the GPU with its parameters and Adam's state.
 ///
-/// Convolutions followed by a ReLU run fused (bias and ReLU in the convolution's epilogue).
+/// Convolutions followed by a ReLU run fused (bias and ReLU in the convolution's epilogue), and
+/// with the pool after them as one layer (`Gpu::conv_relu_pool_forward`: one kernel where the
+/// adapter's convolution kernel takes the pool, and the filter gradient from the pool's output
+/// gradient).
 /// Minibatches are written into input tensors kept by shape, so that after the first step of
 /// each minibatch size a step creates no buffer, bind group or pipeline.
 ///
@@ -140,12 +149,19 @@ impl GpuNet {
         let mut a = x.clone();
         let mut caches = Vec::with_capacity(self.plan.ops.len());
         for (k, op) in self.plan.ops.iter().enumerate() {
+            if matches!(op, Op::Pool(_)) && matches!(caches.last(), Some(Cache::ConvReluPool(_))) {
+                caches.push(Cache::Pooled); // the conv before it ran it
+                continue;
+            }
             let (out, cache) = match *op {
                 Op::Conv {
                     params, w, b, relu, ..
                 } => {
                     let (w, b) = (&self.params[w], self.bias(k, b)?);
-                    if relu {
+                    if let (true, Some(&Op::Pool(pool))) = (relu, self.plan.ops.get(k + 1)) {
+                        let (p, c) = g.conv_relu_pool_forward(&a, w, b, params, pool)?;
+                        (p, Cache::ConvReluPool(c))
+                    } else if relu {
                         let (z, c) = g.conv_relu_forward(&a, w, b, params)?;
                         (z, Cache::ConvRelu(c))
                     } else {
@@ -208,11 +224,8 @@ impl GpuNet {
         let mut grads: Vec<Option<Tensor>> = vec![None; self.params.len()];
         let mut d = dscores;
         let mut caches: Vec<Option<Cache>> = caches.into_iter().map(Some).collect();
-        // The gradient and cache of the pool just walked, when it keeps its first maxima and
-        // takes the ReLU of the convolution below it (the next op walked): its backward waits for
-        // that convolution, which takes its filter gradient from them and needs dZ only for its
-        // input gradient (none for the first layer).
-        let mut pooled: Option<(Tensor, PoolCache)> = None;
+        // The gradient of the pool of a conv + ReLU + pool layer, which the conv below it takes.
+        let mut pooled: Option<Tensor> = None;
         for (k, op) in self.plan.ops.iter().enumerate().rev() {
             if k == 0 && matches!(op, Op::Relu | Op::Pool(_)) {
                 break; // no parameters, and the images need no gradient
@@ -221,35 +234,37 @@ impl GpuNet {
                 .get_mut(k)
                 .and_then(Option::take)
                 .ok_or_else(|| Error::Kernel("network: an op without its cache".into()))?;
-            if let Some((dp, pc)) = pooled.take() {
-                if let (Op::Conv { w, b, channels, .. }, Cache::ConvRelu(cc)) = (op, &cache) {
-                    let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &pc, cc)?;
-                    grads[*w] = Some(dw);
-                    if let Some(b) = b {
-                        grads[*b] = Some(db.reshape(&[*channels])?);
-                    }
-                    if k == 0 {
-                        break;
-                    }
-                    let dz = g.pool_relu_backward(&dp, &pc)?;
-                    d = g.conv_backward_data(&dz, cc.conv())?;
+            d = match (*op, cache) {
+                (Op::Pool(_), Cache::Pooled) => {
+                    pooled = Some(d.clone());
                     continue;
                 }
-                d = g.pool_relu_backward(&dp, &pc)?;
-            }
-            d = match (*op, cache) {
+                (Op::Conv { w, b, channels, .. }, Cache::ConvReluPool(c)) => {
+                    let dp = pooled.take().ok_or_else(|| {
+                        Error::Kernel("network: a pool without its gradient".into())
+                    })?;
+                    // The first layer's input (the images) needs no gradient: only dW and db.
+                    let (dw, db, da_prev) = if k == 0 {
+                        let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &c)?;
+                        (dw, db, None)
+                    } else {
+                        let r = g.conv_relu_pool_backward(&dp, &c)?;
+                        (r.dw, r.db, Some(r.da_prev))
+                    };
+                    grads[w] = Some(dw);
+                    if let Some(b) = b {
+                        grads[b] = Some(db.reshape(&[channels])?);
+                    }
+                    match da_prev {
+                        Some(da) => da,
+                        None => break,
+                    }
+                }
                 (
                     Op::Conv { w, b, channels, .. },
                     cache @ (Cache::Conv(_) | Cache::ConvRelu(_)),
                 ) => {
                     // The first layer's input (the images) needs no gradient: only dW and db.
-                    // The pool above applied this layer's ReLU mask already.
-                    let cache = match cache {
-                        Cache::ConvRelu(c) if self.pool_takes_relu(k + 1) => {
-                            Cache::Conv(c.conv().clone())
-                        }
-                        other => other,
-                    };
                     let (dw, db, da_prev) = match (cache, k == 0) {
                         (Cache::ConvRelu(c), true) => {
                             let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
@@ -279,13 +294,6 @@ impl GpuNet {
                     }
                 }
                 (Op::Relu, Cache::Relu(c)) => g.relu_backward(&d, &c)?,
-                (Op::Pool(_), Cache::Pool(c)) if self.pool_takes_relu(k) => {
-                    if c.keeps_first_maxima() {
-                        pooled = Some((d.clone(), c));
-                        continue;
-                    }
-                    g.pool_relu_backward(&d, &c)?
-                }
                 (Op::Pool(_), Cache::Pool(c)) => g.pool_backward(&d, &c)?,
                 (Op::BatchNorm { gamma, .. }, Cache::BatchNorm(c)) => {
                     let r = g.spatial_batchnorm_backward(&d, &c)?;
@@ -368,15 +376,6 @@ impl GpuNet {
     /// As [`GpuNet::scores`].
     pub fn predict(&mut self, x: &Array4<f32>) -> Result<Vec<usize>> {
         Ok(argmax_rows(&self.scores(x)?))
-    }
-
-    /// Whether op `k` is a pool right after a fused conv + ReLU: its backward pass then applies
-    /// the ReLU's mask too (`pool_relu_backward`), and the conv's backward skips it.
-    fn pool_takes_relu(&self, k: usize) -> bool {
-        let ops = &self.plan.ops;
-        k > 0
-            && matches!(ops.get(k), Some(Op::Pool(_)))
-            && matches!(ops[k - 1], Op::Conv { relu: true, .. })
     }
 
     /// `sum(W^2)` over the parameters that take the L2 weight decay (the weights, by the same

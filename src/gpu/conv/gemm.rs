@@ -9,7 +9,7 @@ use super::super::{Arg, Gpu, Tensor};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
-use crate::params::ConvGeometry;
+use crate::params::{ConvGeometry, PoolGeometry};
 
 uniform! {
     /// The uniform block of `conv_gemm.wgsl`.
@@ -40,6 +40,10 @@ uniform! {
         o_sw: u32,
         o_rh: u32,
         o_rw: u32,
+        pool_oh: u32,
+        pool_ow: u32,
+        pool_sh: u32,
+        pool_sw: u32,
     }
 }
 
@@ -87,6 +91,7 @@ pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
         (2, Access::Read),
         (3, Access::Write),
         (4, Access::Window),
+        (6, Access::Write),
     ],
 );
 
@@ -383,6 +388,10 @@ const ROWS_C4_MAX: usize = 2;
 /// channels weights or sums per lane and unroll the taps.
 pub(crate) const LANES_TAPS_MAX: usize = 25;
 
+/// Widest pool window `conv_lanes` takes with `POOL` (a row of a window is a segment: one
+/// accumulator per pixel).
+pub(crate) const POOL_W_MAX: usize = 16;
+
 /// Most weights per lane `conv_lanes` keeps in registers (taps x input channels, padded to 4):
 /// 25 taps of 4 channels, or 12 of 8 (the data gradient of a layer with 8 output channels, the
 /// second layer of seed 001's network).
@@ -436,13 +445,15 @@ fn gemm_consts(
 }
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
-/// channels, `cb4` channel vec4s (one lane each), `r` pixels per segment, subgroups of `sg`.
+/// channels, `cb4` channel vec4s (one lane each), `r` pixels per segment, subgroups of `sg`;
+/// `pool_h` > 0: the max pool of `pool_h x r` windows (`POOL`).
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
     cb4: u32,
     r: u32,
     sg: u32,
-) -> [(&'static str, u32); 7] {
+    pool_h: u32,
+) -> [(&'static str, u32); 9] {
     let u = |v: usize| v as u32;
     [
         ("WG", 4 * cb4),
@@ -452,6 +463,8 @@ fn lanes_consts(
         ("FH", u(f_h)),
         ("K", u(k)),
         ("SG", sg),
+        ("POOL", u32::from(pool_h > 0)),
+        ("PH", pool_h.max(1)),
     ]
 }
 
@@ -552,6 +565,78 @@ impl Gpu {
         Ok(!matches!(v, GemmVariant::Lanes(..)))
     }
 
+    /// `conv_lanes` with the max pool `pool` (first maximum, windows that do not overlap and
+    /// lie inside the output) of the ReLU'd outputs (`POOL`): the pooled values into `out` and
+    /// each window's first maximum (its tap's row-major index in the window) into `first`, both
+    /// `pool`'s output shape; the bias is added and the ReLU applied before the pool. Records
+    /// nothing and returns false where the channel-lane kernel does not apply to `s`, is not the
+    /// adapter's default (`Gpu::lanes_first`), or the window is wider than [`POOL_W_MAX`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_conv_pool(
+        &self,
+        s: &GemmShape,
+        win: &Windows,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        pool: &PoolGeometry,
+        out: &Tensor,
+        first: &Tensor,
+    ) -> Result<bool> {
+        let lanes = variants(s, win, self.quirks().subgroup, true)
+            .into_iter()
+            .find_map(|v| match v {
+                GemmVariant::Lanes(_, sg) => Some(sg),
+                _ => None,
+            });
+        let Some(sg) = lanes.filter(|_| self.lanes_first() && pool.f_w <= POOL_W_MAX) else {
+            return Ok(false);
+        };
+        let packed = if win.holds_weights_as_they_are(s) {
+            w.clone()
+        } else {
+            self.pack_filter(w, s, win)?
+        };
+        let filter = (s.f_h, s.f_w, s.k_real);
+        let (r, ph) = (pool.f_w as u32, pool.f_h as u32);
+        let consts = lanes_consts(filter, win.cb4 as u32, r, sg, ph);
+        let windows = pool.out_h * pool.out_w;
+        for cb in 0..win.n_cb {
+            let base = GemmParams {
+                tap_begin: 0,
+                tap_end: count(s.taps())?,
+                c_begin: count(cb * win.cb4 * 4)?,
+                accumulate: 0,
+                has_bias: 1,
+                relu: 1,
+                pool_oh: count(pool.out_h)?,
+                pool_ow: count(pool.out_w)?,
+                pool_sh: count(pool.s_h)?,
+                pool_sw: count(pool.s_w)?,
+                ..s.base
+            };
+            let offset = (cb * win.n_tc) as u64 * WINDOW_BYTES;
+            let args = [
+                Arg::Batched(x),
+                Arg::Whole(bias),
+                Arg::Batched(out),
+                Arg::Window(&packed, offset),
+                Arg::Batched(first),
+            ];
+            self.launch(&LANES, &consts, s.m, &args, |chunk| {
+                let p = GemmParams {
+                    total: count(chunk.images * windows)?,
+                    x_off: chunk.offset(0),
+                    z_off: chunk.offset(2),
+                    ..base
+                };
+                // A workgroup per window; no inner loops (all unrolled).
+                Ok((p, self.window_workgroups(u64::from(p.total), 0)))
+            })?;
+        }
+        Ok(true)
+    }
+
     /// The dispatches of one convolution with variant `variant`.
     #[allow(clippy::too_many_arguments)]
     fn gemm_launches(
@@ -580,7 +665,7 @@ impl Gpu {
             ),
             GemmVariant::Lanes(r, sg) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
-                (&LANES, lanes_consts(filter, cb4, r as u32, sg).to_vec())
+                (&LANES, lanes_consts(filter, cb4, r as u32, sg, 0).to_vec())
             }
             GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
         };
@@ -598,47 +683,43 @@ impl Gpu {
                     relu: u32::from(epilogue.relu && tc + 1 == win.n_tc),
                     ..s.base
                 };
-                self.launch(
-                    kernel,
-                    &consts,
-                    s.m,
-                    &[
-                        Arg::Batched(x),
-                        Arg::Whole(aux),
-                        Arg::Batched(out),
-                        Arg::Window(packed, offset),
-                    ],
-                    |chunk| {
-                        let p = GemmParams {
-                            total: count(chunk.images * per_image)?,
-                            x_off: chunk.offset(0),
-                            z_off: chunk.offset(2),
-                            ..base
-                        };
-                        // (workgroups that cover the work, loop iterations per workgroup item)
-                        let taps = (tap_end - tap_begin) as u64;
-                        let c4_in = s.c4_in() as u64;
-                        let segs = |r: usize| (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64;
-                        let (needed, inner) = match variant {
-                            GemmVariant::Pixels(px) => (
-                                u64::from(p.total).div_ceil(px as u64).div_ceil(WG),
-                                taps * (1 + c4_in),
-                            ),
-                            GemmVariant::Rows(r) => {
-                                (segs(r).div_ceil(WG), s.f_h as u64 * (1 + c4_in))
-                            }
-                            // Per tile: each tap, each step of 4 input vec4s: 4 loads, up to
-                            // 2 filter rows, up to 4 vec4s of FMAs.
-                            GemmVariant::Tiled => (
-                                u64::from(p.total).div_ceil(TILED_PIXELS as u64),
-                                taps * (1 + 11 * c4_in.div_ceil(4)),
-                            ),
-                            // A workgroup per segment; no inner loops (all unrolled).
-                            GemmVariant::Lanes(r, _) => (segs(r), 0),
-                        };
-                        Ok((p, self.window_workgroups(needed, inner)))
-                    },
-                )?;
+                let mut args = vec![
+                    Arg::Batched(x),
+                    Arg::Whole(aux),
+                    Arg::Batched(out),
+                    Arg::Window(packed, offset),
+                ];
+                if matches!(variant, GemmVariant::Lanes(..)) {
+                    args.push(Arg::Batched(out)); // zf, unwritten without POOL
+                }
+                self.launch(kernel, &consts, s.m, &args, |chunk| {
+                    let p = GemmParams {
+                        total: count(chunk.images * per_image)?,
+                        x_off: chunk.offset(0),
+                        z_off: chunk.offset(2),
+                        ..base
+                    };
+                    // (workgroups that cover the work, loop iterations per workgroup item)
+                    let taps = (tap_end - tap_begin) as u64;
+                    let c4_in = s.c4_in() as u64;
+                    let segs = |r: usize| (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64;
+                    let (needed, inner) = match variant {
+                        GemmVariant::Pixels(px) => (
+                            u64::from(p.total).div_ceil(px as u64).div_ceil(WG),
+                            taps * (1 + c4_in),
+                        ),
+                        GemmVariant::Rows(r) => (segs(r).div_ceil(WG), s.f_h as u64 * (1 + c4_in)),
+                        // Per tile: each tap, each step of 4 input vec4s: 4 loads, up to
+                        // 2 filter rows, up to 4 vec4s of FMAs.
+                        GemmVariant::Tiled => (
+                            u64::from(p.total).div_ceil(TILED_PIXELS as u64),
+                            taps * (1 + 11 * c4_in.div_ceil(4)),
+                        ),
+                        // A workgroup per segment; no inner loops (all unrolled).
+                        GemmVariant::Lanes(r, _) => (segs(r), 0),
+                    };
+                    Ok((p, self.window_workgroups(needed, inner)))
+                })?;
             }
         }
         Ok(())
@@ -682,7 +763,11 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
                     let r = lanes_pixels(filter.1, sg) as u32;
-                    out.push((LANES, lanes_consts(filter, cb4 as u32, r, sg).to_vec()));
+                    out.push((LANES, lanes_consts(filter, cb4 as u32, r, sg, 0).to_vec()));
+                    for (ph, pw) in [(8, 8), (4, 4), (2, 2), (3, 2)] {
+                        let consts = lanes_consts(filter, cb4 as u32, pw, sg, ph);
+                        out.push((LANES, consts.to_vec()));
+                    }
                 }
             }
         }

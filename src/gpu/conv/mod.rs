@@ -15,12 +15,24 @@ mod pack;
 mod plan;
 mod pool_filter;
 
+pub use pool_filter::ConvReluPoolCache;
+
 use super::{Gpu, Tensor};
 use crate::error::Result;
 use crate::params::{check_bias, ConvGeometry, ConvParams};
 use gemm::Epilogue;
 use pack::Padded;
 use plan::{ConvPlan, FilterPath, Path};
+
+/// The geometry of a convolution of `a_prev` `(m, n_H_prev, n_W_prev, n_C_prev)` by `w`
+/// `(f_h, f_w, n_C_prev, n_C)`, checked.
+fn forward_geometry(a_prev: &Tensor, w: &Tensor, params: ConvParams) -> Result<ConvGeometry> {
+    ConvGeometry::new(
+        a_prev.dims4("conv_forward input")?,
+        w.dims4("conv_forward weights")?,
+        params,
+    )
+}
 
 /// The sources (with their shared parts) of every convolution kernel that has tuned variants:
 /// the tuning cache's keys hash them, so a change to any kernel makes old choices stale.
@@ -118,11 +130,7 @@ impl Gpu {
         b: &Tensor,
         params: ConvParams,
     ) -> Result<(Tensor, ConvCache)> {
-        let g = ConvGeometry::new(
-            a_prev.dims4("conv_forward input")?,
-            w.dims4("conv_forward weights")?,
-            params,
-        )?;
+        let g = forward_geometry(a_prev, w, params)?;
         let mut z = self.alloc("conv_forward output", &g.output_shape(), false)?;
         let cache = self.conv_forward_into(a_prev, w, b, params, &mut z)?;
         Ok((z, cache))
@@ -157,11 +165,7 @@ impl Gpu {
         for t in [a_prev, w, b, &*z] {
             self.check_owner(t)?;
         }
-        let g = ConvGeometry::new(
-            a_prev.dims4("conv_forward input")?,
-            w.dims4("conv_forward weights")?,
-            params,
-        )?;
+        let g = forward_geometry(a_prev, w, params)?;
         check_bias(b.shape(), g.c_out)?;
         z.expect_shape("conv_forward output", &g.output_shape())?;
         let plan = self.conv_plan(&g)?;
@@ -388,11 +392,7 @@ impl Gpu {
         b: &Tensor,
         params: ConvParams,
     ) -> Result<(Tensor, ConvReluCache)> {
-        let g = ConvGeometry::new(
-            a_prev.dims4("conv_forward input")?,
-            w.dims4("conv_forward weights")?,
-            params,
-        )?;
+        let g = forward_geometry(a_prev, w, params)?;
         let mut a = self.alloc("conv_relu_forward output", &g.output_shape(), false)?;
         let conv = self.conv_into(a_prev, w, b, params, true, &mut a)?;
         Ok((a.clone(), ConvReluCache { conv, a }))

@@ -1,13 +1,17 @@
-//! The filter gradient of convolution -> ReLU -> max pool straight from the pool's output
-//! gradient, where the pool keeps its windows' first maxima (`shaders/conv_filter_pool.wgsl`):
-//! one term per window and channel instead of one per pixel.
+//! Convolution -> ReLU -> max pool as one layer: the forward pass in one kernel where the
+//! channel-lane convolution takes it (`conv_lanes` with `POOL`: the ReLU's output is never
+//! stored), and the filter gradient straight from the pool's output gradient where the pool
+//! keeps its windows' first maxima (`shaders/conv_filter_pool.wgsl`): one term per window and
+//! channel instead of one per pixel.
 
 use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::to_u32;
 use super::super::pool::PoolCache;
 use super::super::{Arg, Gpu, Tensor};
-use super::ConvReluCache;
+use super::plan::Path;
+use super::{forward_geometry, ConvCache, ConvGrads, ConvReluCache};
 use crate::error::{Error, Result};
+use crate::params::{check_bias, ConvParams, PoolGeometry, PoolMode, PoolParams, Ties};
 
 uniform! {
     /// The uniform block of `conv_filter_pool.wgsl`.
@@ -52,6 +56,9 @@ const MAX_TERMS: usize = 64;
 /// Windows each thread adds (its part), before the parts are added in order.
 const PER_PART: usize = 32;
 
+/// Largest pool window the one-kernel forward takes (the backward's scatter kernel unrolls it).
+const POOL_TAPS_MAX: usize = 64;
+
 /// The specialisations the op can ask for (test coverage), up to 4x4 filters of 4 channels.
 #[cfg(test)]
 pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
@@ -64,57 +71,255 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         (4, 4, 4),
         (1, 8, 8),
     ] {
-        out.push((FILTER_FROM_POOL, vec![("FH", fh), ("FW", fw), ("K", k)]));
+        for pooled in [0, 1] {
+            let consts = vec![("FH", fh), ("FW", fw), ("K", k), ("POOLED", pooled)];
+            out.push((FILTER_FROM_POOL, consts));
+        }
     }
     out
 }
 
-impl Gpu {
-    /// `dW` and `db` of a convolution whose ReLU output `conv` feeds the max pool `pool`, from
-    /// the pool's output gradient `da` `(m, n_H, n_W, n_C)`: what
-    /// `conv_backward_filter(pool_relu_backward(da, pool), conv)` computes, without the dense
-    /// `dZ`. When the pool keeps its windows' first maxima (first-maximum rule, windows that do
-    /// not overlap, channels in fours; see [`PoolCache::keeps_first_maxima`]) and the filter
-    /// has at most 64 taps times input channels, each window adds one term per channel (64
-    /// times fewer than the dense sum for 8x8 windows), in a fixed order; the sums then differ
-    /// from the dense path's only by rounding. Otherwise it takes the dense path. Zero terms are
-    /// skipped: an Inf or NaN input where `dZ` is zero does not reach `dW` (the dense path gives
-    /// NaN there, as `Inf * 0` is).
+/// What [`Gpu::conv_relu_pool_forward`] keeps for its backward passes.
+#[derive(Debug, Clone)]
+pub struct ConvReluPoolCache {
+    inner: Box<Parts>,
+}
+
+#[derive(Debug, Clone)]
+enum Parts {
+    /// One kernel: the pool's output (which holds the ReLU's output at each window's first
+    /// maximum) and the first maxima; the ReLU's output was never stored.
+    Fused {
+        conv: ConvCache,
+        pooled: Tensor,
+        first: Tensor,
+        pool: PoolGeometry,
+        params: PoolParams,
+    },
+    /// [`Gpu::conv_relu_forward`] then [`Gpu::pool_forward`].
+    Apart {
+        conv: ConvReluCache,
+        pool: PoolCache,
+    },
+}
+
+impl ConvReluPoolCache {
+    /// The cache of [`Gpu::conv_relu_forward`] and of the [`Gpu::pool_forward`] that read its
+    /// output, as one layer (for [`Gpu::conv_relu_pool_backward`]).
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when `da` is not the pool's output shape or the pool's input is
-    /// not the ReLU's output tensor, [`Error::ForeignTensor`], [`Error::TooLarge`].
-    pub fn conv_relu_pool_backward_filter(
-        &self,
-        da: &Tensor,
-        pool: &PoolCache,
-        conv: &ConvReluCache,
-    ) -> Result<(Tensor, Tensor)> {
-        self.check_owner(da)?;
-        self.check_owner(&conv.a)?;
-        let pg = pool.geometry();
-        da.expect_shape("pool output gradient", &pg.output_shape())?;
+    /// [`Error::ShapeMismatch`] when the pool's input is not the ReLU's output tensor.
+    pub fn of(conv: ConvReluCache, pool: PoolCache) -> Result<Self> {
         if !pool.a_prev().same_buffer(&conv.a) || pool.a_prev().shape() != conv.a.shape() {
             return Err(Error::ShapeMismatch {
-                what: "conv_relu_pool_backward_filter: the pool's input must be the ReLU's output",
+                what: "conv + ReLU + pool: the pool's input must be the ReLU's output",
                 expected: conv.a.shape().to_vec(),
                 got: pool.a_prev().shape().to_vec(),
             });
         }
-        let g = conv.conv.plan.geometry;
-        let terms = g.f_h * g.f_w * g.c_in;
-        let first = match pool.first_maxima() {
-            Some(first) if terms <= MAX_TERMS => first,
-            _ => {
-                let dz = self.pool_relu_backward(da, pool)?;
-                return self.conv_backward_filter(&dz, &conv.conv);
-            }
+        Ok(Self {
+            inner: Box::new(Parts::Apart { conv, pool }),
+        })
+    }
+
+    /// The convolution's cache.
+    pub fn conv(&self) -> &ConvCache {
+        match &*self.inner {
+            Parts::Fused { conv, .. } => conv,
+            Parts::Apart { conv, .. } => &conv.conv,
+        }
+    }
+
+    /// Whether one kernel ran the convolution, the ReLU and the pool (the ReLU's output was
+    /// never stored).
+    pub fn fused(&self) -> bool {
+        matches!(*self.inner, Parts::Fused { .. })
+    }
+
+    /// The pool's sizes.
+    fn pool_geometry(&self) -> PoolGeometry {
+        match &*self.inner {
+            Parts::Fused { pool, .. } => *pool,
+            Parts::Apart { pool, .. } => pool.geometry(),
+        }
+    }
+
+    /// What the filter gradient from the pool's windows reads, if it applies (the pool kept its
+    /// first maxima, at most [`MAX_TERMS`] taps times input channels): the first maxima, the
+    /// tensor that holds the ReLU's output at them, and whether that is the pool's output.
+    fn sparse(&self) -> Option<(&Tensor, &Tensor, bool)> {
+        let g = self.conv().plan.geometry;
+        let parts = match &*self.inner {
+            Parts::Fused { pooled, first, .. } => Some((first, pooled, true)),
+            Parts::Apart { pool, conv } => pool.first_maxima().map(|f| (f, &conv.a, false)),
         };
-        let x = &conv.conv.a_prev;
+        parts.filter(|_| g.f_h * g.f_w * g.c_in <= MAX_TERMS)
+    }
+}
+
+impl Gpu {
+    /// A convolution, its bias, a ReLU and a max or average pool as one layer: `P =
+    /// pool(max(0, conv(A_prev, W) + b))`, `P` `(m, n_H, n_W, n_C)` the pool's output. Where
+    /// the pool takes each window's first maximum ([`Ties::FirstMax`]), its windows do not
+    /// overlap and lie inside the convolution's output, the channels come in fours, and the
+    /// channel-lane convolution is the adapter's kernel for the layer (CPU adapters with
+    /// subgroups, at most 8 input channels, stride 1 along the width), one kernel computes
+    /// `P` and the windows' first maxima and the ReLU's output is never stored; otherwise
+    /// [`Gpu::conv_relu_forward`] then [`Gpu::pool_forward`] run. Both give the same bits.
+    ///
+    /// ```no_run
+    /// use ndarray::{Array1, Array4};
+    /// use wgpu_cnn::{ConvParams, Gpu, PoolMode, PoolParams, Ties};
+    /// let gpu = Gpu::new()?;
+    /// let x = gpu.upload(&Array4::<f32>::ones((2, 8, 8, 3)))?;
+    /// let w = gpu.upload(&Array4::<f32>::from_elem((3, 3, 3, 4), 0.1))?;
+    /// let b = gpu.upload(&Array1::<f32>::zeros(4))?;
+    /// let pool = PoolParams::new(4, 4, PoolMode::Max).with_ties(Ties::FirstMax);
+    /// let (p, cache) = gpu.conv_relu_pool_forward(&x, &w, &b, ConvParams::new(1, 1), pool)?;
+    /// assert_eq!(p.shape(), &[2, 2, 2, 4]);
+    /// let grads = gpu.conv_relu_pool_backward(&p, &cache)?;
+    /// assert_eq!(grads.dw.shape(), &[3, 3, 3, 4]);
+    /// # Ok::<(), wgpu_cnn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Gpu::conv_forward`] and [`Gpu::pool_forward`] (the pool's sizes are checked
+    /// against the convolution's output).
+    pub fn conv_relu_pool_forward(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        conv: ConvParams,
+        pool: PoolParams,
+    ) -> Result<(Tensor, ConvReluPoolCache)> {
+        for t in [a_prev, w, b] {
+            self.check_owner(t)?;
+        }
+        let g = forward_geometry(a_prev, w, conv)?;
+        check_bias(b.shape(), g.c_out)?;
+        let pg = PoolGeometry::new([g.m, g.out_h, g.out_w, g.c_out], pool)?;
+        let fusable = pool.mode == PoolMode::Max
+            && pool.ties == Ties::FirstMax
+            && pg.pad == crate::Padding::uniform(0)
+            && pg.s_h >= pg.f_h
+            && pg.s_w >= pg.f_w
+            && pg.c.is_multiple_of(4)
+            && pg.f_h * pg.f_w <= POOL_TAPS_MAX;
+        if fusable {
+            let plan = self.conv_plan(&g)?;
+            if let Path::Gemm { products, .. } = &plan.forward {
+                if let [(s, win)] = products.as_slice() {
+                    let pooled =
+                        self.alloc("conv_relu_pool_forward output", &pg.output_shape(), false)?;
+                    let first = self.alloc(
+                        "conv_relu_pool_forward first maxima",
+                        &pg.output_shape(),
+                        false,
+                    )?;
+                    if self.gemm_conv_pool(s, win, a_prev, w, b, &pg, &pooled, &first)? {
+                        let conv = ConvCache {
+                            a_prev: a_prev.clone(),
+                            x4: None,
+                            w: w.clone(),
+                            b: b.clone(),
+                            plan,
+                        };
+                        let inner = Parts::Fused {
+                            conv,
+                            pooled: pooled.clone(),
+                            first,
+                            pool: pg,
+                            params: pool,
+                        };
+                        let inner = Box::new(inner);
+                        return Ok((pooled, ConvReluPoolCache { inner }));
+                    }
+                }
+            }
+        }
+        let (a, conv) = self.conv_relu_forward(a_prev, w, b, conv)?;
+        let (p, pool) = self.pool_forward(&a, pool)?;
+        Ok((p, ConvReluPoolCache::of(conv, pool)?))
+    }
+
+    /// The backward pass of [`Gpu::conv_relu_pool_forward`] from the pool's output gradient
+    /// `dp` `(m, n_H, n_W, n_C)`: `dA_prev`, `dW` and `db` of the convolution, as
+    /// `conv_backward(pool_relu_backward(dp))` gives them (the filter gradient as in
+    /// [`Gpu::conv_relu_pool_backward_filter`]).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `dp` is not the pool's output shape,
+    /// [`Error::ForeignTensor`], [`Error::TooLarge`].
+    pub fn conv_relu_pool_backward(
+        &self,
+        dp: &Tensor,
+        cache: &ConvReluPoolCache,
+    ) -> Result<ConvGrads> {
+        let dz = self.pool_relu_dz(dp, cache)?;
+        if cache.sparse().is_none() {
+            return self.conv_backward(&dz, cache.conv());
+        }
+        let (dw, db) = self.conv_relu_pool_backward_filter(dp, cache)?;
+        let da_prev = self.conv_backward_data(&dz, cache.conv())?;
+        Ok(ConvGrads { da_prev, dw, db })
+    }
+
+    /// `dZ = pool_relu_backward(dp)`, shaped like the convolution's output.
+    fn pool_relu_dz(&self, dp: &Tensor, cache: &ConvReluPoolCache) -> Result<Tensor> {
+        self.check_owner(dp)?;
+        let pg = cache.pool_geometry();
+        dp.expect_shape("pool output gradient", &pg.output_shape())?;
+        match &*cache.inner {
+            Parts::Apart { pool, .. } => self.pool_relu_backward(dp, pool),
+            Parts::Fused {
+                pooled,
+                first,
+                params,
+                ..
+            } => {
+                let dz = self.alloc("pool_backward dA_prev", &pg.input_shape(), true)?;
+                let mask = (pooled, true);
+                self.scatter_first_maxima(dp, first, mask, &pg, params, true, &dz, true)?;
+                Ok(dz)
+            }
+        }
+    }
+
+    /// `dW` and `db` of the convolution of [`Gpu::conv_relu_pool_forward`] (or of
+    /// [`ConvReluPoolCache::of`]) from the pool's output gradient `dp` `(m, n_H, n_W, n_C)`:
+    /// what `conv_backward_filter(pool_relu_backward(dp))` computes, without the dense `dZ`
+    /// where the pool keeps its windows' first maxima (first-maximum rule, windows that do not
+    /// overlap, channels in fours; see [`PoolCache::keeps_first_maxima`]) and the filter has at
+    /// most 64 taps times input channels: each window adds one term per channel (64 times fewer
+    /// than the dense sum for 8x8 windows), in a fixed order; the sums then differ from the
+    /// dense path's only by rounding. Otherwise it takes the dense path. Zero terms are
+    /// skipped: an Inf or NaN input where `dZ` is zero does not reach `dW` (the dense path gives
+    /// NaN there, as `Inf * 0` is).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `dp` is not the pool's output shape,
+    /// [`Error::ForeignTensor`], [`Error::TooLarge`].
+    pub fn conv_relu_pool_backward_filter(
+        &self,
+        dp: &Tensor,
+        cache: &ConvReluPoolCache,
+    ) -> Result<(Tensor, Tensor)> {
+        self.check_owner(dp)?;
+        let pg = cache.pool_geometry();
+        dp.expect_shape("pool output gradient", &pg.output_shape())?;
+        let conv = cache.conv();
+        let g = conv.plan.geometry;
+        let terms = g.f_h * g.f_w * g.c_in;
+        let Some((first, act, pooled)) = cache.sparse() else {
+            let dz = self.pool_relu_dz(dp, cache)?;
+            return self.conv_backward_filter(&dz, conv);
+        };
+        let x = &conv.a_prev;
         self.check_owner(x)?;
         let windows = pg.m * pg.out_h * pg.out_w;
         let parts = windows.div_ceil(PER_PART);
-        let shapes = [x.shape(), da.shape()];
+        let shapes = [x.shape(), dp.shape()];
         let u = |what, v| to_u32(what, v, shapes[0], shapes[1]);
         let p = PoolFilterParams {
             windows: u("windows", windows)?,
@@ -141,12 +346,13 @@ impl Gpu {
             ("FH", g.f_h as u32),
             ("FW", g.f_w as u32),
             ("K", g.c_in as u32),
+            ("POOLED", u32::from(pooled)),
         ];
         let args = [
             Arg::Whole(x),
             Arg::Whole(first),
-            Arg::Whole(da),
-            Arg::Whole(pool.a_prev()),
+            Arg::Whole(dp),
+            Arg::Whole(act),
             Arg::Whole(&partial),
             Arg::Whole(&partial_b),
         ];
