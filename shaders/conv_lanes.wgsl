@@ -16,13 +16,14 @@
 // 8 input channels (K of them, the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
 // as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
 //
-// POOL = 1: a max pool of PH x R windows (strides pool_sh, pool_sw, windows inside the output)
-// of the ReLU'd outputs instead of the outputs themselves: the segments are the windows' rows
-// (window after window, PH rows each), each lane keeps its channel's running first maximum (a
+// POOL = 1: a max pool of PH x PW windows (strides pool_sh, pool_sw, windows inside the output)
+// of the ReLU'd outputs instead of the outputs themselves: the segments are the rows of groups
+// of NW = R / PW windows side by side (pool_sw = PW when NW > 1, and NW divides pool_ow), group
+// after group, PH rows each. Each lane keeps its channel's running first maximum per window (a
 // value replaces it only when strictly greater, or NaN over a number: pool_vec4.wgsl's rule, so
 // the same maximum and tap) and writes it to z and its tap's row-major index in the window
 // (as f32) to zf, both (m, pool_oh, pool_ow, c_out); the outputs themselves are never stored.
-// `total` counts the chunk's windows then. POOL = 0: zf is not written.
+// `total` counts the chunk's window groups then. POOL = 0: zf is not written.
 // Params and bindings: conv_gemm_io.wgsl; 6 zf, write.
 
 override WG: u32;
@@ -34,6 +35,7 @@ override K: u32;
 override SG: u32;
 override POOL: u32 = 0u;
 override PH: u32 = 1u;
+override PW: u32 = 1u;
 
 @group(0) @binding(6) var<storage, read_write> zf: array<f32>;
 
@@ -64,17 +66,18 @@ fn conv_lanes(
     let per_wg = ((segs / PH + wgs - 1u) / wgs) * PH; // whole windows (PH = 1 unpooled)
     let seg_begin = (wid.y * nwg.x + wid.x) * per_wg;
     let seg_end = min(seg_begin + per_wg, segs);
-    // POOL = 1: the running maximum and its tap.
-    var pm = 0.0;
-    var pt = 0u;
+    // POOL = 1: each window's running maximum and its tap.
+    var pm{i} = 0.0; // @unroll(R/PW)
+    var pt{i} = 0u; // @unroll(R/PW)
     for (var seg = seg_begin; seg < seg_end; seg++) {
         var row = seg / segs_per_row; // (image, output row)
         var ow0 = (seg % segs_per_row) * R;
         if (POOL == 1u) {
-            let w = seg / PH; // window (image, pool row, pool column)
-            let pr = w / p.pool_ow;
+            let gw = p.pool_ow / (R / PW); // window groups per pool row
+            let w = seg / PH; // window group (image, pool row, group)
+            let pr = w / gw;
             row = (pr / p.pool_oh) * p.out_h + (pr % p.pool_oh) * p.pool_sh + seg % PH;
-            ow0 = (w % p.pool_ow) * p.pool_sw;
+            ow0 = (w % gw) * (R / PW) * p.pool_sw;
         }
         let oh = row % p.out_h;
         let im = row / p.out_h;
@@ -98,15 +101,12 @@ fn conv_lanes(
             put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
         } else {
             let dh = seg % PH;
-            if (dh == 0u) {
-                pm = bitcast<f32>(0xff800000u); // -inf: the first tap always replaces it
-                pt = 0u;
-            }
-            let pv{i} = relu_of(acc{i} + bl); let pb{i} = (pv{i} > pm) | (is_nan(pv{i}) & !is_nan(pm)); pm = select(pm, pv{i}, pb{i}); pt = select(pt, dh * R + {i}u, pb{i}); // @unroll(R)
+            // -inf: the first tap always replaces it.
+            pm{i} = select(pm{i}, bitcast<f32>(0xff800000u), dh == 0u); pt{i} = select(pt{i}, 0u, dh == 0u); // @unroll(R/PW)
+            let pv{i} = relu_of(acc{i} + bl); let pb{i} = (pv{i} > pm{i/PW}) | (is_nan(pv{i}) & !is_nan(pm{i/PW})); pm{i/PW} = select(pm{i/PW}, pv{i}, pb{i}); pt{i/PW} = select(pt{i/PW}, dh * PW + {i%PW}u, pb{i}); // @unroll(R)
             if (dh == PH - 1u && lane_live) {
-                let o = p.z_off + (seg / PH) * p.c_out + c;
-                z[o] = pm;
-                zf[o] = f32(pt);
+                let o = p.z_off + (seg / PH) * (R / PW) * p.c_out + c;
+                z[o + {i}u * p.c_out] = pm{i}; zf[o + {i}u * p.c_out] = f32(pt{i}); // @unroll(R/PW)
             }
         }
     }

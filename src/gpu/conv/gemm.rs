@@ -388,8 +388,8 @@ const ROWS_C4_MAX: usize = 2;
 /// channels weights or sums per lane and unroll the taps.
 pub(crate) const LANES_TAPS_MAX: usize = 25;
 
-/// Widest pool window `conv_lanes` takes with `POOL` (a row of a window is a segment: one
-/// accumulator per pixel).
+/// Most pixels in a segment of `conv_lanes` with `POOL` (the rows of one or two windows: one
+/// accumulator per pixel): the widest window it takes, and two side by side up to this width.
 pub(crate) const POOL_W_MAX: usize = 16;
 
 /// Most weights per lane `conv_lanes` keeps in registers (taps x input channels, padded to 4):
@@ -446,15 +446,16 @@ fn gemm_consts(
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
 /// channels, `cb4` channel vec4s (one lane each), `r` pixels per segment, subgroups of `sg`;
-/// `pool_h` > 0: the max pool of `pool_h x r` windows (`POOL`).
+/// `pool`: the max pool of `(h, w)` windows (`POOL`), `r / w` of them side by side.
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
     cb4: u32,
     r: u32,
     sg: u32,
-    pool_h: u32,
-) -> [(&'static str, u32); 9] {
+    pool: Option<(u32, u32)>,
+) -> [(&'static str, u32); 10] {
     let u = |v: usize| v as u32;
+    let (ph, pw) = pool.unwrap_or((1, r));
     [
         ("WG", 4 * cb4),
         ("CB4", cb4),
@@ -463,8 +464,9 @@ fn lanes_consts(
         ("FH", u(f_h)),
         ("K", u(k)),
         ("SG", sg),
-        ("POOL", u32::from(pool_h > 0)),
-        ("PH", pool_h.max(1)),
+        ("POOL", u32::from(pool.is_some())),
+        ("PH", ph),
+        ("PW", pw),
     ]
 }
 
@@ -597,10 +599,18 @@ impl Gpu {
         } else {
             self.pack_filter(w, s, win)?
         };
+        // Two windows side by side per segment where they touch and pair up: fewer loads per
+        // pixel (the segment's input columns overlap by the filter's width less one).
+        let nw =
+            if pool.s_w == pool.f_w && pool.out_w.is_multiple_of(2) && 2 * pool.f_w <= POOL_W_MAX {
+                2
+            } else {
+                1
+            };
         let filter = (s.f_h, s.f_w, s.k_real);
-        let (r, ph) = (pool.f_w as u32, pool.f_h as u32);
-        let consts = lanes_consts(filter, win.cb4 as u32, r, sg, ph);
-        let windows = pool.out_h * pool.out_w;
+        let (ph, pw) = (pool.f_h as u32, pool.f_w as u32);
+        let consts = lanes_consts(filter, win.cb4 as u32, nw * pw, sg, Some((ph, pw)));
+        let groups = pool.out_h * pool.out_w / nw as usize;
         for cb in 0..win.n_cb {
             let base = GemmParams {
                 tap_begin: 0,
@@ -625,12 +635,12 @@ impl Gpu {
             ];
             self.launch(&LANES, &consts, s.m, &args, |chunk| {
                 let p = GemmParams {
-                    total: count(chunk.images * windows)?,
+                    total: count(chunk.images * groups)?,
                     x_off: chunk.offset(0),
                     z_off: chunk.offset(2),
                     ..base
                 };
-                // A workgroup per window; no inner loops (all unrolled).
+                // A workgroup per group of windows; no inner loops (all unrolled).
                 Ok((p, self.window_workgroups(u64::from(p.total), 0)))
             })?;
         }
@@ -665,7 +675,10 @@ impl Gpu {
             ),
             GemmVariant::Lanes(r, sg) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
-                (&LANES, lanes_consts(filter, cb4, r as u32, sg, 0).to_vec())
+                (
+                    &LANES,
+                    lanes_consts(filter, cb4, r as u32, sg, None).to_vec(),
+                )
             }
             GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
         };
@@ -763,9 +776,12 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
                     let r = lanes_pixels(filter.1, sg) as u32;
-                    out.push((LANES, lanes_consts(filter, cb4 as u32, r, sg, 0).to_vec()));
-                    for (ph, pw) in [(8, 8), (4, 4), (2, 2), (3, 2)] {
-                        let consts = lanes_consts(filter, cb4 as u32, pw, sg, ph);
+                    out.push((
+                        LANES,
+                        lanes_consts(filter, cb4 as u32, r, sg, None).to_vec(),
+                    ));
+                    for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
+                        let consts = lanes_consts(filter, cb4 as u32, pw * nw, sg, Some((ph, pw)));
                         out.push((LANES, consts.to_vec()));
                     }
                 }
