@@ -860,6 +860,48 @@ fn conv_relu_pool_layer_matches_the_dense_path_and_the_cpu() {
     ));
 }
 
+/// NaN through conv -> ReLU -> max pool as one layer: a NaN input pixel makes NaN outputs, the
+/// windows holding them pool to NaN with their first NaN as the maximum (as `pool_forward`
+/// does), and a window of zeros after the ReLU keeps its first tap; the one-op layer gives the
+/// two ops' bits, forward and backward.
+#[test]
+fn conv_relu_pool_layer_passes_nan_and_ties_like_the_two_ops() {
+    use wgpu_cnn::{ConvReluPoolCache, Padding, Ties};
+    let g = gpu();
+    let bits = |t: &Tensor| down(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    let mut x = Array4::from_shape_fn((2, 16, 16, 3), |(i, h, w, k)| {
+        ((i * 7 + h * 3 + w * 5 + k) % 9) as f32 - 4.0
+    });
+    x[[0, 5, 9, 1]] = f32::NAN;
+    x[[1, 12, 2, 0]] = f32::NAN;
+    let wt = Array4::from_shape_fn((4, 4, 3, 8), |(a, b, k, c)| {
+        ((a * 5 + b * 3 + k + c) % 7) as f32 * 0.25 - 0.5
+    });
+    // Channel 0's bias sinks it: its ReLU output is zeros (tied windows) but for the NaNs.
+    let b = Array4::from_shape_fn((1, 1, 1, 8), |(.., c)| if c == 0 { -1e3 } else { 0.0 });
+    let conv = ConvParams::new(1, 0).with_padding(Padding::same((16, 16), (4, 4), (1, 1)));
+    let pool = PoolParams::new(8, 8, PoolMode::Max).with_ties(Ties::FirstMax);
+    let (tx, tw, tb) = (up(&x), up(&wt), up(&b));
+    let (a, conv_cache) = g.conv_relu_forward(&tx, &tw, &tb, conv).unwrap();
+    let (p, pool_cache) = g.pool_forward(&a, pool).unwrap();
+    let (p1, one) = g.conv_relu_pool_forward(&tx, &tw, &tb, conv, pool).unwrap();
+    let pooled = down(&p1);
+    assert!(pooled.iter().any(|v| v.is_nan()), "no NaN window");
+    assert!(pooled.iter().any(|&v| v == 0.0), "no window of zeros");
+    assert_eq!(bits(&p1), bits(&p), "pooled output");
+    let da = up(&Array4::from_shape_fn((2, 2, 2, 8), |(i, h, w, c)| {
+        (i + 2 * h + 3 * w + c) as f32 * 0.5 - 2.0
+    }));
+    let apart = ConvReluPoolCache::of(conv_cache, pool_cache).unwrap();
+    let (r0, r1) = (
+        g.conv_relu_pool_backward(&da, &apart).unwrap(),
+        g.conv_relu_pool_backward(&da, &one).unwrap(),
+    );
+    assert_eq!(bits(&r1.da_prev), bits(&r0.da_prev), "dA_prev");
+    assert_eq!(bits(&r1.dw), bits(&r0.dw), "dW");
+    assert_eq!(bits(&r1.db), bits(&r0.db), "db");
+}
+
 /// `conv_backward_data` is `conv_backward`'s `dA_prev` alone: the same kernels, the same bits,
 /// on a 1x1, a strided and a padded 3-channel case; a `dZ` of the wrong shape is an error.
 #[test]
