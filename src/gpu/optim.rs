@@ -230,7 +230,7 @@ impl Adam {
     /// front, every step reuses the same buffers, the first included.
     ///
     /// # Errors
-    /// [`Error::ForeignTensor`] for a tensor of another `Gpu`; device errors.
+    /// [`crate::Error::ForeignTensor`] for a tensor of another `Gpu`; device errors.
     pub fn prepare(&mut self, gpu: &Gpu, w: &Tensor) -> Result<()> {
         gpu.check_owner(w)?;
         slot(gpu, &mut self.slots, w, true).map(|_| ())

@@ -239,7 +239,7 @@ impl Sequential {
             .hyper("classes", classes as f64)
     }
 
-    /// Seed 002's convnet: conv (stride 1, padding `(filter_size - 1) / 2`), [norm], ReLU, 2x2
+    /// Seed 002's convnet: conv (stride 1, padding `(filter_size - 1) / 2`), \[norm\], ReLU, 2x2
     /// max pool stride 2, affine -> hidden, ReLU, affine -> classes; weights
     /// `N(0, weight_scale^2)`, biases zero, L2 `reg` on every `W`. Parameters `W1`, `b1`,
     /// [`gamma1`, `beta1`], `W2`, `b2`, `W3`, `b3`.
