@@ -567,33 +567,45 @@ impl Gpu {
         Ok(!matches!(v, GemmVariant::Lanes(..)))
     }
 
-    /// `conv_lanes` with the max pool `pool` (first maximum, windows that do not overlap and
-    /// lie inside the output) of the ReLU'd outputs (`POOL`): the pooled values into `out` and
-    /// each window's first maximum (its tap's row-major index in the window) into `first`, both
-    /// `pool`'s output shape; the bias is added and the ReLU applied before the pool. Records
-    /// nothing and returns false where the channel-lane kernel does not apply to `s`, is not the
-    /// adapter's default (`Gpu::lanes_first`), or the window is wider than [`POOL_W_MAX`].
+    /// The subgroup size `conv_lanes` runs with for `s` cut into `win` when it also takes a
+    /// max pool of windows `pool_w` wide (`POOL`): `None` where the channel-lane kernel does not
+    /// apply to `s`, is not the adapter's default (`Gpu::lanes_first`), or the window is wider
+    /// than [`POOL_W_MAX`].
+    pub(crate) fn lanes_pool_subgroup(
+        &self,
+        s: &GemmShape,
+        win: &Windows,
+        pool_w: usize,
+    ) -> Option<u32> {
+        if !self.lanes_first() || pool_w > POOL_W_MAX {
+            return None;
+        }
+        variants(s, win, self.quirks().subgroup, true)
+            .into_iter()
+            .find_map(|v| match v {
+                GemmVariant::Lanes(_, sg) => Some(sg),
+                _ => None,
+            })
+    }
+
+    /// `conv_lanes` with subgroups of `sg` (see [`Gpu::lanes_pool_subgroup`]) and the max pool
+    /// `pool` (first maximum, windows that do not overlap and lie inside the output) of the
+    /// ReLU'd outputs (`POOL`): the pooled values into `out` and each window's first maximum
+    /// (its tap's row-major index in the window) into `first`, both `pool`'s output shape; the
+    /// bias is added and the ReLU applied before the pool.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_conv_pool(
         &self,
         s: &GemmShape,
         win: &Windows,
+        sg: u32,
         x: &Tensor,
         w: &Tensor,
         bias: &Tensor,
         pool: &PoolGeometry,
         out: &Tensor,
         first: &Tensor,
-    ) -> Result<bool> {
-        let lanes = variants(s, win, self.quirks().subgroup, true)
-            .into_iter()
-            .find_map(|v| match v {
-                GemmVariant::Lanes(_, sg) => Some(sg),
-                _ => None,
-            });
-        let Some(sg) = lanes.filter(|_| self.lanes_first() && pool.f_w <= POOL_W_MAX) else {
-            return Ok(false);
-        };
+    ) -> Result<()> {
         let packed = if win.holds_weights_as_they_are(s) {
             w.clone()
         } else {
@@ -644,7 +656,7 @@ impl Gpu {
                 Ok((p, self.window_workgroups(u64::from(p.total), 0)))
             })?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The dispatches of one convolution with variant `variant`.

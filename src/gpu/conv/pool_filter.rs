@@ -11,7 +11,9 @@ use super::super::{Arg, Gpu, Tensor};
 use super::plan::Path;
 use super::{forward_geometry, ConvCache, ConvGrads, ConvReluCache};
 use crate::error::{Error, Result};
-use crate::params::{check_bias, ConvParams, PoolGeometry, PoolMode, PoolParams, Ties};
+use crate::params::{
+    check_bias, ConvGeometry, ConvParams, PoolGeometry, PoolMode, PoolParams, Ties,
+};
 
 uniform! {
     /// The uniform block of `conv_filter_pool.wgsl`.
@@ -207,40 +209,55 @@ impl Gpu {
             && pg.c.is_multiple_of(4)
             && pg.f_h * pg.f_w <= POOL_TAPS_MAX;
         if fusable {
-            let plan = self.conv_plan(&g)?;
-            if let Path::Gemm { products, .. } = &plan.forward {
-                if let [(s, win)] = products.as_slice() {
-                    let pooled =
-                        self.alloc("conv_relu_pool_forward output", &pg.output_shape(), false)?;
-                    let first = self.alloc(
-                        "conv_relu_pool_forward first maxima",
-                        &pg.output_shape(),
-                        false,
-                    )?;
-                    if self.gemm_conv_pool(s, win, a_prev, w, b, &pg, &pooled, &first)? {
-                        let conv = ConvCache {
-                            a_prev: a_prev.clone(),
-                            x4: None,
-                            w: w.clone(),
-                            b: b.clone(),
-                            plan,
-                        };
-                        let inner = Parts::Fused {
-                            conv,
-                            pooled: pooled.clone(),
-                            first,
-                            pool: pg,
-                            params: pool,
-                        };
-                        let inner = Box::new(inner);
-                        return Ok((pooled, ConvReluPoolCache { inner }));
-                    }
-                }
+            if let Some(out) = self.one_kernel_layer(a_prev, w, b, &g, (pool, pg))? {
+                return Ok(out);
             }
         }
         let (a, conv) = self.conv_relu_forward(a_prev, w, b, conv)?;
         let (p, pool) = self.pool_forward(&a, pool)?;
         Ok((p, ConvReluPoolCache::of(conv, pool)?))
+    }
+
+    /// [`Gpu::conv_relu_pool_forward`] in one kernel, if the channel-lane convolution takes
+    /// the layer (one product, see [`Gpu::lanes_pool_subgroup`]); `None` (nothing recorded)
+    /// otherwise.
+    fn one_kernel_layer(
+        &self,
+        a_prev: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        g: &ConvGeometry,
+        (params, pool): (PoolParams, PoolGeometry),
+    ) -> Result<Option<(Tensor, ConvReluPoolCache)>> {
+        let plan = self.conv_plan(g)?;
+        let Path::Gemm { products, .. } = &plan.forward else {
+            return Ok(None);
+        };
+        let [(s, win)] = products.as_slice() else {
+            return Ok(None);
+        };
+        let Some(sg) = self.lanes_pool_subgroup(s, win, pool.f_w) else {
+            return Ok(None);
+        };
+        let shape = pool.output_shape();
+        let pooled = self.alloc("conv_relu_pool_forward output", &shape, false)?;
+        let first = self.alloc("conv_relu_pool_forward first maxima", &shape, false)?;
+        self.gemm_conv_pool(s, win, sg, a_prev, w, b, &pool, &pooled, &first)?;
+        let conv = ConvCache {
+            a_prev: a_prev.clone(),
+            x4: None,
+            w: w.clone(),
+            b: b.clone(),
+            plan,
+        };
+        let inner = Box::new(Parts::Fused {
+            conv,
+            pooled: pooled.clone(),
+            first,
+            pool,
+            params,
+        });
+        Ok(Some((pooled, ConvReluPoolCache { inner })))
     }
 
     /// The backward pass of [`Gpu::conv_relu_pool_forward`] from the pool's output gradient
