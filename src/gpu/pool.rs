@@ -104,6 +104,22 @@ fn vec4_consts(g: &PoolGeometry, params: &PoolParams) -> Option<Vec<(&'static st
     ])
 }
 
+/// Whether a pool of `g` with `params` keeps its windows' first maxima (the forward writes
+/// them, the backward writes one element per window): a max pool with the first-maximum rule
+/// whose windows do not overlap and that the vec4 kernels take.
+pub(crate) fn keeps_first_maxima(g: &PoolGeometry, params: &PoolParams) -> bool {
+    params.mode == PoolMode::Max
+        && params.ties == Ties::FirstMax
+        && vec4_backward(g, params).is_some()
+}
+
+/// The vec4 backward's constants, if it applies: windows that do not overlap.
+fn vec4_backward(g: &PoolGeometry, params: &PoolParams) -> Option<Vec<(&'static str, u32)>> {
+    (g.s_h >= g.f_h && g.s_w >= g.f_w)
+        .then(|| vec4_consts(g, params))
+        .flatten()
+}
+
 /// Every specialisation of `pool_vec4.wgsl` the ops can ask for, up to the sizes (which are
 /// overrides, so one set stands for all): windows 1..=8 x 1..=8, both modes and tie rules.
 #[cfg(test)]
@@ -274,9 +290,7 @@ impl Gpu {
         self.check_owner(a)?;
         let g = PoolGeometry::new(a_prev.dims4("pool_forward input")?, params)?;
         a.expect_shape("pool_forward output", &g.output_shape())?;
-        let scatter = params.mode == PoolMode::Max
-            && params.ties == Ties::FirstMax
-            && self.vec4_backward(&g, &params).is_some();
+        let scatter = keeps_first_maxima(&g, &params);
         let first = if scatter {
             Some(self.alloc("pool_forward first maxima", &g.output_shape(), false)?)
         } else {
@@ -392,8 +406,8 @@ impl Gpu {
         let g = cache.geometry;
         // The vec4 kernels write every window, so only elements in no window need zeros; the
         // scatter from the first maxima writes one element per window.
-        let zeroed = self.vec4_backward(&g, &cache.params).is_some()
-            && (!covered(&g) || cache.first.is_some());
+        let zeroed =
+            vec4_backward(&g, &cache.params).is_some() && (!covered(&g) || cache.first.is_some());
         let mut da_prev = self.alloc("pool_backward dA_prev", &g.input_shape(), zeroed)?;
         self.backward_into(da, cache, &mut da_prev, zeroed, relu)?;
         Ok(da_prev)
@@ -411,17 +425,6 @@ impl Gpu {
         da_prev: &mut Tensor,
     ) -> Result<()> {
         self.backward_into(da, cache, da_prev, false, false)
-    }
-
-    /// The vec4 backward's constants, if it applies: windows that do not overlap.
-    fn vec4_backward(
-        &self,
-        g: &PoolGeometry,
-        params: &PoolParams,
-    ) -> Option<Vec<(&'static str, u32)>> {
-        (g.s_h >= g.f_h && g.s_w >= g.f_w)
-            .then(|| vec4_consts(g, params))
-            .flatten()
     }
 
     /// The params and workgroups of a `pool_vec4.wgsl` pass over the windows of `chunk`
@@ -454,7 +457,7 @@ impl Gpu {
         da_prev: &Tensor,
         zeroed: bool,
     ) -> Result<()> {
-        let mut consts = self.vec4_backward(g, params).ok_or_else(|| {
+        let mut consts = vec4_backward(g, params).ok_or_else(|| {
             Error::Kernel("first maxima of a pool the vec4 kernels do not take".into())
         })?;
         consts.push(("RELU", u32::from(relu)));
@@ -508,7 +511,7 @@ impl Gpu {
                 zeroed,
             );
         }
-        if let Some(mut consts) = self.vec4_backward(&g, &cache.params) {
+        if let Some(mut consts) = vec4_backward(&g, &cache.params) {
             consts.push(relu_const);
             // One thread per window writes its window; elements in no window must be zero.
             if !covered(&g) && !zeroed {

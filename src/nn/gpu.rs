@@ -239,46 +239,39 @@ impl GpuNet {
                     pooled = Some(d.clone());
                     continue;
                 }
-                (Op::Conv { w, b, channels, .. }, Cache::ConvReluPool(c)) => {
-                    let dp = pooled.take().ok_or_else(|| {
-                        Error::Kernel("network: a pool without its gradient".into())
-                    })?;
-                    // The first layer's input (the images) needs no gradient: only dW and db.
-                    let (dw, db, da_prev) = if k == 0 {
-                        let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &c)?;
-                        (dw, db, None)
-                    } else {
-                        let r = g.conv_relu_pool_backward(&dp, &c)?;
-                        (r.dw, r.db, Some(r.da_prev))
-                    };
-                    grads[w] = Some(dw);
-                    if let Some(b) = b {
-                        grads[b] = Some(db.reshape(&[channels])?);
-                    }
-                    match da_prev {
-                        Some(da) => da,
-                        None => break,
-                    }
-                }
                 (
                     Op::Conv { w, b, channels, .. },
-                    cache @ (Cache::Conv(_) | Cache::ConvRelu(_)),
+                    cache @ (Cache::Conv(_) | Cache::ConvRelu(_) | Cache::ConvReluPool(_)),
                 ) => {
                     // The first layer's input (the images) needs no gradient: only dW and db.
-                    let (dw, db, da_prev) = match (cache, k == 0) {
-                        (Cache::ConvRelu(c), true) => {
+                    let first = k == 0;
+                    let (dw, db, da_prev) = match cache {
+                        Cache::ConvReluPool(c) => {
+                            // From the gradient of its pool, the op walked just before.
+                            let dp = pooled.take().ok_or_else(|| {
+                                Error::Kernel("network: a pool without its gradient".into())
+                            })?;
+                            if first {
+                                let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &c)?;
+                                (dw, db, None)
+                            } else {
+                                let r = g.conv_relu_pool_backward(&dp, &c)?;
+                                (r.dw, r.db, Some(r.da_prev))
+                            }
+                        }
+                        Cache::ConvRelu(c) if first => {
                             let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
                             (dw, db, None)
                         }
-                        (Cache::Conv(c), true) => {
+                        Cache::Conv(c) if first => {
                             let (dw, db) = g.conv_backward_filter(&d, &c)?;
                             (dw, db, None)
                         }
-                        (Cache::ConvRelu(c), false) => {
+                        Cache::ConvRelu(c) => {
                             let r = g.conv_relu_backward(&d, &c)?;
                             (r.dw, r.db, Some(r.da_prev))
                         }
-                        (Cache::Conv(c), false) => {
+                        Cache::Conv(c) => {
                             let r = g.conv_backward(&d, &c)?;
                             (r.dw, r.db, Some(r.da_prev))
                         }

@@ -548,11 +548,7 @@ impl Gpu {
         epilogue: Epilogue,
         out: &Tensor,
     ) -> Result<bool> {
-        let packed = if win.holds_weights_as_they_are(s) {
-            w.clone()
-        } else {
-            self.pack_filter(w, s, win)?
-        };
+        let packed = self.pack_filter(w, s, win)?;
         let run = |v: GemmVariant| {
             let input = match v {
                 GemmVariant::Lanes(..) => x.x.clone(),
@@ -606,11 +602,7 @@ impl Gpu {
         out: &Tensor,
         first: &Tensor,
     ) -> Result<()> {
-        let packed = if win.holds_weights_as_they_are(s) {
-            w.clone()
-        } else {
-            self.pack_filter(w, s, win)?
-        };
+        let packed = self.pack_filter(w, s, win)?;
         // Two windows side by side per segment where they touch and pair up: fewer loads per
         // pixel (the segment's input columns overlap by the filter's width less one).
         let nw =

@@ -124,8 +124,12 @@ impl Gpu {
 
     /// Packs `w` `(f_h, f_w, c_in, c_out)` into uniform windows for `s` (a pooled temporary),
     /// its taps taken as `s.taps` says (as they are, flipped and transposed for the data
-    /// gradient, or one stride phase of those).
+    /// gradient, or one stride phase of those); `w` itself where it already is the packed
+    /// filter ([`Windows::holds_weights_as_they_are`]: no dispatch).
     pub(crate) fn pack_filter(&self, w: &Tensor, s: &GemmShape, win: &Windows) -> Result<Tensor> {
+        if win.holds_weights_as_they_are(s) {
+            return Ok(w.clone());
+        }
         let [_, f_w_src, c_in, c_out] = w.dims4("weights")?;
         let windows = win.n_cb * win.n_tc;
         let packed = self.alloc("packed weights", &[windows * WINDOW_VEC4 * 4], false)?;

@@ -6,14 +6,12 @@
 
 use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::to_u32;
-use super::super::pool::PoolCache;
+use super::super::pool::{keeps_first_maxima, PoolCache};
 use super::super::{Arg, Gpu, Tensor};
 use super::plan::Path;
 use super::{forward_geometry, ConvCache, ConvGrads, ConvReluCache};
 use crate::error::{Error, Result};
-use crate::params::{
-    check_bias, ConvGeometry, ConvParams, PoolGeometry, PoolMode, PoolParams, Ties,
-};
+use crate::params::{check_bias, ConvGeometry, ConvParams, PoolGeometry, PoolParams};
 
 uniform! {
     /// The uniform block of `conv_filter_pool.wgsl`.
@@ -57,9 +55,6 @@ const MAX_TERMS: usize = 64;
 
 /// Windows each thread adds (its part), before the parts are added in order.
 const PER_PART: usize = 32;
-
-/// Largest pool window the one-kernel forward takes (the backward's scatter kernel unrolls it).
-const POOL_TAPS_MAX: usize = 64;
 
 /// The specialisations the op can ask for (test coverage), up to 4x4 filters of 4 channels.
 #[cfg(test)]
@@ -162,7 +157,7 @@ impl ConvReluPoolCache {
 impl Gpu {
     /// A convolution, its bias, a ReLU and a max or average pool as one layer: `P =
     /// pool(max(0, conv(A_prev, W) + b))`, `P` `(m, n_H, n_W, n_C)` the pool's output. Where
-    /// the pool takes each window's first maximum ([`Ties::FirstMax`]), its windows do not
+    /// the pool takes each window's first maximum ([`crate::Ties::FirstMax`]), its windows do not
     /// overlap and lie inside the convolution's output, the channels come in fours, and the
     /// channel-lane convolution is the adapter's kernel for the layer (CPU adapters with
     /// subgroups, at most 8 input channels, stride 1 along the width), one kernel computes
@@ -201,14 +196,8 @@ impl Gpu {
         let g = forward_geometry(a_prev, w, conv)?;
         check_bias(b.shape(), g.c_out)?;
         let pg = PoolGeometry::new([g.m, g.out_h, g.out_w, g.c_out], pool)?;
-        let fusable = pool.mode == PoolMode::Max
-            && pool.ties == Ties::FirstMax
-            && pg.pad == crate::Padding::uniform(0)
-            && pg.s_h >= pg.f_h
-            && pg.s_w >= pg.f_w
-            && pg.c.is_multiple_of(4)
-            && pg.f_h * pg.f_w <= POOL_TAPS_MAX;
-        if fusable {
+        // The one kernel keeps the windows' first maxima as the pool's own forward would.
+        if keeps_first_maxima(&pg, &pool) {
             if let Some(out) = self.one_kernel_layer(a_prev, w, b, &g, (pool, pg))? {
                 return Ok(out);
             }
