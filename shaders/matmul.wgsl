@@ -9,6 +9,9 @@
 // tile needs next are loaded into workgroup memory together (each thread loads 8 + 8 elements,
 // neighbouring threads neighbouring elements), then read 4 times each from there. k runs in
 // order: the same bits on every run.
+// matmul_dot, for products too small to fill a GPU or to pay for barriers (a CPU adapter runs a
+// workgroup with barriers as coroutines): one thread per element of C, the same fma chain over k
+// in order and the same epilogue, so the same bits as matmul.
 // Bindings: 0 params; 1 a, read; 2 b, read; 3 bias, read (any buffer when has_bias = 0); 4 c, write.
 
 const TM: u32 = 32u;
@@ -96,17 +99,40 @@ fn matmul(
             for (var j = 0u; j < 4u; j++) {
                 let col = col0 + lid.x * 4u + j;
                 if (r < p.m && col < p.n) {
-                    var v = acc[i * 4u + j];
-                    if (p.has_bias != 0u) {
-                        v += bias[col];
-                    }
-                    let o = p.c_off + r * p.n + col;
-                    if (p.accumulate != 0u) {
-                        v += c[o];
-                    }
-                    c[o] = v;
+                    store(r, col, acc[i * 4u + j]);
                 }
             }
         }
+    }
+}
+
+// C[i, j] written by one thread (grid-stride over the elements of C).
+fn store(r: u32, col: u32, acc: f32) {
+    var v = acc;
+    if (p.has_bias != 0u) {
+        v += bias[col];
+    }
+    let o = p.c_off + r * p.n + col;
+    if (p.accumulate != 0u) {
+        v += c[o];
+    }
+    c[o] = v;
+}
+
+@compute @workgroup_size(64)
+fn matmul_dot(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let grid = nwg.x * nwg.y * 64u;
+    for (var e = (wid.y * nwg.x + wid.x) * 64u + t; e < p.m * p.n; e += grid) {
+        let r = e / p.n;
+        let col = e % p.n;
+        var acc = 0.0;
+        for (var k = 0u; k < p.kk; k++) {
+            acc = fma(a[p.a_off + r * p.sa_row + k * p.sa_k], b[p.b_off + k * p.sb_k + col * p.sb_col], acc);
+        }
+        store(r, col, acc);
     }
 }

@@ -142,3 +142,81 @@ fn every_conv_variant_gives_the_same_bits() {
         }
     }
 }
+
+/// The fully connected layer's two matrix-product kernels (the tiled one through workgroup
+/// memory, and one thread per element for small products) give the same bits, forward and
+/// backward, and the CPU reference's values: seed 001's layer (64 x 64 -> 6), ragged shapes
+/// that fill no tile, a bias that moves every sum.
+#[test]
+fn every_matmul_variant_gives_the_same_bits() {
+    for (case, (n, d, m)) in [(64, 64, 6), (5, 7, 3), (33, 17, 35)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = NumpyRng::seed(40 + case as u32);
+        let x = randn_f32(&mut rng, [n, d, 1, 1])
+            .into_shape_with_order((n, d))
+            .unwrap();
+        let w = randn_f32(&mut rng, [d, m, 1, 1])
+            .into_shape_with_order((d, m))
+            .unwrap();
+        let b = randn_f32(&mut rng, [m, 1, 1, 1])
+            .into_shape_with_order(m)
+            .unwrap();
+        let dout = randn_f32(&mut rng, [n, m, 1, 1])
+            .into_shape_with_order((n, m))
+            .unwrap();
+        let (cpu_out, cpu_cache) =
+            wgpu_cnn::cpu::affine_forward(x.view().into_dyn(), w.view(), b.view()).unwrap();
+        let cpu_grads = wgpu_cnn::cpu::affine_backward(dout.view(), &cpu_cache).unwrap();
+        let mut first: Option<Vec<ArrayD<f32>>> = None;
+        for variant in 0..2 {
+            let g = Gpu::with_options(GpuOptions {
+                force_variant: Some(variant),
+                ..Default::default()
+            })
+            .expect("a Gpu");
+            let up = |a: &ndarray::ArrayD<f32>| g.upload(a).unwrap();
+            let (out, cache) = g
+                .affine_forward(
+                    &up(&x.clone().into_dyn()),
+                    &up(&w.clone().into_dyn()),
+                    &up(&b.clone().into_dyn()),
+                )
+                .unwrap();
+            let grads = g
+                .affine_backward(&up(&dout.clone().into_dyn()), &cache)
+                .unwrap();
+            let got: Vec<ArrayD<f32>> = [&out, &grads.dx, &grads.dw]
+                .iter()
+                .map(|t| g.download(t).unwrap())
+                .collect();
+            for (name, (a, want)) in ["out", "dx", "dw"].iter().zip(got.iter().zip([
+                cpu_out.clone().into_dyn(),
+                cpu_grads.dx.clone().into_dyn(),
+                cpu_grads.dw.clone().into_dyn(),
+            ])) {
+                let err = a
+                    .iter()
+                    .zip(&want)
+                    .map(|(p, q)| (p - q).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    err < 1e-4,
+                    "case {case}, variant {variant}: {name} off by {err}"
+                );
+            }
+            match &first {
+                None => first = Some(got),
+                Some(want) => {
+                    for (name, (a, b)) in ["out", "dx", "dw"].iter().zip(want.iter().zip(&got)) {
+                        assert!(
+                            a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                            "case {case}, variant {variant}: {name} differs from variant 0"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

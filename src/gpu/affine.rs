@@ -4,6 +4,7 @@
 
 use super::kernels::{uniform, Access, Kernel};
 use super::launch::{count, WG};
+use super::tune::{TuneKey, TunedOp, TUNE_MIN_MACS};
 use super::{Arg, Gpu, Tensor};
 use crate::error::{Error, Result};
 use crate::layers::Labels;
@@ -48,6 +49,26 @@ pub(crate) const MATMUL: Kernel = Kernel::new::<MatmulParams>(
         (4, Access::Write),
     ],
 );
+
+/// One thread per element of the product, no workgroup memory: for products under
+/// [`TUNE_MIN_MACS`] multiply-adds (seed 001's fully connected layer), where the tiled kernel's
+/// barriers cost more than its loads save. The same bits as [`MATMUL`].
+pub(crate) const MATMUL_DOT: Kernel = MATMUL.entry(
+    "matmul_dot",
+    &[
+        (1, Access::Read),
+        (2, Access::Read),
+        (3, Access::Read),
+        (4, Access::Write),
+    ],
+);
+
+/// The two kernels of a matrix product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Product {
+    Tiled,
+    Dot,
+}
 
 pub(crate) const SOFTMAX: Kernel = Kernel::new::<SoftmaxParams>(
     "softmax.wgsl",
@@ -110,14 +131,6 @@ impl Gpu {
     ) -> Result<()> {
         let tiles_n = n.div_ceil(32);
         let tiles = m.div_ceil(32) * tiles_n;
-        // Each thread: tiles x k-steps x (8 loads + 16 products) + 16 stores.
-        let per_tile = kk.div_ceil(16) as u64 * 26 + 22;
-        self.check_loops(
-            "matrix product",
-            tiles as u64 * 64,
-            per_tile,
-            &[a.t.shape(), b.t.shape()],
-        )?;
         let p = MatmulParams {
             m: count(m)?,
             n: count(n)?,
@@ -131,18 +144,52 @@ impl Gpu {
             has_bias: u32::from(bias.is_some()),
             ..MatmulParams::default()
         };
-        self.launch(
-            &MATMUL,
-            &[],
-            1,
-            &[
-                Arg::Whole(a.t),
-                Arg::Whole(b.t),
-                Arg::Whole(bias.unwrap_or(a.t)),
-                Arg::Whole(c),
-            ],
-            |_| Ok((p, u64::from(p.tiles))),
-        )
+        // Small products take the one-thread-per-element kernel untimed (tests force either).
+        let macs = (m * n * kk) as f64;
+        let candidates: &[Product] = if macs < TUNE_MIN_MACS {
+            &[Product::Dot, Product::Tiled]
+        } else {
+            &[Product::Tiled]
+        };
+        let mut image = [0i64; 12];
+        for (slot, v) in
+            image
+                .iter_mut()
+                .zip([n, kk, a.stride_row, a.stride_k, b.stride_row, b.stride_k])
+        {
+            *slot = v as i64;
+        }
+        let key = TuneKey {
+            op: TunedOp::Matmul,
+            image,
+        };
+        let launch = |product| {
+            let (kernel, threads, per_thread) = match product {
+                // Each thread: tiles x k-steps x (8 loads + 16 products) + 16 stores.
+                Product::Tiled => (&MATMUL, tiles as u64 * 64, kk.div_ceil(16) as u64 * 26 + 22),
+                Product::Dot => (&MATMUL_DOT, (m * n) as u64, kk as u64 + 4),
+            };
+            self.check_loops(
+                "matrix product",
+                threads,
+                per_thread,
+                &[a.t.shape(), b.t.shape()],
+            )?;
+            self.launch(
+                kernel,
+                &[],
+                1,
+                &[
+                    Arg::Whole(a.t),
+                    Arg::Whole(b.t),
+                    Arg::Whole(bias.unwrap_or(a.t)),
+                    Arg::Whole(c),
+                ],
+                |_| Ok((p, threads.div_ceil(64))),
+            )
+        };
+        let product = self.pick(key, macs, candidates, launch)?;
+        launch(product)
     }
 
     /// `(N, D, M)` of an affine layer, checking the shapes.

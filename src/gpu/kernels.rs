@@ -269,6 +269,7 @@ mod tests {
             super::super::relu::FORWARD4,
             super::super::relu::BACKWARD4,
             super::super::affine::MATMUL,
+            super::super::affine::MATMUL_DOT,
             super::super::affine::SOFTMAX,
             super::super::norm::FINISH_VAR,
             super::super::norm::FIRST_VALUES,

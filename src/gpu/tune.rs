@@ -49,6 +49,9 @@ pub(crate) enum TunedOp {
     Filter,
     /// The filter gradient of a small filter, split over runs of pixels.
     FilterSplit,
+    /// The fully connected layer's matrix products (offered a choice only below
+    /// [`TUNE_MIN_MACS`], so never timed: the variants exist for the tests).
+    Matmul,
 }
 
 /// What a choice is keyed by: the op and the bucket of shapes it serves (the per-image

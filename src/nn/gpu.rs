@@ -245,6 +245,7 @@ impl GpuNet {
                 ) => {
                     // The first layer's input (the images) needs no gradient: only dW and db.
                     let first = k == 0;
+                    // `db` is None where it was not computed (a layer without a bias).
                     let (dw, db, da_prev) = match cache {
                         Cache::ConvReluPool(c) => {
                             // From the gradient of its pool, the op walked just before.
@@ -252,33 +253,33 @@ impl GpuNet {
                                 Error::Kernel("network: a pool without its gradient".into())
                             })?;
                             if first {
-                                let (dw, db) = g.conv_relu_pool_backward_filter(&dp, &c)?;
+                                let (dw, db) = g.conv_relu_pool_filter(&dp, &c, b.is_some())?;
                                 (dw, db, None)
                             } else {
-                                let r = g.conv_relu_pool_backward(&dp, &c)?;
-                                (r.dw, r.db, Some(r.da_prev))
+                                let (da, dw, db) = g.conv_relu_pool_grads(&dp, &c, b.is_some())?;
+                                (dw, db, Some(da))
                             }
                         }
                         Cache::ConvRelu(c) if first => {
                             let (dw, db) = g.conv_relu_backward_filter(&d, &c)?;
-                            (dw, db, None)
+                            (dw, Some(db), None)
                         }
                         Cache::Conv(c) if first => {
                             let (dw, db) = g.conv_backward_filter(&d, &c)?;
-                            (dw, db, None)
+                            (dw, Some(db), None)
                         }
                         Cache::ConvRelu(c) => {
                             let r = g.conv_relu_backward(&d, &c)?;
-                            (r.dw, r.db, Some(r.da_prev))
+                            (r.dw, Some(r.db), Some(r.da_prev))
                         }
                         Cache::Conv(c) => {
                             let r = g.conv_backward(&d, &c)?;
-                            (r.dw, r.db, Some(r.da_prev))
+                            (r.dw, Some(r.db), Some(r.da_prev))
                         }
                         _ => return Err(Error::Kernel("network: conv cache".into())),
                     };
                     grads[w] = Some(dw);
-                    if let Some(b) = b {
+                    if let (Some(b), Some(db)) = (b, db) {
                         grads[b] = Some(db.reshape(&[channels])?);
                     }
                     match da_prev {

@@ -262,13 +262,27 @@ impl Gpu {
         dp: &Tensor,
         cache: &ConvReluPoolCache,
     ) -> Result<ConvGrads> {
+        let (da_prev, dw, db) = self.conv_relu_pool_grads(dp, cache, true)?;
+        let db = db.ok_or_else(|| Error::Kernel("conv + ReLU + pool: no db".into()))?;
+        Ok(ConvGrads { da_prev, dw, db })
+    }
+
+    /// [`Gpu::conv_relu_pool_backward`]: `(dA_prev, dW, db)`, `db` only when `bias` (a layer
+    /// without a bias, as seed 001's convolutions, skips its sums where the sparse path runs).
+    pub(crate) fn conv_relu_pool_grads(
+        &self,
+        dp: &Tensor,
+        cache: &ConvReluPoolCache,
+        bias: bool,
+    ) -> Result<(Tensor, Tensor, Option<Tensor>)> {
         let dz = self.pool_relu_dz(dp, cache)?;
         if cache.sparse().is_none() {
-            return self.conv_backward(&dz, cache.conv());
+            let g = self.conv_backward(&dz, cache.conv())?;
+            return Ok((g.da_prev, g.dw, Some(g.db)));
         }
-        let (dw, db) = self.conv_relu_pool_backward_filter(dp, cache)?;
+        let (dw, db) = self.conv_relu_pool_filter(dp, cache, bias)?;
         let da_prev = self.conv_backward_data(&dz, cache.conv())?;
-        Ok(ConvGrads { da_prev, dw, db })
+        Ok((da_prev, dw, db))
     }
 
     /// `dZ = pool_relu_backward(dp)`, shaped like the convolution's output.
@@ -311,6 +325,21 @@ impl Gpu {
         dp: &Tensor,
         cache: &ConvReluPoolCache,
     ) -> Result<(Tensor, Tensor)> {
+        let (dw, db) = self.conv_relu_pool_filter(dp, cache, true)?;
+        Ok((
+            dw,
+            db.ok_or_else(|| Error::Kernel("conv + ReLU + pool: no db".into()))?,
+        ))
+    }
+
+    /// [`Gpu::conv_relu_pool_backward_filter`], `db` only when `bias` (see
+    /// [`Gpu::conv_relu_pool_grads`]).
+    pub(crate) fn conv_relu_pool_filter(
+        &self,
+        dp: &Tensor,
+        cache: &ConvReluPoolCache,
+        bias: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         self.check_owner(dp)?;
         let pg = cache.pool_geometry();
         dp.expect_shape("pool output gradient", &pg.output_shape())?;
@@ -319,7 +348,8 @@ impl Gpu {
         let terms = g.f_h * g.f_w * g.c_in;
         let Some((first, act, pooled)) = cache.sparse() else {
             let dz = self.pool_relu_dz(dp, cache)?;
-            return self.conv_backward_filter(&dz, conv);
+            let (dw, db) = self.conv_backward_filter(&dz, conv)?;
+            return Ok((dw, Some(db)));
         };
         let x = &conv.a_prev;
         self.check_owner(x)?;
@@ -366,7 +396,6 @@ impl Gpu {
             Ok((p, u64::from(p.threads).div_ceil(64)))
         })?;
         let dw = self.alloc("conv_backward dW", &g.weight_shape(), false)?;
-        let db = self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?;
         self.row_sums(
             &partial,
             None,
@@ -374,7 +403,11 @@ impl Gpu {
             false,
             Some(&dw),
         )?;
+        if !bias {
+            return Ok((dw, None));
+        }
+        let db = self.alloc("conv_backward db", &[1, 1, 1, g.c_out], false)?;
         self.row_sums(&partial_b, None, (1, parts, g.c_out), false, Some(&db))?;
-        Ok((dw, db))
+        Ok((dw, Some(db)))
     }
 }
