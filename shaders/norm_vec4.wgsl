@@ -25,6 +25,7 @@ struct Params {
     update: u32,
     weighted: u32,
     train: u32,
+    rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -271,12 +271,11 @@ mod tests {
             super::super::affine::MATMUL,
             super::super::affine::MATMUL_DOT,
             super::super::affine::SOFTMAX,
-            super::super::norm::FINISH_VAR,
+            super::super::norm::FINISH_STATS,
             super::super::norm::FIRST_VALUES,
-            super::super::norm::FINISH_SHIFTED,
+            super::super::norm::FINISH_GRADS,
             super::super::norm::INV_STD_OF,
             super::super::norm::APPLY,
-            super::super::norm::GROUP_COMBINE,
             super::super::norm::NORM_DX,
         ] {
             all.push((k, vec![]));

@@ -3,18 +3,25 @@
 //! Formulas: `crate::layers`.
 //!
 //! Forward: the statistics in one pass over `x` (sums of `x - shift` and its square, the shift of
-//! each statistic one of its own values) -> mean, variance, `inv_std` (and the running
-//! statistics, batch norm in train mode) -> `y` in one element-wise pass. A constant
+//! each statistic one of its own values) -> `finish_stats`: mean, variance, `inv_std` (and the
+//! running statistics, batch norm in train mode) -> `y` in one element-wise pass. A constant
 //! channel has variance exactly 0. `xhat` is not kept: the cache holds `x` (shared, not copied)
 //! and the statistics, and the backward pass recomputes `xhat = (x - mean) * inv_std` where it
 //! reads it, in the same operations as the forward pass (so the same bits), which saves a
-//! tensor's write and its memory. Backward: per-statistic sums of `dout` and `dout * xhat` in
-//! one pass (they are also `dbeta` and `dgamma`), weighted by `gamma` per statistic, then `dx`
-//! element by element.
+//! tensor's write and its memory. Backward: per-channel sums of `dout` and `dout * xhat` in one
+//! pass -> `finish_grads`: `dbeta`, `dgamma`, and the sums per statistic weighted by `gamma`
+//! -> `dx` element by element.
+//!
+//! On CPU adapters the reduction leaves a few rows of partial sums per channel (its last pass
+//! is a serial fold, see `Gpu::partial_sums`); `finish_stats` and `finish_grads` add them in
+//! the fold's order themselves, so each norm pass is three dispatches where it was six to
+//! ten (the fold, the group combination and the finishing steps each had their own). Where a
+//! thread's serial loop would pass llvmpipe's loop budget, the partial sums are folded first
+//! (and group norm's per-channel sums over very many images take the reduction).
 
 use super::kernels::{uniform, Access, Kernel};
 use super::launch::{count, WG};
-use super::reduce::Terms;
+use super::reduce::{Partials, Terms};
 use super::{Arg, Gpu, Tensor};
 use crate::error::{Error, Result};
 use crate::layers::{BatchNorm, GroupNorm, NormMode};
@@ -33,6 +40,7 @@ uniform! {
         update: u32,
         weighted: u32,
         train: u32,
+        rows: u32,
     }
 }
 
@@ -49,10 +57,16 @@ pub(crate) const FIRST_VALUES: Kernel = Kernel::new::<NormParams>(
     &[(1, R), (3, W)],
 )
 .streamed();
-pub(crate) const FINISH_SHIFTED: Kernel =
-    FIRST_VALUES.entry("finish_shifted", &[(1, R), (2, R), (3, W), (4, W), (8, R)]);
-pub(crate) const FINISH_VAR: Kernel =
-    FIRST_VALUES.entry("finish_var", &[(1, R), (2, R), (3, W), (4, W), (5, W)]);
+/// The bindings of `finish_stats`: t1, t2; mean, inv_std, running mean, running var; shift.
+pub(crate) const FINISH_STATS: Kernel = FIRST_VALUES.entry(
+    "finish_stats",
+    &[(1, R), (2, R), (3, W), (4, W), (5, W), (13, W), (8, R)],
+);
+/// The bindings of `finish_grads`: t1, t2; dbeta, dgamma, sd, sdx; gamma.
+pub(crate) const FINISH_GRADS: Kernel = FIRST_VALUES.entry(
+    "finish_grads",
+    &[(1, R), (2, R), (3, W), (4, W), (5, W), (13, W), (6, R)],
+);
 pub(crate) const INV_STD_OF: Kernel = FIRST_VALUES.entry("inv_std_of", &[(1, R), (3, W)]);
 /// The bindings of `apply` and `apply4`: x, inv_std; y; gamma, beta, mean.
 const APPLY_BINDINGS: &[(u32, Access)] = &[(1, R), (2, R), (3, W), (6, R), (7, R), (8, R)];
@@ -78,8 +92,6 @@ pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
     APPLY_BINDINGS,
 );
 pub(crate) const NORM_DX4: Kernel = APPLY4.entry("norm_dx4", DX_BINDINGS);
-pub(crate) const GROUP_COMBINE: Kernel =
-    FIRST_VALUES.entry("group_combine", &[(1, R), (3, W), (6, R)]);
 pub(crate) const NORM_DX: Kernel = FIRST_VALUES.entry("norm_dx", DX_BINDINGS);
 
 /// The running statistics of a batch norm layer, on the GPU: `None` until the first
@@ -195,9 +207,29 @@ impl Layout {
 impl Gpu {
     /// One launch of a streamed `norm.wgsl` kernel over `total` items, tensors bound whole.
     fn norm_launch(&self, k: &Kernel, p: NormParams, args: &[&Tensor]) -> Result<()> {
-        // group_combine, the only one with an inner loop, runs cg iterations per item.
-        let workgroups = self.stream_workgroups(u64::from(p.total), u64::from(p.cg));
+        self.norm_launch_inner(k, p, 0, args)
+    }
+
+    /// [`Gpu::norm_launch`] of a kernel whose items each run `inner` loop iterations.
+    fn norm_launch_inner(
+        &self,
+        k: &Kernel,
+        p: NormParams,
+        inner: usize,
+        args: &[&Tensor],
+    ) -> Result<()> {
+        let workgroups = self.stream_workgroups(u64::from(p.total), inner as u64);
         self.norm_dispatch(k, &[], p, workgroups, args)
+    }
+
+    /// The partial sums `p` as the finish kernels take them: as they are where an item's
+    /// serial loops (`inner(rows)` iterations for `rows` partial rows) stay within the loop
+    /// budget, else folded first (one row).
+    fn foldable(&self, p: Partials, inner: impl Fn(usize) -> usize) -> Result<Partials> {
+        if self.within_loop_budget(inner(p.rows) as u64) {
+            return Ok(p);
+        }
+        self.fold_partials(p, None)
     }
 
     /// One launch of a `norm_vec4.wgsl` kernel for layout `l` over `total` vec4s: `STREAM` in
@@ -221,30 +253,6 @@ impl Gpu {
     ) -> Result<()> {
         let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
         self.launch(k, consts, 1, &args, |_| Ok((p, workgroups)))
-    }
-
-    /// `group_combine` of per-channel sums `t` into `stats` sums (weighted by `gamma`).
-    fn combine(
-        &self,
-        t: &Tensor,
-        gamma: Option<&Tensor>,
-        l: &Layout,
-        stats: usize,
-    ) -> Result<Tensor> {
-        let out = self.alloc("norm statistics", &[stats], false)?;
-        let (groups, cg) = if l.groups == 0 {
-            (l.c, 1)
-        } else {
-            (l.groups, l.cg)
-        };
-        let p = NormParams {
-            groups: count(groups)?,
-            cg: count(cg)?,
-            weighted: u32::from(gamma.is_some()),
-            ..l.params(stats)?
-        };
-        self.norm_launch(&GROUP_COMBINE, p, &[t, &out, gamma.unwrap_or(t)])?;
-        Ok(out)
     }
 
     /// Checks `x`, `gamma`, `beta` and returns the layout for `groups` (0: batch norm).
@@ -312,38 +320,26 @@ impl Gpu {
             groups: l.groups,
             cg: l.cg,
         };
-        let dims = (l.m, l.pixels, l.c);
-        let (s1, s2) = if l.groups == 0 {
-            let (s1, s2) = self.sums(x, shifted, dims, false, None)?;
-            (s1, s2)
-        } else {
-            let (t1, t2) = self.sums(x, shifted, dims, true, None)?;
-            let t2 = t2.ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
-            let stats = l.m * l.groups;
-            (
-                self.combine(&t1, None, l, stats)?,
-                Some(self.combine(&t2, None, l, stats)?),
-            )
-        };
-        let s2 = s2.ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
+        let per_image = l.groups != 0;
+        let part = self.partial_sums(x, shifted, (l.m, l.pixels, l.c), per_image, None)?;
+        let part = self.foldable(part, |rows| l.cg * (rows + 1))?;
+        let t2 = part
+            .second
+            .as_ref()
+            .ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
         let mean = self.alloc("norm mean", &[l.stats], false)?;
-        let var = self.alloc("norm variance", &[l.stats], false)?;
-        self.norm_launch(
-            &FINISH_SHIFTED,
-            l.params(l.stats)?,
-            &[&s1, &s2, &mean, &var, &shift],
-        )?;
         let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
         let p = NormParams {
-            n: 1.0, // `var` is already the variance
             eps: eps as f32,
             momentum: running.map_or(0.0, |r| r.2 as f32),
             update: u32::from(running.is_some()),
+            rows: count(part.rows)?,
             ..l.params(l.stats)?
         };
         let (rm, rv) = running.map_or((&inv_std, &inv_std), |r| (r.0, r.1));
-        // Without running statistics, dst2 / dst3 are bound to inv_std but never written.
-        self.norm_launch(&FINISH_VAR, p, &[&var, &mean, &inv_std, rm, rv])?;
+        // Without running statistics, dst3 / dst4 are bound to inv_std but never written.
+        let args = [&part.first, t2, &mean, &inv_std, rm, rv, &shift];
+        self.norm_launch_inner(&FINISH_STATS, p, l.cg * (part.rows + 1), &args)?;
         Ok((mean, inv_std))
     }
 
@@ -527,18 +523,34 @@ impl Gpu {
             groups: l.groups,
             cg: l.cg,
         };
-        let (t1, t2) = self.sums(dout, normalised, (l.m, l.pixels, l.c), per_image, None)?;
-        let t2 = t2.ok_or_else(|| Error::Kernel("a pair of sums without its second".into()))?;
-        let (dbeta, dgamma) = if per_image {
-            (
-                self.row_sums(&t1, None, (1, l.m, l.c), false, None)?,
-                self.row_sums(&t2, None, (1, l.m, l.c), false, None)?,
-            )
-        } else {
-            (t1.clone(), t2.clone())
+        let part = self.partial_sums(dout, normalised, (l.m, l.pixels, l.c), per_image, None)?;
+        // Serial iterations of an item: a statistic's channels, or a channel's images.
+        let inner = |rows: usize| (rows + 1) * l.cg.max(if per_image { l.m } else { 1 });
+        let part = self.foldable(part, inner)?;
+        let t2 = part
+            .second
+            .as_ref()
+            .ok_or_else(|| Error::Kernel("a pair of sums without its second".into()))?;
+        let dbeta = self.alloc("norm dbeta", &[l.c], false)?;
+        let dgamma = self.alloc("norm dgamma", &[l.c], false)?;
+        let sd = self.alloc("norm sum dxhat", &[l.stats], false)?;
+        let sdx = self.alloc("norm sum dxhat * xhat", &[l.stats], false)?;
+        // Group norm's per-channel sums over many images (one item each) in the same kernel
+        // only while an item's loop stays within the loop budget; else by the reduction.
+        let channels = !per_image || self.within_loop_budget(inner(part.rows) as u64);
+        let items = l.stats + if per_image && channels { l.c } else { 0 };
+        let p = NormParams {
+            update: u32::from(channels),
+            rows: count(part.rows)?,
+            ..l.params(items)?
         };
-        let sd = self.combine(&t1, Some(&cache.gamma), &l, l.stats)?;
-        let sdx = self.combine(&t2, Some(&cache.gamma), &l, l.stats)?;
+        let args = [&part.first, t2, &dbeta, &dgamma, &sd, &sdx, &cache.gamma];
+        self.norm_launch_inner(&FINISH_GRADS, p, inner(part.rows), &args)?;
+        if !channels {
+            // `part` is folded (one row per image): sum it over the images.
+            self.row_sums(&part.first, None, (1, l.m, l.c), false, Some(&dbeta))?;
+            self.row_sums(t2, None, (1, l.m, l.c), false, Some(&dgamma))?;
+        }
         let dx = self.alloc("norm dx", x_like.shape(), false)?;
         let vec4 = l.vec4();
         let p = NormParams {

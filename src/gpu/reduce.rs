@@ -150,6 +150,17 @@ impl Terms<'_> {
     }
 }
 
+/// What [`Gpu::partial_sums`] leaves: `(segments, rows, cols)` partial sums per tensor (the
+/// second for [`Terms::Shifted`] and [`Terms::Normalised`]); each column's sum is its rows
+/// added in order. `rows` is 1 where the sums are complete.
+pub(crate) struct Partials {
+    pub first: Tensor,
+    pub second: Option<Tensor>,
+    pub segments: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
 impl Gpu {
     /// The row lanes of `reduce_rows4_flat` (tiles of `ct4` vec4 columns) that get rows of a
     /// block of `rows`: the span groups that start below `rows`, `SPANS` lanes each (see
@@ -195,10 +206,52 @@ impl Gpu {
         &self,
         a: &Tensor,
         terms: Terms,
-        (m, rows, cols): (usize, usize, usize),
+        dims: (usize, usize, usize),
         per_image: bool,
         out: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
+        let p = self.partial_sums(a, terms, dims, per_image, out)?;
+        let p = self.fold_partials(p, out)?;
+        Ok((p.first, p.second))
+    }
+
+    /// `p` with one row per segment: itself where it has, else folded by [`FOLD`] (the first
+    /// tensor into `out` where given).
+    pub(crate) fn fold_partials(&self, p: Partials, out: Option<&Tensor>) -> Result<Partials> {
+        if p.rows == 1 {
+            return Ok(p);
+        }
+        let fold = |t: &Tensor, out| {
+            let next = self.output(out, p.segments * p.cols)?;
+            self.fold(t, &next, (p.segments, p.rows, p.cols))?;
+            Ok::<_, crate::Error>(next)
+        };
+        let first = fold(&p.first, out)?;
+        let second = match &p.second {
+            Some(t) => Some(fold(t, None)?),
+            None => None,
+        };
+        Ok(Partials {
+            first,
+            second,
+            rows: 1,
+            ..p
+        })
+    }
+
+    /// [`Gpu::sums`] up to its last pass: on CPU adapters the sums may be left as a few rows
+    /// of partial sums per segment (`(segments, rows, cols)`), to be added serially in row
+    /// order ([`FOLD`]'s order) by whoever reads them, which saves a dispatch; elsewhere, and
+    /// when one pass sufficed, `rows` is 1 and the tensors (the first one `out` where given)
+    /// hold the sums.
+    pub(crate) fn partial_sums(
+        &self,
+        a: &Tensor,
+        terms: Terms,
+        (m, rows, cols): (usize, usize, usize),
+        per_image: bool,
+        out: Option<&Tensor>,
+    ) -> Result<Partials> {
         let blocks = rows.div_ceil(BLOCK).max(1);
         let mode = terms.mode(a);
         let spans = u32::from(self.quirks().reduce_spans);
@@ -352,32 +405,39 @@ impl Gpu {
         } else {
             (1, m * blocks * parts)
         };
-        let first = self.finish_sums(first, (segments, rows, cols), out)?;
+        let (first, left) = self.finish_sums(first, (segments, rows, cols), out)?;
         let second = match second {
-            Some(t) => Some(self.finish_sums(t, (segments, rows, cols), None)?),
+            Some(t) => Some(self.finish_sums(t, (segments, rows, cols), None)?.0),
             None => None,
         };
-        Ok((first, second))
+        Ok(Partials {
+            first,
+            second,
+            segments,
+            rows: left,
+            cols,
+        })
     }
 
-    /// Reduces block sums `(segments, rows, cols)` until one block per segment is left.
+    /// Reduces block sums `(segments, rows, cols)` until one block per segment is left, or
+    /// until a few rows are left that a serial fold adds best (CPU adapters; see
+    /// [`Gpu::partial_sums`]). Returns the tensor and its rows per segment.
     fn finish_sums(
         &self,
         mut current: Tensor,
         (segments, mut rows, cols): (usize, usize, usize),
         out: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, usize)> {
         while rows > 1 {
             let blocks = rows.div_ceil(BLOCK);
+            if blocks == 1 && rows <= FOLD_ROWS_MAX && self.quirks().reduce_spans {
+                return Ok((current, rows));
+            }
             let next = if blocks == 1 {
                 self.output(out, segments * cols)?
             } else {
                 self.alloc("row sums", &[segments, blocks, cols], false)?
             };
-            if blocks == 1 && rows <= FOLD_ROWS_MAX && self.quirks().reduce_spans {
-                self.fold(&current, &next, (segments, rows, cols))?;
-                return Ok(next);
-            }
             self.reduce_view(
                 &current,
                 &next,
@@ -387,7 +447,7 @@ impl Gpu {
             current = next;
             rows = blocks;
         }
-        Ok(current)
+        Ok((current, 1))
     }
 
     /// `out` `(segments, cols)`: the sums of `a` `(segments, rows, cols)` over its rows, each
