@@ -8,9 +8,12 @@
 //!   waits for the device in the middle of an epoch. After the first step of a network has run,
 //!   no op waits for the device again.
 //! * **Decisions resist noise**: each variant runs once to compile, then [`ROUNDS`] interleaved
-//!   rounds time every variant (a slow moment of the machine hits all of them alike). The default
-//!   (first) variant is kept unless another one's median is at least [`MARGIN`] faster and its
-//!   slowest round beats the default's median.
+//!   rounds time every variant (a slow moment of the machine hits all of them alike). Each
+//!   variant is judged by its fastest round: a busy machine only ever adds time, so the fastest
+//!   round is the one nearest the kernel's own cost (judged by medians, one benchmark run kept a
+//!   variant for the `stem` shape's data gradient that took 21.5 ms where other runs chose one
+//!   of 6.4 ms). The default (first) variant is kept unless another one's fastest round is at
+//!   least [`MARGIN`] faster than the default's.
 //! * Ops under [`TUNE_MIN_MACS`] multiply-adds take the default untimed;
 //!   `GpuOptions::no_autotune` skips the timing everywhere.
 //! * **Choices persist** in a small JSON file (the tuning cache, see [`TuningCache`]), keyed by
@@ -37,7 +40,7 @@ pub(crate) const TUNE_MIN_MACS: f64 = 1e6;
 /// Timed rounds per decision.
 pub(crate) const ROUNDS: usize = 3;
 
-/// How much faster (median) another variant must be than the default to be chosen.
+/// How much faster (fastest round) another variant must be than the default to be chosen.
 pub(crate) const MARGIN: f64 = 0.10;
 
 /// The ops that have variants.
@@ -142,7 +145,7 @@ impl CacheFile {
     }
 }
 
-/// The choices made so far, with the medians they were made from.
+/// The choices made so far.
 pub(crate) struct Tuner {
     chosen: Mutex<HashMap<TuneKey, usize>>,
     enabled: bool,
@@ -197,20 +200,22 @@ pub(crate) fn median(samples: &mut [f64]) -> f64 {
     }
 }
 
-/// The variant to keep from each variant's timed rounds: the default (0) unless another is
-/// clearly faster (see the module docs).
+/// The variant to keep from each variant's timed rounds: the default (0) unless another's
+/// fastest round is clearly faster than the default's (see the module docs).
 pub(crate) fn decide(rounds: &[Vec<f64>]) -> usize {
-    let medians: Vec<f64> = rounds.iter().map(|r| median(&mut r.clone())).collect();
-    let Some(&default) = medians.first() else {
+    let fastest: Vec<f64> = rounds
+        .iter()
+        .map(|r| r.iter().copied().fold(f64::INFINITY, f64::min))
+        .collect();
+    let Some(&default) = fastest.first() else {
         return 0;
     };
-    let (best, &best_median) = medians
+    let (best, &best_time) = fastest
         .iter()
         .enumerate()
         .min_by(|a, b| a.1.total_cmp(b.1))
         .unwrap_or((0, &default));
-    let slowest = rounds[best].iter().copied().fold(0.0, f64::max);
-    if best != 0 && best_median < default * (1.0 - MARGIN) && slowest < default {
+    if best != 0 && best_time < default * (1.0 - MARGIN) {
         best
     } else {
         0
@@ -308,12 +313,23 @@ mod tests {
 
     #[test]
     fn tuning_keeps_the_default_unless_another_is_clearly_faster() {
-        // Within noise: keep the default.
+        // Within the margin: keep the default.
         assert_eq!(decide(&[vec![10.0, 11.0, 12.0], vec![9.5, 10.0, 30.0]]), 0);
-        // Faster median but one slow round above the default's median: keep the default.
-        assert_eq!(decide(&[vec![10.0, 10.0, 10.0], vec![5.0, 5.0, 10.5]]), 0);
+        assert_eq!(decide(&[vec![10.0, 10.0, 10.0], vec![9.2, 9.0, 9.1]]), 0);
         // Clearly faster in every round.
         assert_eq!(decide(&[vec![10.0, 10.0, 10.0], vec![8.0, 8.5, 8.9]]), 1);
         assert_eq!(decide(&[vec![10.0], vec![9.0], vec![4.0]]), 2);
+        // Two of the fast variant's rounds slowed by other work (its median is the slowest):
+        // its fastest round still shows what it costs.
+        assert_eq!(
+            decide(&[
+                vec![21.5, 22.0, 21.0],
+                vec![30.0, 6.4, 25.0],
+                vec![12.0, 12.5, 13.0]
+            ]),
+            1
+        );
+        // A default slowed in one round keeps its place against a variant that is not faster.
+        assert_eq!(decide(&[vec![40.0, 10.0, 10.5], vec![10.0, 9.8, 9.9]]), 0);
     }
 }
