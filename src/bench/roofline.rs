@@ -7,7 +7,6 @@ use super::profile::gpu_time;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{simple, uniform, Kernel};
 use crate::gpu::launch::{count, WG};
-use crate::gpu::tune::median;
 use crate::gpu::{Arg, Gpu};
 
 uniform! {
@@ -227,4 +226,17 @@ pub fn probe_copy(gpu: &Gpu, bytes: usize, reps: usize) -> Result<Probe> {
         work: 2.0 * 16.0 * n as f64,
         timing,
     })
+}
+
+/// Median of the samples (sorted in place); NaN for none.
+pub(crate) fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        0.5 * (samples[n / 2 - 1] + samples[n / 2])
+    }
 }

@@ -187,19 +187,6 @@ impl Tuner {
     }
 }
 
-/// Median of the samples (sorted in place); NaN for none.
-pub(crate) fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        0.5 * (samples[n / 2 - 1] + samples[n / 2])
-    }
-}
-
 /// The variant to keep from each variant's timed rounds: the default (0) unless another's
 /// fastest round is clearly faster than the default's (see the module docs).
 pub(crate) fn decide(rounds: &[Vec<f64>]) -> usize {
