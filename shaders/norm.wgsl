@@ -2,11 +2,11 @@
 // between them are the deterministic reduction (reduce.wgsl). A "statistic" s is a channel c
 // (batch norm: groups = 0, over (N, H, W)) or a (sample i, group g) pair (group norm: s = i * groups
 // + c / cg, over (H, W, cg channels)); n elements contribute to each.
-//   first_values:  shift[s] = the first element of statistic s
 //   finish_stats:  from the partial sums that reduce.wgsl leaves (t1 of x - shift, t2 of its
-//                  square; `rows` rows per segment and channel, added in row order, then a group's
-//                  channels in order): S1, S2 per statistic, then
-//                  mean[s] = shift[s] + S1 / n;  var = max(S2 / n - (S1 / n)^2, 0);
+//                  square, the shift of statistic s its first element; `rows` rows per segment
+//                  and channel, added in row order, then a group's channels in order): S1, S2 per
+//                  statistic, then
+//                  mean[s] = shift + S1 / n;  var = max(S2 / n - (S1 / n)^2, 0);
 //                  inv_std[s] = 1 / sqrt(var + eps); with update = 1 also
 //                  running_mean = momentum * running_mean + (1 - momentum) * mean (and running_var)
 //   inv_std_of:    inv_std[s] = 1 / sqrt(var[s] + eps)        (test mode, from the running var)
@@ -21,8 +21,8 @@
 //                  with sd = sum(dxhat), sdx = sum(dxhat * xhat) over the statistic, dxhat = dout * gamma,
 //                  xhat from x (binding 11) and the means (12) as apply computed it;
 //                  test:  dx = gamma[c] * inv_std[s] * dout
-// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd (apply: the means; finish_stats: the
-// shifts), 9 sdx, 10 inv, 11 x, 12 mean (norm_dx): read; 3 dst, 4 dst2, 5 dst3, 13 dst4: write
+// Bindings: 0 params; 1 src, 2 aux, 6 gamma, 7 beta, 8 sd (apply: the means; finish_stats: x),
+// 9 sdx, 10 inv, 11 x, 12 mean (norm_dx): read; 3 dst, 4 dst2, 5 dst3, 13 dst4: write
 // (which ones each entry uses: see `src/gpu/norm.rs`).
 
 override WG: u32 = 64u;
@@ -70,22 +70,6 @@ fn stat(idx: u32) -> u32 {
     return (idx / p.per_image) * p.groups + c / p.cg;
 }
 
-@compute @workgroup_size(WG)
-fn first_values(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let items = stream_range(linear_id(wid, nwg, lid), nwg.x * nwg.y * WG, p.total);
-    for (var s = items.x; s < items.y; s += items.z) {
-        var i = s;
-        if (p.groups > 0u) {
-            i = (s / p.groups) * p.per_image + (s % p.groups) * p.cg;
-        }
-        dst[s] = src[i];
-    }
-}
-
 // The partial sums of channel col in segment seg (src and aux side by side), added in row order
 // as reduce.wgsl's fold_rows adds them.
 fn folded(seg: u32, col: u32) -> vec2<f32> {
@@ -121,8 +105,10 @@ fn finish_stats(
         for (var j = 1u; j < p.cg; j++) {
             t += folded(at.x, at.y + j);
         }
+        // The shift: statistic s's first element of x (as reduce.wgsl read it).
+        let first = select(s, (s / p.groups) * p.per_image + (s % p.groups) * p.cg, p.groups > 0u);
         let m1 = t.x / p.n;
-        let mean_s = sd[s] + m1;
+        let mean_s = sd[first] + m1;
         let var_s = max(t.y / p.n - m1 * m1, 0.0);
         dst[s] = mean_s;
         dst2[s] = 1.0 / sqrt(var_s + p.eps);

@@ -3,10 +3,12 @@
 //   out[s, b, c] = sum over the rows r of block b of  a[s, r, c]            (MODE 0)
 //                                                  or a[s, r, c] * w[s, r, c] (MODE 1)
 //                                                  or a[s, r, c]^2            (MODE 2)
-//   MODE 3: with d = a[s, r, c] - w[k], w holding a shift per statistic (k = c, or
-//           (seg0 + s) * groups + c / cg when groups > 0), out gets the sums of d and out2 the
-//           sums of d^2, in one pass: the statistics of a shifted by a value of its own, so that
-//           mean and variance come from one read without cancellation.
+//   MODE 3: with d = a[s, r, c] - shift, out gets the sums of d and out2 the sums of d^2, in one
+//           pass: the statistics of a shifted by a value of its own, so that mean and variance
+//           come from one read without cancellation. The shift is the statistic's first element,
+//           read from w, which is a bound whole: w[c] (groups = 0: the first row's), or
+//           w[(seg0 + s) * stride_s + (c / cg) * cg] (the segment's first row, the group's first
+//           column).
 //   MODE 4: out gets the sums of a and out2 the sums of a * xhat, in one pass, with
 //           xhat = (w[s, r, c] - mean[k]) * inv[k] (k as in MODE 3): the normalised input of a
 //           norm layer, recomputed from its input as the forward pass computed it.
@@ -87,7 +89,7 @@ fn reduce_rows(
             var m = 0.0;
             var inv_k = 0.0;
             if (MODE == 3u) {
-                shift = w[k];
+                shift = w[select(c, (p.seg0 + s) * p.stride_s + (c / p.cg) * p.cg, p.groups > 0u)];
             } else if (MODE == 4u) {
                 m = mean[k];
                 inv_k = inv[k];

@@ -2,9 +2,11 @@
 // a fixed order set by the shape alone (rows to lanes, then the tree over lanes), four columns
 // side by side in one vec4, with one vec4 load where the scalar kernel makes four.
 //   MODE 0: out = sums of a
-//   MODE 3: d = a - shift; out = sums of d, out2 = sums of d^2; shift per column (groups = 0,
-//           read as vec4s from binding 6) or per (segment, group of cg columns, cg a multiple
-//           of 4: one scalar for the four columns, binding 2)
+//   MODE 3: d = a - shift; out = sums of d, out2 = sums of d^2; the shift the statistic's first
+//           element of a itself, bound whole: per column (groups = 0: the first row, read as
+//           vec4s from binding 6) or per (segment, group of cg columns, cg a multiple of 4: the
+//           segment's first row, the group's first column, one scalar for the four columns,
+//           binding 2)
 //   MODE 4: out = sums of a, out2 = sums of a * xhat, xhat = (w - mean) * inv (binding 6 w; the
 //           statistics per column or per (segment, group of cg columns, any cg), bindings 2, 5)
 // One workgroup per (segment, block, tile of CT4 vec4-columns): thread t takes vec4-column
@@ -74,7 +76,8 @@ fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
             if (p.groups == 0u) {
                 shift = w4[it.c4];
             } else {
-                shift = vec4<f32>(w[(p.seg0 + it.s) * p.groups + (it.c4 * 4u) / p.cg]);
+                let first = (p.seg0 + it.s) * p.rows * p.cols4 * 4u + ((it.c4 * 4u) / p.cg) * p.cg;
+                shift = vec4<f32>(w[first]);
             }
         } else if (MODE == 4u) {
             // The four columns' statistics: their own (groups = 0), or their groups' (any cg).

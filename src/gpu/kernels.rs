@@ -272,7 +272,6 @@ mod tests {
             super::super::affine::MATMUL_DOT,
             super::super::affine::SOFTMAX,
             super::super::norm::FINISH_STATS,
-            super::super::norm::FIRST_VALUES,
             super::super::norm::FINISH_GRADS,
             super::super::norm::INV_STD_OF,
             super::super::norm::APPLY,

@@ -47,27 +47,26 @@ uniform! {
 const R: Access = Access::Read;
 const W: Access = Access::Write;
 
-pub(crate) const FIRST_VALUES: Kernel = Kernel::new::<NormParams>(
+pub(crate) const INV_STD_OF: Kernel = Kernel::new::<NormParams>(
     "norm.wgsl",
     concat!(
         include_str!("../../shaders/norm.wgsl"),
         include_str!("../../shaders/stream.wgsl")
     ),
-    "first_values",
+    "inv_std_of",
     &[(1, R), (3, W)],
 )
 .streamed();
-/// The bindings of `finish_stats`: t1, t2; mean, inv_std, running mean, running var; shift.
-pub(crate) const FINISH_STATS: Kernel = FIRST_VALUES.entry(
+/// The bindings of `finish_stats`: t1, t2; mean, inv_std, running mean, running var; x.
+pub(crate) const FINISH_STATS: Kernel = INV_STD_OF.entry(
     "finish_stats",
     &[(1, R), (2, R), (3, W), (4, W), (5, W), (13, W), (8, R)],
 );
 /// The bindings of `finish_grads`: t1, t2; dbeta, dgamma, sd, sdx; gamma.
-pub(crate) const FINISH_GRADS: Kernel = FIRST_VALUES.entry(
+pub(crate) const FINISH_GRADS: Kernel = INV_STD_OF.entry(
     "finish_grads",
     &[(1, R), (2, R), (3, W), (4, W), (5, W), (13, W), (6, R)],
 );
-pub(crate) const INV_STD_OF: Kernel = FIRST_VALUES.entry("inv_std_of", &[(1, R), (3, W)]);
 /// The bindings of `apply` and `apply4`: x, inv_std; y; gamma, beta, mean.
 const APPLY_BINDINGS: &[(u32, Access)] = &[(1, R), (2, R), (3, W), (6, R), (7, R), (8, R)];
 /// The bindings of `norm_dx` and `norm_dx4`: dout; dx; gamma, sd, sdx, inv_std, x, mean.
@@ -81,7 +80,7 @@ const DX_BINDINGS: &[(u32, Access)] = &[
     (11, R),
     (12, R),
 ];
-pub(crate) const APPLY: Kernel = FIRST_VALUES.entry("apply", APPLY_BINDINGS);
+pub(crate) const APPLY: Kernel = INV_STD_OF.entry("apply", APPLY_BINDINGS);
 pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
     "norm_vec4.wgsl",
     concat!(
@@ -92,7 +91,7 @@ pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
     APPLY_BINDINGS,
 );
 pub(crate) const NORM_DX4: Kernel = APPLY4.entry("norm_dx4", DX_BINDINGS);
-pub(crate) const NORM_DX: Kernel = FIRST_VALUES.entry("norm_dx", DX_BINDINGS);
+pub(crate) const NORM_DX: Kernel = INV_STD_OF.entry("norm_dx", DX_BINDINGS);
 
 /// The running statistics of a batch norm layer, on the GPU: `None` until the first
 /// train-mode pass, which starts them at zeros (as cs231n does).
@@ -313,10 +312,7 @@ impl Gpu {
         eps: f64,
         running: Option<(&Tensor, &Tensor, f64)>,
     ) -> Result<(Tensor, Tensor)> {
-        let shift = self.alloc("norm shift", &[l.stats], false)?;
-        self.norm_launch(&FIRST_VALUES, l.params(l.stats)?, &[x, &shift])?;
         let shifted = Terms::Shifted {
-            shift: &shift,
             groups: l.groups,
             cg: l.cg,
         };
@@ -338,7 +334,7 @@ impl Gpu {
         };
         let (rm, rv) = running.map_or((&inv_std, &inv_std), |r| (r.0, r.1));
         // Without running statistics, dst3 / dst4 are bound to inv_std but never written.
-        let args = [&part.first, t2, &mean, &inv_std, rm, rv, &shift];
+        let args = [&part.first, t2, &mean, &inv_std, rm, rv, x];
         self.norm_launch_inner(&FINISH_STATS, p, l.cg * (part.rows + 1), &args)?;
         Ok((mean, inv_std))
     }

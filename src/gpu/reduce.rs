@@ -130,12 +130,10 @@ pub(crate) enum Terms<'a> {
         cg: usize,
     },
     /// `d = a - shift` into the first result and `d^2` into the second, in one pass; the shift
-    /// per column (`groups = 0`) or per (image, group of `cg` columns).
-    Shifted {
-        shift: &'a Tensor,
-        groups: usize,
-        cg: usize,
-    },
+    /// a value of `a` itself, the first of each statistic: `a[0, 0, c]` per column (`groups =
+    /// 0`), `a[i, 0, g * cg]` per (image `i`, group `g` of `cg` columns). (`a` is also bound
+    /// whole for it.)
+    Shifted { groups: usize, cg: usize },
 }
 
 impl Terms<'_> {
@@ -298,7 +296,7 @@ impl Gpu {
             Terms::Product(w) | Terms::Normalised { x: w, .. } => {
                 Some(w.reshape(&[m, rows * cols])?)
             }
-            Terms::Shifted { shift, .. } => Some(shift.clone()),
+            Terms::Shifted { .. } => Some(a4.clone()),
             Terms::Sum => None,
         };
         let batched_w = !matches!(terms, Terms::Shifted { .. });
