@@ -334,8 +334,17 @@ fn check_optimizers(shape: [usize; 2]) {
 #[test]
 fn layout_conversions_match_the_cpu_reference() {
     // Odd sizes (element by element), widths in fours (four at a time), and channels and
-    // widths in fours (4 x 4 tile transposes both ways).
-    for shape in [[2, 3, 4, 5], [2, 3, 5, 8], [2, 8, 3, 4], [3, 4, 4, 8]] {
+    // widths in fours (4 x 4 tile transposes both ways; their tile extents are specialised
+    // into the kernel: several shapes, one with more tiles than a CPU adapter's grid has
+    // threads).
+    for shape in [
+        [2, 3, 4, 5],
+        [2, 3, 5, 8],
+        [2, 8, 3, 4],
+        [3, 4, 4, 8],
+        [5, 12, 9, 16],
+        [64, 8, 64, 64],
+    ] {
         check_layout(shape);
     }
 }

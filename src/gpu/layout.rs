@@ -85,9 +85,21 @@ impl Gpu {
                     total: u(x.len() / 16)?,
                     ..TransposeParams::default()
                 };
-                self.launch(&TRANSPOSE, &[], 1, &[Arg::Whole(x), Arg::Whole(&y)], |_| {
-                    Ok((p, self.stream_workgroups(u64::from(p.total), 0)))
-                })?;
+                // Tile extents along output axes 1..3 (axis ax and the last one in fours).
+                let tile = |k: usize| u(out[k] / if k == 3 || k == ax { 4 } else { 1 });
+                let consts = [
+                    ("E1", tile(1)?),
+                    ("E2", tile(2)?),
+                    ("E3", tile(3)?),
+                    ("AX", ax as u32),
+                ];
+                self.launch(
+                    &TRANSPOSE,
+                    &consts,
+                    1,
+                    &[Arg::Whole(x), Arg::Whole(&y)],
+                    |_| Ok((p, self.stream_workgroups(u64::from(p.total), 0))),
+                )?;
                 return Ok(y);
             }
         }
