@@ -36,8 +36,8 @@ struct Params {
     n: f32,          // elements per statistic
     eps: f32,
     momentum: f32,
-    update: u32,     // finish_var: update the running statistics
-    weighted: u32,   // group_combine: multiply by gamma
+    update: u32,     // finish_stats: update the running statistics; finish_grads: also the
+                     // per-channel sums (dbeta, dgamma)
     train: u32,      // norm_dx: train-mode formula
     rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
 }

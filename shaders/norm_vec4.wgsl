@@ -23,7 +23,6 @@ struct Params {
     eps: f32,
     momentum: f32,
     update: u32,
-    weighted: u32,
     train: u32,
     rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
 }

@@ -38,7 +38,6 @@ uniform! {
         eps: f32,
         momentum: f32,
         update: u32,
-        weighted: u32,
         train: u32,
         rows: u32,
     }
