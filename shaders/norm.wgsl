@@ -15,8 +15,8 @@
 //   finish_grads:  from the partial sums of dout (t1) and dout * xhat (t2), added as in
 //                  finish_stats: sd[s] = sum_{j < cg} gamma[g*cg + j] * T1[i, g*cg + j] and sdx[s]
 //                  likewise (fma in channel order; batch norm: one channel), and per channel
-//                  dbeta[c] = sum over the images of T1[i, c], dgamma[c] of T2 (update = 1; batch
-//                  norm: the same thread, one segment)
+//                  dbeta[c] = sum over the images of T1[i, c], dgamma[c] of T2 (group norm:
+//                  update = 1; batch norm: the same thread, one segment)
 //   norm_dx:       train: dx = inv_n * inv_std[s] * (n * gamma[c] * dout - sd[s] - xhat * sdx[s])
 //                  with sd = sum(dxhat), sdx = sum(dxhat * xhat) over the statistic, dxhat = dout * gamma,
 //                  xhat from x (binding 11) and the means (12) as apply computed it;
@@ -36,8 +36,8 @@ struct Params {
     n: f32,          // elements per statistic
     eps: f32,
     momentum: f32,
-    update: u32,     // finish_stats: update the running statistics; finish_grads: also the
-                     // per-channel sums (dbeta, dgamma)
+    update: u32,     // finish_stats: update the running statistics; finish_grads (group norm):
+                     // also the per-channel sums (dbeta, dgamma)
     train: u32,      // norm_dx: train-mode formula
     rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
 }
@@ -106,9 +106,8 @@ fn finish_stats(
             t += folded(at.x, at.y + j);
         }
         // The shift: statistic s's first element of x (as reduce.wgsl read it).
-        let first = select(s, (s / p.groups) * p.per_image + (s % p.groups) * p.cg, p.groups > 0u);
         let m1 = t.x / p.n;
-        let mean_s = sd[first] + m1;
+        let mean_s = sd[at.x * p.per_image + at.y] + m1;
         let var_s = max(t.y / p.n - m1 * m1, 0.0);
         dst[s] = mean_s;
         dst2[s] = 1.0 / sqrt(var_s + p.eps);
@@ -146,8 +145,8 @@ fn apply(
     }
 }
 
-// Items 0..stats: sd, sdx of statistic s (batch norm with update = 1: also dbeta, dgamma of its
-// channel); group norm with update = 1: items stats..stats + C: dbeta, dgamma of channel c.
+// Items 0..stats: sd, sdx of statistic s (batch norm: also dbeta, dgamma of its channel); group
+// norm with update = 1: items stats..stats + C: dbeta, dgamma of channel c.
 @compute @workgroup_size(WG)
 fn finish_grads(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -163,7 +162,7 @@ fn finish_grads(
             for (var j = 0u; j < p.cg; j++) {
                 let t = folded(at.x, at.y + j);
                 acc = fma(vec2<f32>(gamma[at.y + j]), t, acc);
-                if (p.groups == 0u && p.update != 0u) {
+                if (p.groups == 0u) {
                     dst[item] = t.x;
                     dst2[item] = t.y;
                 }

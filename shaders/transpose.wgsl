@@ -1,6 +1,6 @@
 // A 4 x 4 tile transpose for permutations that move the input's last axis (extent a multiple of
 // 4): thread t owns 4 consecutive outputs along the last output axis and 4 along output axis
-// `ax` (the input's last axis). It reads 4 vec4s along the input's last axis and writes 4 vec4s
+// AX (the input's last axis). It reads 4 vec4s along the input's last axis and writes 4 vec4s
 // along the output's (NHWC <-> NCHW with channels and widths in fours). Every index is computed
 // with the input strides `s` of each output axis and the output strides `t`; the tile extents
 // along output axes 1, 2, 3 (E1, E2, E3) and the axis AX are override constants, so that the
@@ -14,13 +14,12 @@ override E2: u32 = 1u;
 override E3: u32 = 1u;
 override AX: u32 = 0u;
 struct Params {
-    d: vec4<u32>,
     s: vec4<u32>,
     t: vec4<u32>,
-    ax: u32,
     total: u32,   // tiles
     pad0: u32,
     pad1: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> q: Params;

@@ -151,17 +151,23 @@ impl Gpu {
         } else {
             &[Product::Tiled]
         };
-        let mut image = [0i64; 12];
-        for (slot, v) in
-            image
-                .iter_mut()
-                .zip([n, kk, a.stride_row, a.stride_k, b.stride_row, b.stride_k])
-        {
-            *slot = v as i64;
-        }
         let key = TuneKey {
             op: TunedOp::Matmul,
-            image,
+            image: [
+                n,
+                kk,
+                a.stride_row,
+                a.stride_k,
+                b.stride_row,
+                b.stride_k,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ]
+            .map(|v| v as i64),
         };
         let launch = |product| {
             let (kernel, threads, per_thread) = match product {

@@ -33,13 +33,12 @@ pub(crate) const PERMUTE: Kernel = Kernel::new::<PermuteParams>(
 uniform! {
     /// The uniform block of `transpose.wgsl`.
     struct TransposeParams {
-        d: [u32; 4],
         s: [u32; 4],
         t: [u32; 4],
-        ax: u32,
         total: u32,
         pad0: u32,
         pad1: u32,
+        pad2: u32,
     }
 }
 
@@ -73,7 +72,6 @@ impl Gpu {
                 let t = [out[1] * out[2] * out[3], out[2] * out[3], out[3], 1];
                 let u = |v: usize| count(v);
                 let p = TransposeParams {
-                    d: [u(out[0])?, u(out[1])?, u(out[2])?, u(out[3])?],
                     s: [
                         u(strides[axes[0]])?,
                         u(strides[axes[1]])?,
@@ -81,7 +79,6 @@ impl Gpu {
                         u(strides[axes[3]])?,
                     ],
                     t: [u(t[0])?, u(t[1])?, u(t[2])?, u(t[3])?],
-                    ax: ax as u32,
                     total: u(x.len() / 16)?,
                     ..TransposeParams::default()
                 };

@@ -318,10 +318,7 @@ impl Gpu {
         let per_image = l.groups != 0;
         let part = self.partial_sums(x, shifted, (l.m, l.pixels, l.c), per_image, None)?;
         let part = self.foldable(part, |rows| l.cg * (rows + 1))?;
-        let t2 = part
-            .second
-            .as_ref()
-            .ok_or_else(|| Error::Kernel("shifted sums without squares".into()))?;
+        let t2 = part.pair()?;
         let mean = self.alloc("norm mean", &[l.stats], false)?;
         let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
         let p = NormParams {
@@ -522,26 +519,23 @@ impl Gpu {
         // Serial iterations of an item: a statistic's channels, or a channel's images.
         let inner = |rows: usize| (rows + 1) * l.cg.max(if per_image { l.m } else { 1 });
         let part = self.foldable(part, inner)?;
-        let t2 = part
-            .second
-            .as_ref()
-            .ok_or_else(|| Error::Kernel("a pair of sums without its second".into()))?;
+        let t2 = part.pair()?;
         let dbeta = self.alloc("norm dbeta", &[l.c], false)?;
         let dgamma = self.alloc("norm dgamma", &[l.c], false)?;
         let sd = self.alloc("norm sum dxhat", &[l.stats], false)?;
         let sdx = self.alloc("norm sum dxhat * xhat", &[l.stats], false)?;
-        // Group norm's per-channel sums over many images (one item each) in the same kernel
-        // only while an item's loop stays within the loop budget; else by the reduction.
-        let channels = !per_image || self.within_loop_budget(inner(part.rows) as u64);
-        let items = l.stats + if per_image && channels { l.c } else { 0 };
+        // Group norm's per-channel sums over the images (one item each) in the same kernel
+        // while an item's loop stays within the loop budget, else by the reduction (batch
+        // norm's are its statistics' own sums, which the kernel writes in any case).
+        let channel_items = per_image && self.within_loop_budget(inner(part.rows) as u64);
         let p = NormParams {
-            update: u32::from(channels),
+            update: u32::from(channel_items),
             rows: count(part.rows)?,
-            ..l.params(items)?
+            ..l.params(l.stats + if channel_items { l.c } else { 0 })?
         };
         let args = [&part.first, t2, &dbeta, &dgamma, &sd, &sdx, &cache.gamma];
         self.norm_launch_inner(&FINISH_GRADS, p, inner(part.rows), &args)?;
-        if !channels {
+        if per_image && !channel_items {
             // `part` is folded (one row per image): sum it over the images.
             self.row_sums(&part.first, None, (1, l.m, l.c), false, Some(&dbeta))?;
             self.row_sums(t2, None, (1, l.m, l.c), false, Some(&dgamma))?;

@@ -159,6 +159,15 @@ pub(crate) struct Partials {
     pub cols: usize,
 }
 
+impl Partials {
+    /// The second tensor of a pair of sums ([`Terms::Shifted`], [`Terms::Normalised`]).
+    pub fn pair(&self) -> Result<&Tensor> {
+        self.second
+            .as_ref()
+            .ok_or_else(|| crate::Error::Kernel("a pair of sums without its second".into()))
+    }
+}
+
 impl Gpu {
     /// The row lanes of `reduce_rows4_flat` (tiles of `ct4` vec4 columns) that get rows of a
     /// block of `rows`: the span groups that start below `rows`, `SPANS` lanes each (see

@@ -154,6 +154,11 @@ impl ConvReluPoolCache {
     }
 }
 
+/// The bias gradient of a backward pass asked for it (`bias = true`).
+fn asked_db(db: Option<Tensor>) -> Result<Tensor> {
+    db.ok_or_else(|| Error::Kernel("conv + ReLU + pool: no db".into()))
+}
+
 impl Gpu {
     /// A convolution, its bias, a ReLU and a max or average pool as one layer: `P =
     /// pool(max(0, conv(A_prev, W) + b))`, `P` `(m, n_H, n_W, n_C)` the pool's output. Where
@@ -263,7 +268,7 @@ impl Gpu {
         cache: &ConvReluPoolCache,
     ) -> Result<ConvGrads> {
         let (da_prev, dw, db) = self.conv_relu_pool_grads(dp, cache, true)?;
-        let db = db.ok_or_else(|| Error::Kernel("conv + ReLU + pool: no db".into()))?;
+        let db = asked_db(db)?;
         Ok(ConvGrads { da_prev, dw, db })
     }
 
@@ -326,10 +331,7 @@ impl Gpu {
         cache: &ConvReluPoolCache,
     ) -> Result<(Tensor, Tensor)> {
         let (dw, db) = self.conv_relu_pool_filter(dp, cache, true)?;
-        Ok((
-            dw,
-            db.ok_or_else(|| Error::Kernel("conv + ReLU + pool: no db".into()))?,
-        ))
+        Ok((dw, asked_db(db)?))
     }
 
     /// [`Gpu::conv_relu_pool_backward_filter`], `db` only when `bias` (see
