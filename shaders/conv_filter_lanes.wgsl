@@ -8,12 +8,14 @@
 // pixels one by one. Each thread keeps its channel's FH*FW*K sums in registers. The activations
 // that R pixels share (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from
 // `xs`) are loaded once per subgroup (lane l loads floats l, l + SG, ...) and handed to every
-// lane with `subgroupBroadcast`; each lane reads its own channel of dZ. Every sum runs over the slice's pixels in order, as in
+// lane with `subgroupBroadcast`; each lane reads its own channel of dZ, as a float (binding 8: the
+// same dZ, channels padded to 4): a vec4 load and a pick of its component is four loads on CPU
+// adapters, which load lane by lane. Every sum runs over the slice's pixels in order, as in
 // conv_filter_split, so both give the same bits and `filter_sum` finishes either.
 //
 // Stride 1 along the width, at most 4 input channels (c4_in = 1, K of them real), all output
 // channels in one workgroup. Overrides FH, FW, K, R and SG are unrolled.
-// Params and bindings: conv_filter_io.wgsl (xs, dz, part).
+// Params and bindings: conv_filter_io.wgsl (xs, part); 8 dzs, read.
 
 override WG: u32;
 override R: u32;
@@ -21,6 +23,8 @@ override FW: u32;
 override FH: u32;
 override K: u32;
 override SG: u32;
+
+@group(0) @binding(8) var<storage, read> dzs: array<f32>;
 
 @compute @workgroup_size(WG)
 fn conv_filter_lanes(
@@ -31,8 +35,7 @@ fn conv_filter_lanes(
 ) {
     let c4_out = (p.c_out + 3u) / 4u;
     let c = min(lid, p.c_out - 1u); // lanes past c_out repeat the last channel, store nothing
-    let q = c / 4u;
-    let e = c % 4u;
+    let c_pad = c4_out * 4u;
     let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
     // Slices are uniform over the workgroup: `s` comes from the workgroup id alone.
     for (var s = wid.y * nwg.x + wid.x; s < p.slices; s += nwg.x * nwg.y) {
@@ -58,7 +61,7 @@ fn conv_filter_lanes(
                 let at{i} = u32(select(0, col{i}, cok{i})) * K + (sl + {i*SG}u) % K; // @unroll(((R+FW-1)*K+SG-1)/SG)
                 let v{i} = select(0.0, xs[hrow{i/(((R+FW-1)*K+SG-1)/SG)} + at{i%(((R+FW-1)*K+SG-1)/SG)}], hin{i/(((R+FW-1)*K+SG-1)/SG)} && cok{i%(((R+FW-1)*K+SG-1)/SG)}); // @unroll(FH*(((R+FW-1)*K+SG-1)/SG))
                 let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
-                let d{i} = dz[(n + {i}u) * c4_out + q][e]; // @unroll(R)
+                let d{i} = dzs[(n + {i}u) * c_pad + c]; // @unroll(R)
                 // Line i: sum (t, k) = i / R over pixel r = i % R, pixels in order.
                 acc{i/R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)
                 db += d{i}; // @unroll(R)
@@ -71,7 +74,7 @@ fn conv_filter_lanes(
                 let tat{i} = u32(select(0, tcol{i}, tok{i})) * K + (sl + {i*SG}u) % K; // @unroll((FW*K+SG-1)/SG)
                 let u{i} = select(0.0, xs[hrow{i/((FW*K+SG-1)/SG)} + tat{i%((FW*K+SG-1)/SG)}], hin{i/((FW*K+SG-1)/SG)} && tok{i%((FW*K+SG-1)/SG)}); // @unroll(FH*((FW*K+SG-1)/SG))
                 let b{i} = subgroupBroadcast(u{(i/(FW*K))*((FW*K+SG-1)/SG) + (i%(FW*K))/SG}, {(i%(FW*K))%SG}u); // @unroll(FH*FW*K)
-                let d = dz[n * c4_out + q][e];
+                let d = dzs[n * c_pad + c];
                 acc{i} = fma(b{i}, d, acc{i}); // @unroll(FH*FW*K)
                 db += d;
                 ow += 1u;

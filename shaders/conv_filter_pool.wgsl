@@ -16,20 +16,23 @@
 // (m, conv_oh, conv_ow, C), or with POOLED = 1 the pool's output (m, POH, POW, C), which holds A
 // at each window's first maximum (for a pool whose input was never stored: conv_lanes with
 // POOL): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
+// Overrides: the filter (FH, FW, K; unrolled), the channels C, the pool's output grid POH x POW
+// and its window width PFW: constant divisors, which compile to multiplies where a CPU adapter
+// would divide lane by lane.
 
 override FH: u32;
 override FW: u32;
 override K: u32;
 override POOLED: u32 = 0u;
+override C: u32;
+override POH: u32;
+override POW: u32;
+override PFW: u32;
 
 struct Params {
     windows: u32,    // m * POH * POW
     per_part: u32,
     threads: u32,    // parts * C
-    c: u32,
-    pool_oh: u32,
-    pool_ow: u32,
-    pool_fw: u32,
     pool_sh: u32,
     pool_sw: u32,
     conv_oh: u32,
@@ -60,21 +63,21 @@ fn filter_from_pool(
     if (id >= p.threads) {
         return;
     }
-    let c = id % p.c;
-    let part = id / p.c;
+    let c = id % C;
+    let part = id / C;
     var acc{i} = 0.0; // @unroll(FH*FW*K)
     var bias = 0.0;
     let w1 = min((part + 1u) * p.per_part, p.windows);
     for (var wi = part * p.per_part; wi < w1; wi++) {
-        let q = wi * p.c + c;
+        let q = wi * C + c;
         let t = u32(first[q]);
-        let ox = wi % p.pool_ow;
-        let rest = wi / p.pool_ow;
-        let h = (rest % p.pool_oh) * p.pool_sh + t / p.pool_fw;
-        let x = ox * p.pool_sw + t % p.pool_fw;
-        let im = rest / p.pool_oh;
+        let ox = wi % POW;
+        let rest = wi / POW;
+        let h = (rest % POH) * p.pool_sh + t / PFW;
+        let x = ox * p.pool_sw + t % PFW;
+        let im = rest / POH;
         // The ReLU's mask at the maximum (NaN: masked, as relu_backward does).
-        let at = select(((im * p.conv_oh + h) * p.conv_ow + x) * p.c + c, q, POOLED == 1u);
+        let at = select(((im * p.conv_oh + h) * p.conv_ow + x) * C + c, q, POOLED == 1u);
         if (!(act[at] > 0.0)) {
             continue;
         }
@@ -88,7 +91,7 @@ fn filter_from_pool(
         let v{i} = select(0.0, xs[u32(max(base + {i/(FW*K)} * i32(p.in_w) + {(i/K)%FW}, 0)) * K + {i%K}u], yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K)
         acc{i} = fma(v{i}, g, acc{i}); // @unroll(FH*FW*K)
     }
-    let o = part * FH * FW * K * p.c + c;
-    out[o + {i}u * p.c] = acc{i}; // @unroll(FH*FW*K)
-    out_b[part * p.c + c] = bias;
+    let o = part * FH * FW * K * C + c;
+    out[o + {i}u * C] = acc{i}; // @unroll(FH*FW*K)
+    out_b[part * C + c] = bias;
 }

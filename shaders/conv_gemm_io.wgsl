@@ -37,9 +37,7 @@ struct Params {
     o_sw: u32,
     o_rh: u32,
     o_rw: u32,
-    // conv_lanes with POOL = 1: the pool's output grid and strides.
-    pool_oh: u32,
-    pool_ow: u32,
+    // conv_lanes with POOL = 1: the pool's strides.
     pool_sh: u32,
     pool_sw: u32,
 }

@@ -18,13 +18,15 @@
 //
 // POOL = 1: a max pool of PH x PW windows (strides pool_sh, pool_sw, windows inside the output)
 // of the ReLU'd outputs instead of the outputs themselves: the segments are the rows of groups
-// of NW = R / PW windows side by side (pool_sw = PW when NW > 1, and NW divides pool_ow), group
+// of NW = R / PW windows side by side (pool_sw = PW when NW > 1, and NW divides POW), group
 // after group, PH rows each. Each lane keeps its channel's running first maximum per window (a
 // value replaces it only when strictly greater, or NaN over a number: pool_vec4.wgsl's rule, so
 // the same maximum and tap) and writes it to z and its tap's row-major index in the window
-// (as f32) to zf, both (m, pool_oh, pool_ow, c_out); the outputs themselves are never stored.
+// (as f32) to zf, both (m, POH, POW, c_out); the outputs themselves are never stored.
 // `total` counts the chunk's window groups then. POOL = 0: zf is not written.
-// Params and bindings: conv_gemm_io.wgsl; 6 zf, write.
+// Params and bindings: conv_gemm_io.wgsl; 6 zf, write. Overrides OH x OW (the output grid) and
+// POH x POW (the pool's) are the divisors of the segment arithmetic: constants, which compile to
+// multiplies where CPU adapters divide lane by lane (seed 001's first layer: 12% faster).
 
 override WG: u32;
 override CB4: u32;
@@ -36,6 +38,10 @@ override SG: u32;
 override POOL: u32 = 0u;
 override PH: u32 = 1u;
 override PW: u32 = 1u;
+override OH: u32;
+override OW: u32;
+override POH: u32 = 1u;
+override POW: u32 = 1u;
 
 @group(0) @binding(6) var<storage, read_write> zf: array<f32>;
 
@@ -46,8 +52,8 @@ fn conv_lanes(
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_invocation_id) sl: u32,
 ) {
-    let segs_per_row = (p.out_w + R - 1u) / R;
-    var segs = (p.total / p.out_w) * segs_per_row;
+    let segs_per_row = (OW + R - 1u) / R;
+    var segs = (p.total / OW) * segs_per_row;
     if (POOL == 1u) {
         segs = p.total * PH;
     }
@@ -73,14 +79,14 @@ fn conv_lanes(
         var row = seg / segs_per_row; // (image, output row)
         var ow0 = (seg % segs_per_row) * R;
         if (POOL == 1u) {
-            let gw = p.pool_ow / (R / PW); // window groups per pool row
+            let gw = max(POW / (R / PW), 1u); // window groups per pool row (a constant divisor of 0 does not compile)
             let w = seg / PH; // window group (image, pool row, group)
             let pr = w / gw;
-            row = (pr / p.pool_oh) * p.out_h + (pr % p.pool_oh) * p.pool_sh + seg % PH;
+            row = (pr / POH) * OH + (pr % POH) * p.pool_sh + seg % PH;
             ow0 = (w % gw) * (R / PW) * p.pool_sw;
         }
-        let oh = row % p.out_h;
-        let im = row / p.out_h;
+        let oh = row % OH;
+        let im = row / OH;
         let c0 = i32(ow0) - p.left; // the segment's first input column
         let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
         let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
@@ -97,8 +103,8 @@ fn conv_lanes(
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
         acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*((K+3)/4)*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
         if (POOL == 0u) {
-            let zb = z_at(row * p.out_w + ow0) + c;
-            put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < p.out_w, acc{i} + bl); // @unroll(R)
+            let zb = z_at(row * OW + ow0) + c;
+            put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < OW, acc{i} + bl); // @unroll(R)
         } else {
             let dh = seg % PH;
             // -inf: the first tap always replaces it.

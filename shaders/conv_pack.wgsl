@@ -8,8 +8,10 @@
 // The forward pass takes every tap as it is (dh0 = dw0 = 0, steps 1, sub_fw = f_w_src). The
 // backward data pass flips the taps (dh0 = f_h - 1, steps -1) and transposes the channels
 // ((k_stride, c_stride) = (1, c_out)); at stride s it packs one phase's sub-filter, every s-th
-// tap flipped (steps -s_h, -s_w). One thread per float of the windows' rows that the kernels
-// read (taps_per_window * c4_in * 4 * CB4 vec4s of each 64 KiB window).
+// tap flipped (steps -s_h, -s_w). One thread per row of 4*CB4 floats (one input channel k of one
+// tap, every output channel of the block) of the rows that the kernels read (taps_per_window *
+// c4_in * 4 of each 64 KiB window): the index arithmetic, integer divisions that CPU adapters
+// run lane by lane, is paid once a row instead of once a float.
 // Bindings: 0 params; 2 src W (f_h, f_w, c_in, c_out), read; 3 packed, write.
 // Overrides: CB4 (channel vec4s per block).
 
@@ -18,9 +20,9 @@ override CB4: u32;
 const UBO_VEC4: u32 = 4096u;
 
 struct Params {
-    total: u32,           // floats written: `used` of each window
-    used: u32,            // floats of a window the kernels read (its taps' rows); the rest is
-                          // never read and not written
+    total: u32,           // rows written: `rows` of each window
+    rows: u32,            // rows of a window the kernels read (its taps'); the rest is never
+                          // read and not written
     c4_in: u32,
     k_real: u32,
     c_real: u32,
@@ -56,23 +58,27 @@ fn pack(
     let per_window = UBO_VEC4 * 4u;
     let k_pad = p.c4_in * 4u;
     for (var idx = linear_id(wid, nwg, lid); idx < p.total; idx += grid) {
-        let wi = idx / p.used;
-        let r = idx % p.used;
+        let wi = idx / p.rows;
+        let r = idx % p.rows;
         let cb = wi / p.windows_per_cb;
         let tc = wi % p.windows_per_cb;
-        let e = r % 4u;
-        let q = (r / 4u) % CB4;
-        let k = (r / (4u * CB4)) % k_pad;
-        let tl = r / (4u * CB4 * k_pad);
+        let k = r % k_pad;
+        let tl = r / k_pad;
         let tap = tc * p.taps_per_window + tl;
-        let c = (cb * CB4 + q) * 4u + e;
-        var v = 0.0;
-        if (tl < p.taps_per_window && tap < p.taps && k < p.k_real && c < p.c_real) {
-            let dh = u32(p.dh0 + i32(tap / p.sub_fw) * p.dh_step);
-            let dw = u32(p.dw0 + i32(tap % p.sub_fw) * p.dw_step);
-            v = src[(dh * p.f_w_src + dw) * p.tap_stride + k * p.k_stride + c * p.c_stride];
+        let live = tl < p.taps_per_window && tap < p.taps && k < p.k_real;
+        // Source offset of (tap, k, channel 0); only read when live.
+        let dh = p.dh0 + i32(tap / p.sub_fw) * p.dh_step;
+        let dw = p.dw0 + i32(tap % p.sub_fw) * p.dw_step;
+        let at = u32((dh * i32(p.f_w_src) + dw) * i32(p.tap_stride)) + k * p.k_stride;
+        let out = wi * per_window + r * 4u * CB4;
+        let c0 = cb * CB4 * 4u;
+        for (var j = 0u; j < 4u * CB4; j++) {
+            let c = c0 + j;
+            var v = 0.0;
+            if (live && c < p.c_real) {
+                v = src[at + c * p.c_stride];
+            }
+            z[out + j] = v;
         }
-        z[wi * per_window + r] = v;
     }
 }
-

@@ -92,7 +92,7 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
         include_str!("../../../shaders/conv_filter_io.wgsl")
     ),
     "conv_filter_lanes",
-    &[(2, Access::Read), (6, Access::Read), (7, Access::Write)],
+    &[(2, Access::Read), (8, Access::Read), (7, Access::Write)],
 );
 
 /// Pixels of a row that `conv_filter_lanes` takes at once.

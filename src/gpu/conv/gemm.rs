@@ -40,8 +40,6 @@ uniform! {
         o_sw: u32,
         o_rh: u32,
         o_rw: u32,
-        pool_oh: u32,
-        pool_ow: u32,
         pool_sh: u32,
         pool_sw: u32,
     }
@@ -445,17 +443,19 @@ fn gemm_consts(
 }
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
-/// channels, `cb4` channel vec4s (one lane each), `r` pixels per segment, subgroups of `sg`;
-/// `pool`: the max pool of `(h, w)` windows (`POOL`), `r / w` of them side by side.
+/// channels giving an `(out_h, out_w)` grid, `cb4` channel vec4s (one lane each), `r` pixels
+/// per segment, subgroups of `sg`; `pool`: the max pool of `(h, w)` windows with an output grid
+/// `(pool_oh, pool_ow)` (`POOL`), `r / w` windows side by side.
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
+    (out_h, out_w): (usize, usize),
     cb4: u32,
     r: u32,
     sg: u32,
-    pool: Option<(u32, u32)>,
-) -> [(&'static str, u32); 10] {
+    pool: Option<[u32; 4]>,
+) -> [(&'static str, u32); 14] {
     let u = |v: usize| v as u32;
-    let (ph, pw) = pool.unwrap_or((1, r));
+    let [ph, pw, poh, pow] = pool.unwrap_or([1, r, 1, 1]);
     [
         ("WG", 4 * cb4),
         ("CB4", cb4),
@@ -467,6 +467,10 @@ fn lanes_consts(
         ("POOL", u32::from(pool.is_some())),
         ("PH", ph),
         ("PW", pw),
+        ("OH", u(out_h)),
+        ("OW", u(out_w)),
+        ("POH", poh),
+        ("POW", pow),
     ]
 }
 
@@ -613,7 +617,9 @@ impl Gpu {
             };
         let filter = (s.f_h, s.f_w, s.k_real);
         let (ph, pw) = (pool.f_h as u32, pool.f_w as u32);
-        let consts = lanes_consts(filter, win.cb4 as u32, nw * pw, sg, Some((ph, pw)));
+        let pool_grid = [ph, pw, count(pool.out_h)?, count(pool.out_w)?];
+        let grid = (s.out_h, s.out_w);
+        let consts = lanes_consts(filter, grid, win.cb4 as u32, nw * pw, sg, Some(pool_grid));
         let groups = pool.out_h * pool.out_w / nw as usize;
         for cb in 0..win.n_cb {
             let base = GemmParams {
@@ -623,8 +629,6 @@ impl Gpu {
                 accumulate: 0,
                 has_bias: 1,
                 relu: 1,
-                pool_oh: count(pool.out_h)?,
-                pool_ow: count(pool.out_w)?,
                 pool_sh: count(pool.s_h)?,
                 pool_sw: count(pool.s_w)?,
                 ..s.base
@@ -681,7 +685,7 @@ impl Gpu {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (
                     &LANES,
-                    lanes_consts(filter, cb4, r as u32, sg, None).to_vec(),
+                    lanes_consts(filter, (s.out_h, s.out_w), cb4, r as u32, sg, None).to_vec(),
                 )
             }
             GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
@@ -782,10 +786,11 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                     let r = lanes_pixels(filter.1, sg) as u32;
                     out.push((
                         LANES,
-                        lanes_consts(filter, cb4 as u32, r, sg, None).to_vec(),
+                        lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None).to_vec(),
                     ));
                     for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
-                        let consts = lanes_consts(filter, cb4 as u32, pw * nw, sg, Some((ph, pw)));
+                        let pool = Some([ph, pw, 2, 2]);
+                        let consts = lanes_consts(filter, (16, 16), cb4 as u32, pw * nw, sg, pool);
                         out.push((LANES, consts.to_vec()));
                     }
                 }

@@ -12,7 +12,7 @@ uniform! {
     /// The uniform block of `conv_pack.wgsl`.
     struct PackParams {
         total: u32,
-        used: u32,
+        rows: u32,
         c4_in: u32,
         k_real: u32,
         c_real: u32,
@@ -133,9 +133,10 @@ impl Gpu {
         let [_, f_w_src, c_in, c_out] = w.dims4("weights")?;
         let windows = win.n_cb * win.n_tc;
         let packed = self.alloc("packed weights", &[windows * WINDOW_VEC4 * 4], false)?;
-        // The rows of a window the kernels read: its taps' (every window's, the last one's
-        // missing taps as zeros); the rest of the 64 KiB stays unwritten.
-        let used = win.taps_per_window.min(s.taps()) * s.c4_in() * 4 * win.cb4 * 4;
+        // The rows (4 * cb4 floats each) of a window the kernels read: its taps' (every
+        // window's, the last one's missing taps as zeros); the rest of the 64 KiB stays
+        // unwritten.
+        let rows = win.taps_per_window.min(s.taps()) * s.c4_in() * 4;
         let map = s.taps;
         let (k_stride, c_stride) = if map.transpose {
             (1, c_out)
@@ -143,8 +144,8 @@ impl Gpu {
             (c_out, 1)
         };
         let p = PackParams {
-            total: count(windows * used)?,
-            used: count(used)?,
+            total: count(windows * rows)?,
+            rows: count(rows)?,
             c4_in: count(s.c4_in())?,
             k_real: count(s.k_real)?,
             c_real: count(s.c_out)?,

@@ -19,10 +19,6 @@ uniform! {
         windows: u32,
         per_part: u32,
         threads: u32,
-        c: u32,
-        pool_oh: u32,
-        pool_ow: u32,
-        pool_fw: u32,
         pool_sh: u32,
         pool_sw: u32,
         conv_oh: u32,
@@ -69,7 +65,16 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         (1, 8, 8),
     ] {
         for pooled in [0, 1] {
-            let consts = vec![("FH", fh), ("FW", fw), ("K", k), ("POOLED", pooled)];
+            let consts = vec![
+                ("FH", fh),
+                ("FW", fw),
+                ("K", k),
+                ("POOLED", pooled),
+                ("C", 8),
+                ("POH", 8),
+                ("POW", 8),
+                ("PFW", 8),
+            ];
             out.push((FILTER_FROM_POOL, consts));
         }
     }
@@ -363,10 +368,6 @@ impl Gpu {
             windows: u("windows", windows)?,
             per_part: u("windows per part", PER_PART)?,
             threads: u("threads", parts * g.c_out)?,
-            c: u("channels", g.c_out)?,
-            pool_oh: u("pool output height", pg.out_h)?,
-            pool_ow: u("pool output width", pg.out_w)?,
-            pool_fw: u("pool window width", pg.f_w)?,
             pool_sh: u("pool stride", pg.s_h)?,
             pool_sw: u("pool stride", pg.s_w)?,
             conv_oh: u("conv output height", g.out_h)?,
@@ -385,6 +386,10 @@ impl Gpu {
             ("FW", g.f_w as u32),
             ("K", g.c_in as u32),
             ("POOLED", u32::from(pooled)),
+            ("C", u("channels", g.c_out)?),
+            ("POH", u("pool output height", pg.out_h)?),
+            ("POW", u("pool output width", pg.out_w)?),
+            ("PFW", u("pool window width", pg.f_w)?),
         ];
         let args = [
             Arg::Whole(x),
