@@ -15,7 +15,11 @@
 //
 // Stride 1 along the width, at most 4 input channels (c4_in = 1, K of them real), all output
 // channels in one workgroup. Overrides FH, FW, K, R and SG are unrolled.
-// Params and bindings: conv_filter_io.wgsl (xs, part); 8 dzs, read.
+// V4 = 1 (rows of whole vec4s: in_w * K, out_w and the slices' pixel counts multiples of 4, so
+// that every run of R pixels starts at a multiple of 4 floats): the runs' rows are loaded as
+// vec4s from binding 9 (the same input), as conv_lanes.wgsl does (S0, MV: as there); the
+// pixels after the last whole run of a row still load floats.
+// Params and bindings: conv_filter_io.wgsl (xs, part); 8 dzs, 9 xs4 (V4): read.
 
 override WG: u32;
 override R: u32;
@@ -23,8 +27,12 @@ override FW: u32;
 override FH: u32;
 override K: u32;
 override SG: u32;
+override V4: u32 = 0u;
+override S0: u32 = 0u;
+override MV: u32 = 0u;
 
 @group(0) @binding(8) var<storage, read> dzs: array<f32>;
+@group(0) @binding(9) var<storage, read> xs4: array<vec4<f32>>;
 
 @compute @workgroup_size(WG)
 fn conv_filter_lanes(
@@ -54,13 +62,9 @@ fn conv_filter_lanes(
             let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
             let hrow{i} = (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w * K; // @unroll(FH)
             for (; n + R <= stop; n += R) {
-                // MS = ceil((R + FW - 1) * K / SG) loads per lane and row of taps (as conv_lanes).
                 let c0 = i32(ow) - p.left;
-                let col{i} = c0 + i32((sl + {i*SG}u) / K); // @unroll(((R+FW-1)*K+SG-1)/SG)
-                let cok{i} = col{i} >= 0 && col{i} < i32(p.in_w); // @unroll(((R+FW-1)*K+SG-1)/SG)
-                let at{i} = u32(select(0, col{i}, cok{i})) * K + (sl + {i*SG}u) % K; // @unroll(((R+FW-1)*K+SG-1)/SG)
-                let v{i} = select(0.0, xs[hrow{i/(((R+FW-1)*K+SG-1)/SG)} + at{i%(((R+FW-1)*K+SG-1)/SG)}], hin{i/(((R+FW-1)*K+SG-1)/SG)} && cok{i%(((R+FW-1)*K+SG-1)/SG)}); // @unroll(FH*(((R+FW-1)*K+SG-1)/SG))
-                let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
+                // a{...}: the rows of taps, loaded once per subgroup (lanes_rows.wgsl).
+                // @splice(lanes_rows.wgsl)
                 let d{i} = dzs[(n + {i}u) * c_pad + c]; // @unroll(R)
                 // Line i: sum (t, k) = i / R over pixel r = i % R, pixels in order.
                 acc{i/R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)

@@ -24,7 +24,12 @@
 // the same maximum and tap) and writes it to z and its tap's row-major index in the window
 // (as f32) to zf, both (m, POH, POW, c_out); the outputs themselves are never stored.
 // `total` counts the chunk's window groups then. POOL = 0: zf is not written.
-// Params and bindings: conv_gemm_io.wgsl; 6 zf, write. Overrides OH x OW (the output grid) and
+// V4 = 1 (rows of whole vec4s: in_w * K and the segments' first columns times K multiples of
+// 4): lane l loads vec4s l, l + SG, ... (MV of them) of each row instead of floats, from binding 7
+// (the same input as vec4s): on lavapipe a lane's vec4 load costs about half what its four float
+// loads do. The row's first float then sits S0 = (-left * K) mod 4 floats into its first vec4, the
+// same for every segment, so the broadcasts still take constant lanes and components.
+// Params and bindings: conv_gemm_io.wgsl; 6 zf, write; 7 xs4, read (V4). Overrides OH x OW (the output grid) and
 // POH x POW (the pool's) are the divisors of the segment arithmetic: constants, which compile to
 // multiplies where CPU adapters divide lane by lane (seed 001's first layer: 12% faster).
 
@@ -42,6 +47,11 @@ override OH: u32;
 override OW: u32;
 override POH: u32 = 1u;
 override POW: u32 = 1u;
+override V4: u32 = 0u;
+override S0: u32 = 0u;
+override MV: u32 = 0u;
+
+@group(0) @binding(7) var<storage, read> xs4: array<vec4<f32>>;
 
 @group(0) @binding(6) var<storage, read_write> zf: array<f32>;
 
@@ -91,14 +101,8 @@ fn conv_lanes(
         let h{i} = i32(oh * p.s_h + {i}u) - p.top; // @unroll(FH)
         let hin{i} = h{i} >= 0 && u32(h{i}) < p.in_h; // @unroll(FH)
         let hrow{i} = p.x_off + (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w * K; // @unroll(FH)
-        // Each row of taps needs (R + FW - 1) * K consecutive floats from column c0: lane l
-        // loads floats l + j*SG, j < MS = ceil((R + FW - 1) * K / SG), zero in the padding.
-        let col{i} = c0 + i32((sl + {i*SG}u) / K); // @unroll(((R+FW-1)*K+SG-1)/SG)
-        let cok{i} = col{i} >= 0 && col{i} < i32(p.in_w); // @unroll(((R+FW-1)*K+SG-1)/SG)
-        let at{i} = u32(select(0, col{i}, cok{i})) * K + (sl + {i*SG}u) % K; // @unroll(((R+FW-1)*K+SG-1)/SG)
-        let v{i} = select(0.0, xs[hrow{i/(((R+FW-1)*K+SG-1)/SG)} + at{i%(((R+FW-1)*K+SG-1)/SG)}], hin{i/(((R+FW-1)*K+SG-1)/SG)} && cok{i%(((R+FW-1)*K+SG-1)/SG)}); // @unroll(FH*(((R+FW-1)*K+SG-1)/SG))
-        // a[(dh * (R + FW - 1) + u) * K + k]: channel k of input column u of row dh, for every lane.
-        let a{i} = subgroupBroadcast(v{(i/((R+FW-1)*K))*(((R+FW-1)*K+SG-1)/SG) + (i%((R+FW-1)*K))/SG}, {(i%((R+FW-1)*K))%SG}u); // @unroll(FH*(R+FW-1)*K)
+        // a{...}: the rows of taps, loaded once per subgroup (lanes_rows.wgsl).
+        // @splice(lanes_rows.wgsl)
         var acc{i} = 0.0; // @unroll(R)
         // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
         acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*((K+3)/4)*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)

@@ -47,6 +47,16 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
             [3, 4, 3, 16],
             ConvParams::new(1, 0).with_padding(Padding::explicit(1, 2, 0, 3)),
         ),
+        // Rows of whole vec4s (the channel-lane kernels' vec4 loads): each row's first float
+        // 1 (3 channels, 1 column of padding) and 2 (2 channels, 1 column) floats into its
+        // vec4; enough pixels (2048) that the filter gradient's runs are 8 pixels, one run of
+        // its vec4 rows each.
+        (
+            [2, 32, 32, 3],
+            [4, 4, 3, 8],
+            ConvParams::new(1, 0).with_padding(Padding::same((32, 32), (4, 4), (1, 1))),
+        ),
+        ([3, 6, 10, 2], [3, 3, 2, 8], ConvParams::new(1, 1)),
     ];
     for variant in 0..VARIANTS {
         let g = Gpu::with_options(GpuOptions {

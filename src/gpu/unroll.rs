@@ -6,11 +6,46 @@
 //! kernel's constants, `+ - * / %` and parentheses. Everything else in a `.wgsl` file is plain
 //! WGSL; the same constants reach the shader as `override` values (see `kernels.rs`).
 //! An unknown name, a division by zero or a malformed expression is an error, not a zero.
+//!
+//! Unrolled code that two kernels share lives in one file (`SNIPPETS`), written into each
+//! kernel's function body where a line is `// @splice(FILE)`, before the unrolling.
 
 use crate::error::{Error, Result};
 
-/// Expands the `@unroll` lines of `source` with the constants `consts`.
+/// The files that `// @splice(FILE)` lines name.
+const SNIPPETS: &[(&str, &str)] = &[(
+    "lanes_rows.wgsl",
+    include_str!("../../shaders/lanes_rows.wgsl"),
+)];
+
+/// `source` with each `// @splice(FILE)` line replaced by that snippet's lines.
+fn splice(source: &str) -> Result<String> {
+    let mut out = String::with_capacity(source.len());
+    for line in source.lines() {
+        let name = line
+            .trim_start()
+            .strip_prefix("// @splice(")
+            .and_then(|rest| rest.strip_suffix(')'));
+        match name {
+            Some(name) => {
+                let (_, text) = SNIPPETS
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| Error::Kernel(format!("no snippet {name:?} to splice")))?;
+                out.push_str(text);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Expands the `@splice` and then the `@unroll` lines of `source` with the constants `consts`.
 pub(crate) fn unroll(source: &str, consts: &[(&str, u32)]) -> Result<String> {
+    let source = splice(source)?;
     let mut out = String::with_capacity(source.len() * 2);
     for (number, line) in source.lines().enumerate() {
         let Some((code, range)) = line
@@ -160,6 +195,20 @@ mod tests {
             unroll(t, &[("N", 3)]).unwrap(),
             "a0b3c2;\na0b4c4;\na0b5c6;\na1b3c8;\na1b4c10;\na1b5c12;\n"
         );
+    }
+
+    #[test]
+    fn splice_writes_the_snippet_in_place_and_refuses_unknown_ones() {
+        let t = "fn f() {\n    // @splice(lanes_rows.wgsl)\n}\n";
+        let consts: Vec<(&str, u32)> = ["R", "FW", "FH", "K", "SG", "V4", "S0", "MV"]
+            .into_iter()
+            .zip([1, 1, 1, 1, 1, 0, 0, 0])
+            .collect();
+        let out = unroll(t, &consts).unwrap();
+        assert!(out.starts_with("fn f() {\n// The rows of taps"), "{out}");
+        assert!(out.contains("let a0 = subgroupBroadcast(v0, 0u);"), "{out}");
+        assert!(out.ends_with("}\n"));
+        assert!(unroll("// @splice(nothing.wgsl)\n", &[]).is_err());
     }
 
     #[test]

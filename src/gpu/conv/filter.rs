@@ -6,7 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
-use super::gemm::LANES_TAPS_MAX;
+use super::gemm::{row_vec4s, LANES_TAPS_MAX};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
@@ -92,7 +92,12 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
         include_str!("../../../shaders/conv_filter_io.wgsl")
     ),
     "conv_filter_lanes",
-    &[(2, Access::Read), (8, Access::Read), (7, Access::Write)],
+    &[
+        (2, Access::Read),
+        (8, Access::Read),
+        (7, Access::Write),
+        (9, Access::Read),
+    ],
 );
 
 /// Pixels of a row that `conv_filter_lanes` takes at once.
@@ -473,6 +478,17 @@ impl Gpu {
             }
             SplitVariant::Lanes(r, sg) => {
                 let u = |v: usize| v as u32;
+                // Vec4 rows where every run of r pixels starts at a multiple of 4 floats.
+                let v4 = (k.in_w * k.c_in).is_multiple_of(4)
+                    && k.out_w.is_multiple_of(4)
+                    && run.is_multiple_of(4)
+                    && (u(r) * k.c_in).is_multiple_of(4);
+                let s0 = (4 - k.left * k.c_in % 4) % 4;
+                let mv = if v4 {
+                    row_vec4s(s0, (u(r), k.f_w, k.c_in), sg)
+                } else {
+                    0
+                };
                 let consts = [
                     ("WG", u(c4_out * 4)),
                     ("R", u(r)),
@@ -480,9 +496,17 @@ impl Gpu {
                     ("FH", k.f_h),
                     ("K", k.c_in),
                     ("SG", sg),
+                    ("V4", u32::from(v4)),
+                    ("S0", s0),
+                    ("MV", mv),
                 ];
                 let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);
-                let args = [Arg::Whole(x.x), Arg::Whole(dz4), Arg::Whole(&part)];
+                let args = [
+                    Arg::Whole(x.x),
+                    Arg::Whole(dz4),
+                    Arg::Whole(&part),
+                    Arg::Whole(x.x),
+                ];
                 self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
                 let wgf = 64;
                 (wgf, filter_consts((1, wgf, 1), None))
@@ -518,15 +542,22 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     }
     for (f_h, f_w, k) in [(4, 4, 3), (2, 2, 4), (3, 3, 1), (1, 7, 2)] {
         for (wg, sg) in [(8, 8), (16, 8), (32, 8), (16, 16), (32, 32), (4, 4)] {
-            let consts = vec![
-                ("WG", wg),
-                ("R", LANES_PIXELS as u32),
-                ("FW", f_w),
-                ("FH", f_h),
-                ("K", k),
-                ("SG", sg),
-            ];
-            out.push((FILTER_LANES, consts));
+            for s0 in [None, Some(0), Some(3)] {
+                let r = LANES_PIXELS as u32;
+                let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, f_w, k), sg));
+                let consts = vec![
+                    ("WG", wg),
+                    ("R", r),
+                    ("FW", f_w),
+                    ("FH", f_h),
+                    ("K", k),
+                    ("SG", sg),
+                    ("V4", u32::from(s0.is_some())),
+                    ("S0", s0.unwrap_or(0)),
+                    ("MV", mv),
+                ];
+                out.push((FILTER_LANES, consts));
+            }
         }
     }
     out

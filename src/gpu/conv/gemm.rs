@@ -90,6 +90,7 @@ pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
         (3, Access::Write),
         (4, Access::Window),
         (6, Access::Write),
+        (7, Access::Read),
     ],
 );
 
@@ -445,7 +446,9 @@ fn gemm_consts(
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
 /// channels giving an `(out_h, out_w)` grid, `cb4` channel vec4s (one lane each), `r` pixels
 /// per segment, subgroups of `sg`; `pool`: the max pool of `(h, w)` windows with an output grid
-/// `(pool_oh, pool_ow)` (`POOL`), `r / w` windows side by side.
+/// `(pool_oh, pool_ow)` (`POOL`), `r / w` windows side by side; `s0`: the input read as vec4s,
+/// each row's first float `s0` floats into its vec4 (`V4`; see [`vec4_rows`]).
+#[allow(clippy::too_many_arguments)]
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
     (out_h, out_w): (usize, usize),
@@ -453,9 +456,11 @@ fn lanes_consts(
     r: u32,
     sg: u32,
     pool: Option<[u32; 4]>,
-) -> [(&'static str, u32); 14] {
+    s0: Option<u32>,
+) -> [(&'static str, u32); 17] {
     let u = |v: usize| v as u32;
     let [ph, pw, poh, pow] = pool.unwrap_or([1, r, 1, 1]);
+    let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, u(f_w), u(k)), sg));
     [
         ("WG", 4 * cb4),
         ("CB4", cb4),
@@ -471,7 +476,26 @@ fn lanes_consts(
         ("OW", u(out_w)),
         ("POH", poh),
         ("POW", pow),
+        ("V4", u32::from(s0.is_some())),
+        ("S0", s0.unwrap_or(0)),
+        ("MV", mv),
     ]
+}
+
+/// Vec4s per lane and row of taps when the lanes of subgroups of `sg` read a row's `(r + f_w -
+/// 1) * k` floats as vec4s, the first float `s0` floats into its vec4 (`MV` of `conv_lanes.wgsl`
+/// and `conv_filter_lanes.wgsl`).
+pub(crate) fn row_vec4s(s0: u32, (r, f_w, k): (u32, u32, u32), sg: u32) -> u32 {
+    (s0 + (r + f_w - 1) * k).div_ceil(4).div_ceil(sg)
+}
+
+/// Where `conv_lanes` can read its input rows as whole vec4s: the rows (`in_w * k` floats) and
+/// the segments' first columns (multiples of `step`) start at multiples of 4 floats; then
+/// every row's first float sits `(-left * k) mod 4` floats into its vec4 (returned).
+fn vec4_rows(s: &GemmShape, step: usize) -> Option<u32> {
+    let k = s.k_real;
+    ((s.in_w * k).is_multiple_of(4) && (step * k).is_multiple_of(4))
+        .then(|| (-(s.left * k as i64)).rem_euclid(4) as u32)
 }
 
 /// Pixels per segment of `conv_lanes` for a filter `f_w` wide and subgroups of `sg`: the
@@ -619,7 +643,10 @@ impl Gpu {
         let (ph, pw) = (pool.f_h as u32, pool.f_w as u32);
         let pool_grid = [ph, pw, count(pool.out_h)?, count(pool.out_w)?];
         let grid = (s.out_h, s.out_w);
-        let consts = lanes_consts(filter, grid, win.cb4 as u32, nw * pw, sg, Some(pool_grid));
+        // Segments start at multiples of (r / pw) * pool_sw columns.
+        let s0 = vec4_rows(s, nw as usize * pool.s_w);
+        let r = nw * pw;
+        let consts = lanes_consts(filter, grid, win.cb4 as u32, r, sg, Some(pool_grid), s0);
         let groups = pool.out_h * pool.out_w / nw as usize;
         for cb in 0..win.n_cb {
             let base = GemmParams {
@@ -640,6 +667,7 @@ impl Gpu {
                 Arg::Batched(out),
                 Arg::Window(&packed, offset),
                 Arg::Batched(first),
+                Arg::Batched(x),
             ];
             self.launch(&LANES, &consts, s.m, &args, |chunk| {
                 let p = GemmParams {
@@ -685,7 +713,16 @@ impl Gpu {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (
                     &LANES,
-                    lanes_consts(filter, (s.out_h, s.out_w), cb4, r as u32, sg, None).to_vec(),
+                    lanes_consts(
+                        filter,
+                        (s.out_h, s.out_w),
+                        cb4,
+                        r as u32,
+                        sg,
+                        None,
+                        vec4_rows(s, r),
+                    )
+                    .to_vec(),
                 )
             }
             GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
@@ -712,6 +749,7 @@ impl Gpu {
                 ];
                 if matches!(variant, GemmVariant::Lanes(..)) {
                     args.push(Arg::Batched(out)); // zf, unwritten without POOL
+                    args.push(Arg::Batched(x)); // xs4
                 }
                 self.launch(kernel, &consts, s.m, &args, |chunk| {
                     let p = GemmParams {
@@ -786,12 +824,16 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                     let r = lanes_pixels(filter.1, sg) as u32;
                     out.push((
                         LANES,
-                        lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None).to_vec(),
+                        lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None, None).to_vec(),
                     ));
                     for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
                         let pool = Some([ph, pw, 2, 2]);
-                        let consts = lanes_consts(filter, (16, 16), cb4 as u32, pw * nw, sg, pool);
-                        out.push((LANES, consts.to_vec()));
+                        for s0 in [None, Some(0), Some(1), Some(3)] {
+                            let r = pw * nw;
+                            let consts =
+                                lanes_consts(filter, (16, 16), cb4 as u32, r, sg, pool, s0);
+                            out.push((LANES, consts.to_vec()));
+                        }
                     }
                 }
             }
