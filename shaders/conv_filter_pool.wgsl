@@ -16,6 +16,8 @@
 // (m, conv_oh, conv_ow, C), or with POOLED = 1 the pool's output (m, POH, POW, C), which holds A
 // at each window's first maximum (for a pool whose input was never stored: conv_lanes with
 // POOL): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
+// V4 = 1 (rows of x whole vec4s: in_w * K a multiple of 4): the patches' rows are read as vec4s
+// from binding 7 (the same x), about half the cost of their floats on lavapipe.
 // Overrides: the filter (FH, FW, K; unrolled), the channels C, the pool's output grid POH x POW
 // and its window width PFW: constant divisors, which compile to multiplies where a CPU adapter
 // would divide lane by lane.
@@ -28,6 +30,9 @@ override C: u32;
 override POH: u32;
 override POW: u32;
 override PFW: u32;
+override V4: u32 = 0u;
+
+@group(0) @binding(7) var<storage, read> xs4: array<vec4<f32>>;
 
 struct Params {
     windows: u32,    // m * POH * POW
@@ -88,10 +93,24 @@ fn filter_from_pool(
         let yok{i} = y0 + {i} >= 0 && y0 + {i} < i32(p.in_h); // @unroll(FH)
         let xok{i} = x0 + {i} >= 0 && x0 + {i} < i32(p.in_w); // @unroll(FW)
         let base = (i32(im * p.in_h) + y0) * i32(p.in_w) + x0;
-        let v{i} = select(0.0, xs[u32(max(base + {i/(FW*K)} * i32(p.in_w) + {(i/K)%FW}, 0)) * K + {i%K}u], yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K)
+        let v{i} = select(0.0, xs[u32(max(base + {i/(FW*K)} * i32(p.in_w) + {(i/K)%FW}, 0)) * K + {i%K}u], yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K*(1-V4))
+        // V4: each row's FW*K floats start e = x0*K floats into its row (a multiple of 4 floats
+        // from the start of x): vec4s floor(e/4) .. of the row, and float j of the patch row is
+        // float j + sh of them, sh = e mod 4 (this lane's own: the maxima differ by channel).
+        let e = x0 * i32(K);
+        let eq = select(e / 4, (e - 3) / 4, e < 0); // floor(e / 4)
+        let sh = u32(e - 4 * eq);
+        let rq{i} = i32((im * p.in_h + u32(clamp(y0 + {i}, 0, i32(p.in_h) - 1))) * p.in_w * K / 4u) + eq; // @unroll(FH*V4)
+        let q{i} = xs4[u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))]; // @unroll(FH*((FW*K+3)/4+1)*V4)
+        let v{i} = select(0.0, shifted(q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K))/4}[{(i%(FW*K))%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+1)/4}[{(i%(FW*K)+1)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+2)/4}[{(i%(FW*K)+2)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+3)/4}[{(i%(FW*K)+3)%4}], sh), yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K*V4)
         acc{i} = fma(v{i}, g, acc{i}); // @unroll(FH*FW*K)
     }
     let o = part * FH * FW * K * C + c;
     out[o + {i}u * C] = acc{i}; // @unroll(FH*FW*K)
     out_b[part * C + c] = bias;
+}
+
+// The value `sh` (0..3) places past `a` in a row of floats a, b, c, d.
+fn shifted(a: f32, b: f32, c: f32, d: f32, sh: u32) -> f32 {
+    return select(select(a, b, sh == 1u), select(c, d, sh == 3u), sh >= 2u);
 }

@@ -43,6 +43,7 @@ pub(crate) const FILTER_FROM_POOL: Kernel = Kernel::new::<PoolFilterParams>(
         (4, Access::Read),
         (5, Access::Write),
         (6, Access::Write),
+        (7, Access::Read),
     ],
 );
 
@@ -64,7 +65,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         (4, 4, 4),
         (1, 8, 8),
     ] {
-        for pooled in [0, 1] {
+        for (pooled, v4) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             let consts = vec![
                 ("FH", fh),
                 ("FW", fw),
@@ -74,6 +75,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 ("POH", 8),
                 ("POW", 8),
                 ("PFW", 8),
+                ("V4", v4),
             ];
             out.push((FILTER_FROM_POOL, consts));
         }
@@ -390,6 +392,7 @@ impl Gpu {
             ("POH", u("pool output height", pg.out_h)?),
             ("POW", u("pool output width", pg.out_w)?),
             ("PFW", u("pool window width", pg.f_w)?),
+            ("V4", u32::from((g.in_w * g.c_in).is_multiple_of(4))),
         ];
         let args = [
             Arg::Whole(x),
@@ -398,6 +401,7 @@ impl Gpu {
             Arg::Whole(act),
             Arg::Whole(&partial),
             Arg::Whole(&partial_b),
+            Arg::Whole(x),
         ];
         self.launch(&FILTER_FROM_POOL, &consts, 1, &args, |_| {
             Ok((p, u64::from(p.threads).div_ceil(64)))
