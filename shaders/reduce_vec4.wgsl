@@ -100,7 +100,51 @@ fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
             r1 = min(it.b * BLOCK + (lane / g + 1u) * span, r_end);
             dr = g;
         }
-        for (var r = r0; r < r1; r += dr) {
+        // Four rows a step, their loads first, then added in row order (the same sums as one
+        // row a step: on lavapipe each load is a loop over the lanes, and four independent ones
+        // overlap better than four that wait on the previous row's adds).
+        let step = p.cols4 * dr;
+        var r = r0;
+        for (; r + 3u * dr < r1; r += 4u * dr) {
+            let i = base + r * p.cols4;
+            let v0 = a[p.a_off + i];
+            let v1 = a[p.a_off + i + step];
+            let v2 = a[p.a_off + i + 2u * step];
+            let v3 = a[p.a_off + i + 3u * step];
+            if (MODE == 4u) {
+                let u0 = w4[p.w_off + i];
+                let u1 = w4[p.w_off + i + step];
+                let u2 = w4[p.w_off + i + 2u * step];
+                let u3 = w4[p.w_off + i + 3u * step];
+                acc += v0;
+                acc2 = fma(v0, (u0 - m) * inv_k, acc2);
+                acc += v1;
+                acc2 = fma(v1, (u1 - m) * inv_k, acc2);
+                acc += v2;
+                acc2 = fma(v2, (u2 - m) * inv_k, acc2);
+                acc += v3;
+                acc2 = fma(v3, (u3 - m) * inv_k, acc2);
+            } else if (MODE == 3u) {
+                let d0 = v0 - shift;
+                acc += d0;
+                acc2 = fma(d0, d0, acc2);
+                let d1 = v1 - shift;
+                acc += d1;
+                acc2 = fma(d1, d1, acc2);
+                let d2 = v2 - shift;
+                acc += d2;
+                acc2 = fma(d2, d2, acc2);
+                let d3 = v3 - shift;
+                acc += d3;
+                acc2 = fma(d3, d3, acc2);
+            } else {
+                acc += v0;
+                acc += v1;
+                acc += v2;
+                acc += v3;
+            }
+        }
+        for (; r < r1; r += dr) {
             let i = base + r * p.cols4;
             let v = a[p.a_off + i];
             if (MODE == 3u) {
