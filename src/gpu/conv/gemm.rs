@@ -536,8 +536,20 @@ fn variants(
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             if s.taps() <= LANES_TAPS_MAX && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX {
-                let lanes = GemmVariant::Lanes(lanes_pixels(s.f_w, sg), sg);
-                offer_lanes(&mut v, lanes, lanes_first);
+                let r = lanes_pixels(s.f_w, sg);
+                offer_lanes(&mut v, GemmVariant::Lanes(r, sg), lanes_first);
+                // Where the input rows are whole vec4s but r pixels of them are not: segments
+                // that are, so that the rows load as vec4s (about half the cost of floats on
+                // lavapipe; more pixels of the last segment may fall past the row).
+                if vec4_rows(s, r).is_none() {
+                    if let Some(r4) = (1..=2 * sg as usize)
+                        .rev()
+                        .find(|&r4| vec4_rows(s, r4).is_some())
+                    {
+                        let at = if lanes_first { 1 } else { v.len() };
+                        v.insert(at, GemmVariant::Lanes(r4, sg));
+                    }
+                }
             }
         }
     }
@@ -826,6 +838,19 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                         LANES,
                         lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None, None).to_vec(),
                     ));
+                    // The vec4-row segments (the default's where its r pixels are whole
+                    // vec4s, else the widest that are).
+                    let r4 = (1..=2 * sg)
+                        .rev()
+                        .find(|&r4| (r4 * filter.2 as u32).is_multiple_of(4))
+                        .unwrap_or(r);
+                    for s0 in [0, 1, 2, 3] {
+                        for r in [r, r4] {
+                            let consts =
+                                lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None, Some(s0));
+                            out.push((LANES, consts.to_vec()));
+                        }
+                    }
                     for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
                         let pool = Some([ph, pw, 2, 2]);
                         for s0 in [None, Some(0), Some(1), Some(3)] {
