@@ -62,6 +62,28 @@ fn item_of(g: u32, t: u32) -> Item {
     return Item(g / (p.tiles * p.blocks), (g / p.tiles) % p.blocks, tile * CT4 + t % CT4);
 }
 
+// MODE 4: the w element at a's index i (the others read no w).
+fn w_row(i: u32) -> vec4<f32> {
+    if (MODE == 4u) {
+        return w4[p.w_off + i];
+    }
+    return vec4<f32>(0.0);
+}
+
+// One row's element v of a (and u of w, MODE 4) added into the sums as MODE says.
+fn add_row(acc: ptr<function, vec4<f32>>, acc2: ptr<function, vec4<f32>>, v: vec4<f32>, u: vec4<f32>, shift: vec4<f32>, m: vec4<f32>, inv_k: vec4<f32>) {
+    if (MODE == 3u) {
+        let d = v - shift;
+        *acc += d;
+        *acc2 = fma(d, d, *acc2);
+    } else if (MODE == 4u) {
+        *acc += v;
+        *acc2 = fma(v, (u - m) * inv_k, *acc2);
+    } else {
+        *acc += v;
+    }
+}
+
 // Row lane `lane`'s sums of its rows of block it.b of column it.c4 (zero past the columns).
 fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
     let rl = 64u / CT4;
@@ -111,52 +133,18 @@ fn lane_sums(it: Item, lane: u32) -> array<vec4<f32>, 2> {
             let v1 = a[p.a_off + i + step];
             let v2 = a[p.a_off + i + 2u * step];
             let v3 = a[p.a_off + i + 3u * step];
-            if (MODE == 4u) {
-                let u0 = w4[p.w_off + i];
-                let u1 = w4[p.w_off + i + step];
-                let u2 = w4[p.w_off + i + 2u * step];
-                let u3 = w4[p.w_off + i + 3u * step];
-                acc += v0;
-                acc2 = fma(v0, (u0 - m) * inv_k, acc2);
-                acc += v1;
-                acc2 = fma(v1, (u1 - m) * inv_k, acc2);
-                acc += v2;
-                acc2 = fma(v2, (u2 - m) * inv_k, acc2);
-                acc += v3;
-                acc2 = fma(v3, (u3 - m) * inv_k, acc2);
-            } else if (MODE == 3u) {
-                let d0 = v0 - shift;
-                acc += d0;
-                acc2 = fma(d0, d0, acc2);
-                let d1 = v1 - shift;
-                acc += d1;
-                acc2 = fma(d1, d1, acc2);
-                let d2 = v2 - shift;
-                acc += d2;
-                acc2 = fma(d2, d2, acc2);
-                let d3 = v3 - shift;
-                acc += d3;
-                acc2 = fma(d3, d3, acc2);
-            } else {
-                acc += v0;
-                acc += v1;
-                acc += v2;
-                acc += v3;
-            }
+            let u0 = w_row(i);
+            let u1 = w_row(i + step);
+            let u2 = w_row(i + 2u * step);
+            let u3 = w_row(i + 3u * step);
+            add_row(&acc, &acc2, v0, u0, shift, m, inv_k);
+            add_row(&acc, &acc2, v1, u1, shift, m, inv_k);
+            add_row(&acc, &acc2, v2, u2, shift, m, inv_k);
+            add_row(&acc, &acc2, v3, u3, shift, m, inv_k);
         }
         for (; r < r1; r += dr) {
             let i = base + r * p.cols4;
-            let v = a[p.a_off + i];
-            if (MODE == 3u) {
-                let d = v - shift;
-                acc += d;
-                acc2 = fma(d, d, acc2);
-            } else if (MODE == 4u) {
-                acc += v;
-                acc2 = fma(v, (w4[p.w_off + i] - m) * inv_k, acc2);
-            } else {
-                acc += v;
-            }
+            add_row(&acc, &acc2, a[p.a_off + i], w_row(i), shift, m, inv_k);
         }
     }
     return array<vec4<f32>, 2>(acc, acc2);

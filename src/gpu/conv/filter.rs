@@ -6,7 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
-use super::gemm::{row_vec4s, LANES_TAPS_MAX};
+use super::gemm::{row_shift, row_vec4s, LANES_TAPS_MAX};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
@@ -479,16 +479,12 @@ impl Gpu {
             SplitVariant::Lanes(r, sg) => {
                 let u = |v: usize| v as u32;
                 // Vec4 rows where every run of r pixels starts at a multiple of 4 floats.
-                let v4 = (k.in_w * k.c_in).is_multiple_of(4)
+                let s0 = ((k.in_w * k.c_in).is_multiple_of(4)
                     && k.out_w.is_multiple_of(4)
                     && run.is_multiple_of(4)
-                    && (u(r) * k.c_in).is_multiple_of(4);
-                let s0 = (4 - k.left * k.c_in % 4) % 4;
-                let mv = if v4 {
-                    row_vec4s(s0, (u(r), k.f_w, k.c_in), sg)
-                } else {
-                    0
-                };
+                    && (u(r) * k.c_in).is_multiple_of(4))
+                .then(|| row_shift(i64::from(k.left), k.c_in as usize));
+                let mv = s0.map_or(0, |s0| row_vec4s(s0, (u(r), k.f_w, k.c_in), sg));
                 let consts = [
                     ("WG", u(c4_out * 4)),
                     ("R", u(r)),
@@ -496,8 +492,8 @@ impl Gpu {
                     ("FH", k.f_h),
                     ("K", k.c_in),
                     ("SG", sg),
-                    ("V4", u32::from(v4)),
-                    ("S0", s0),
+                    ("V4", u32::from(s0.is_some())),
+                    ("S0", s0.unwrap_or(0)),
                     ("MV", mv),
                 ];
                 let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);

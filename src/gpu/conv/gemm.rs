@@ -489,13 +489,27 @@ pub(crate) fn row_vec4s(s0: u32, (r, f_w, k): (u32, u32, u32), sg: u32) -> u32 {
     (s0 + (r + f_w - 1) * k).div_ceil(4).div_ceil(sg)
 }
 
+/// How many floats into its vec4 a row of taps' first float sits (`S0` of the channel-lane
+/// kernels) when the rows start at multiples of 4 floats and each segment's first column does
+/// too before the `left` columns of padding: `(-left * k) mod 4`.
+pub(crate) fn row_shift(left: i64, k: usize) -> u32 {
+    (-(left * k as i64)).rem_euclid(4) as u32
+}
+
+/// The widest segment of at most `2 * sg` pixels of `k` channels that is whole vec4s.
+fn vec4_segment(k: usize, sg: u32) -> usize {
+    (1..=2 * sg as usize)
+        .rev()
+        .find(|&r| (r * k).is_multiple_of(4))
+        .unwrap_or(1)
+}
+
 /// Where `conv_lanes` can read its input rows as whole vec4s: the rows (`in_w * k` floats) and
 /// the segments' first columns (multiples of `step`) start at multiples of 4 floats; then
-/// every row's first float sits `(-left * k) mod 4` floats into its vec4 (returned).
+/// every row's first float sits [`row_shift`] floats into its vec4 (returned).
 fn vec4_rows(s: &GemmShape, step: usize) -> Option<u32> {
     let k = s.k_real;
-    ((s.in_w * k).is_multiple_of(4) && (step * k).is_multiple_of(4))
-        .then(|| (-(s.left * k as i64)).rem_euclid(4) as u32)
+    ((s.in_w * k).is_multiple_of(4) && (step * k).is_multiple_of(4)).then(|| row_shift(s.left, k))
 }
 
 /// Pixels per segment of `conv_lanes` for a filter `f_w` wide and subgroups of `sg`: the
@@ -541,14 +555,10 @@ fn variants(
                 // Where the input rows are whole vec4s but r pixels of them are not: segments
                 // that are, so that the rows load as vec4s (about half the cost of floats on
                 // lavapipe; more pixels of the last segment may fall past the row).
-                if vec4_rows(s, r).is_none() {
-                    if let Some(r4) = (1..=2 * sg as usize)
-                        .rev()
-                        .find(|&r4| vec4_rows(s, r4).is_some())
-                    {
-                        let at = if lanes_first { 1 } else { v.len() };
-                        v.insert(at, GemmVariant::Lanes(r4, sg));
-                    }
+                let r4 = vec4_segment(s.k_real, sg);
+                if vec4_rows(s, r).is_none() && vec4_rows(s, r4).is_some() {
+                    let at = if lanes_first { 1 } else { v.len() };
+                    v.insert(at, GemmVariant::Lanes(r4, sg));
                 }
             }
         }
@@ -840,10 +850,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                     ));
                     // The vec4-row segments (the default's where its r pixels are whole
                     // vec4s, else the widest that are).
-                    let r4 = (1..=2 * sg)
-                        .rev()
-                        .find(|&r4| (r4 * filter.2 as u32).is_multiple_of(4))
-                        .unwrap_or(r);
+                    let r4 = vec4_segment(filter.2, sg) as u32;
                     for s0 in [0, 1, 2, 3] {
                         for r in [r, r4] {
                             let consts =
