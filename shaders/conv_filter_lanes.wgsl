@@ -3,18 +3,21 @@
 //
 //   part[s, t, k, c] = sum_{p in slice s} X[p -> t, k] * dZ[p, c];   part[s, db, c] = sum dZ[p, c]
 //
-// A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) sums one slice
-// of consecutive pixels at a time, row by row: R pixels of a row at once, then the row's last
-// pixels one by one. Each thread keeps its channel's FH*FW*K sums in registers. The activations
+// A workgroup of WG = c4_out*4/CPL threads (CPL = 1, 2 or 4 output channels each, in subgroups
+// of SG) sums one slice of consecutive pixels at a time, row by row: R pixels of a row at once,
+// then the row's last pixels one by one. Each thread keeps its channels' FH*FW*K sums (in
+// registers, or on the stack: a plain vector load and store on a CPU). The activations
 // that R pixels share (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from
 // `xs`) are loaded once per subgroup (lane l loads floats l, l + SG, ...) and handed to every
 // lane with `subgroupBroadcast`; each lane reads its own channel of dZ, as a float (binding 8: the
 // same dZ, channels padded to 4): a vec4 load and a pick of its component is four loads on CPU
-// adapters, which load lane by lane. Every sum runs over the slice's pixels in order, as in
-// conv_filter_split, so both give the same bits and `filter_sum` finishes either.
+// adapters, which load lane by lane. With CPL > 1 each broadcast input value feeds CPL
+// multiply-adds. Every sum runs over the slice's pixels in order, as in conv_filter_split, so
+// both give the same bits and `filter_sum` finishes either.
 //
-// Stride 1 along the width, at most 4 input channels (c4_in = 1, K of them real), all output
-// channels in one workgroup. Overrides FH, FW, K, R and SG are unrolled.
+// Stride 1 along the width, K input channels (the host bounds K and the unrolled FH*FW*K*R*CPL
+// multiply-adds), all output channels in one workgroup. Overrides FH, FW, K, R, SG and CPL are
+// unrolled.
 // V4 = 1 (rows of whole vec4s: in_w * K, out_w and the slices' pixel counts multiples of 4, so
 // that every run of R pixels starts at a multiple of 4 floats): the runs' rows are loaded as
 // vec4s from binding 9 (the same input), as conv_lanes.wgsl does (S0, MV: as there); the
@@ -30,6 +33,7 @@ override SG: u32;
 override V4: u32 = 0u;
 override S0: u32 = 0u;
 override MV: u32 = 0u;
+override CPL: u32 = 1u;
 
 @group(0) @binding(8) var<storage, read> dzs: array<f32>;
 @group(0) @binding(9) var<storage, read> xs4: array<vec4<f32>>;
@@ -42,13 +46,16 @@ fn conv_filter_lanes(
     @builtin(subgroup_invocation_id) sl: u32,
 ) {
     let c4_out = (p.c_out + 3u) / 4u;
-    let c = min(lid, p.c_out - 1u); // lanes past c_out repeat the last channel, store nothing
+    // This lane's CPL channels lid * CPL + j; those past c_out repeat the last one and store
+    // nothing.
+    let ch{i} = min(lid * CPL + {i}u, p.c_out - 1u); // @unroll(CPL)
+    let live{i} = lid * CPL + {i}u < p.c_out; // @unroll(CPL)
     let c_pad = c4_out * 4u;
     let outputs = p.taps * p.k_real * p.c_out + p.c_out; // dW, then db
     // Slices are uniform over the workgroup: `s` comes from the workgroup id alone.
     for (var s = wid.y * nwg.x + wid.x; s < p.slices; s += nwg.x * nwg.y) {
-        var acc{i} = 0.0; // @unroll(FH*FW*K)
-        var db = 0.0;
+        var acc{i} = 0.0; // @unroll(FH*FW*K*CPL)
+        var db{i} = 0.0; // @unroll(CPL)
         let begin = s * p.pixels;
         let end = min(begin + p.pixels, p.all_pixels);
         var n = begin;
@@ -65,10 +72,11 @@ fn conv_filter_lanes(
                 let c0 = i32(ow) - p.left;
                 // a{...}: the rows of taps, loaded once per subgroup (lanes_rows.wgsl).
                 // @splice(lanes_rows.wgsl)
-                let d{i} = dzs[(n + {i}u) * c_pad + c]; // @unroll(R)
-                // Line i: sum (t, k) = i / R over pixel r = i % R, pixels in order.
-                acc{i/R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, d{i%R}, acc{i/R}); // @unroll(FH*FW*K*R)
-                db += d{i}; // @unroll(R)
+                let d{i} = dzs[(n + {i/CPL}u) * c_pad + ch{i%CPL}]; // @unroll(R*CPL)
+                // Line i: sum (t, k) = i / (R*CPL) of channel j = i % CPL over pixel
+                // r = (i / CPL) % R, pixels in order; acc{(t, k) * CPL + j}.
+                acc{(i/(R*CPL))*CPL + i%CPL} = fma(a{((i/(CPL*R*K*FW))*(R+FW-1) + (i/CPL)%R + (i/(CPL*R*K))%FW)*K + (i/(CPL*R))%K}, d{((i/CPL)%R)*CPL + i%CPL}, acc{(i/(R*CPL))*CPL + i%CPL}); // @unroll(FH*FW*K*R*CPL)
+                db{i%CPL} += d{i}; // @unroll(R*CPL)
                 ow += R;
             }
             for (; n < stop; n++) {
@@ -78,18 +86,17 @@ fn conv_filter_lanes(
                 let tat{i} = u32(select(0, tcol{i}, tok{i})) * K + (sl + {i*SG}u) % K; // @unroll((FW*K+SG-1)/SG)
                 let u{i} = select(0.0, xs[hrow{i/((FW*K+SG-1)/SG)} + tat{i%((FW*K+SG-1)/SG)}], hin{i/((FW*K+SG-1)/SG)} && tok{i%((FW*K+SG-1)/SG)}); // @unroll(FH*((FW*K+SG-1)/SG))
                 let b{i} = subgroupBroadcast(u{(i/(FW*K))*((FW*K+SG-1)/SG) + (i%(FW*K))/SG}, {(i%(FW*K))%SG}u); // @unroll(FH*FW*K)
-                let d = dzs[n * c_pad + c];
-                acc{i} = fma(b{i}, d, acc{i}); // @unroll(FH*FW*K)
-                db += d;
+                let d{i} = dzs[n * c_pad + ch{i}]; // @unroll(CPL)
+                acc{i} = fma(b{i/CPL}, d{i%CPL}, acc{i}); // @unroll(FH*FW*K*CPL)
+                db{i} += d{i}; // @unroll(CPL)
                 ow += 1u;
             }
             ow = 0u;
             row += 1u;
         }
         let base = s * outputs;
-        let live = lid < p.c_out;
-        put_part(base + ({i/K}u * p.k_real + {i%K}u) * p.c_out + lid, live, acc{i}); // @unroll(FH*FW*K)
-        put_part(base + p.taps * p.k_real * p.c_out + lid, live, db);
+        put_part(base + ({(i/CPL)/K}u * p.k_real + {(i/CPL)%K}u) * p.c_out + lid * CPL + {i%CPL}u, live{i%CPL}, acc{i}); // @unroll(FH*FW*K*CPL)
+        put_part(base + p.taps * p.k_real * p.c_out + lid * CPL + {i}u, live{i}, db{i}); // @unroll(CPL)
     }
 }
 

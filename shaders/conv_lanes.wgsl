@@ -3,18 +3,23 @@
 //
 //   Z[p, c] = sum_{t, k} X[p -> t, k] * Wp[t, k, c]  (+ b[c])
 //
-// A workgroup of WG = 4*CB4 threads (one output channel each, in subgroups of SG) owns R
-// consecutive output pixels of one output row at a time, segment after segment of its run. Each thread keeps its channel's
-// FH*FW*K weights in registers for the whole dispatch. The activations that the R pixels share
+// A workgroup of WG = 4*CB4/CPL threads (CPL = 1, 2 or 4 output channels each, in subgroups of
+// SG) owns R consecutive output pixels of one output row at a time, segment after segment of its
+// run. Each thread keeps its channels' FH*FW*K weights for the whole dispatch (in registers, or
+// on the stack where they do not fit: either way a plain vector load on a CPU, unlike a storage
+// load). With CPL > 1 each broadcast input value feeds CPL multiply-adds and fewer subgroups
+// load the same rows: cifar's layer (16 input channels, 32 outputs) 21 -> 10 ms on lavapipe. The activations that the R pixels share
 // (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from `xs`) are loaded once per
 // subgroup: lane l loads floats l, l + SG, ... of each row and `subgroupBroadcast` hands every
 // value to all lanes. On lavapipe a storage load costs one scalar load per lane however many
 // lanes want the same address, so this cuts the loads by SG against one load of each value by
 // every lane, and the input needs no copy with its channels padded to 4.
 //
-// Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), at most
-// 8 input channels (K of them, the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap); x_off counts floats of xs. Per pixel the sum runs over taps, then channels,
-// as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R and SG are unrolled.
+// Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), K input
+// channels (the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap; the host bounds K and
+// the unrolled FH*FW*K*R*CPL multiply-adds); x_off counts floats of xs. Per pixel the sum runs
+// over taps, then channels, as in conv_gemm, so both give the same bits. Overrides FH, FW, K, R,
+// SG and CPL are unrolled. CPL = 1 with POOL.
 //
 // POOL = 1: a max pool of PH x PW windows (strides pool_sh, pool_sw, windows inside the output)
 // of the ReLU'd outputs instead of the outputs themselves: the segments are the rows of groups
@@ -50,6 +55,7 @@ override POW: u32 = 1u;
 override V4: u32 = 0u;
 override S0: u32 = 0u;
 override MV: u32 = 0u;
+override CPL: u32 = 1u;
 
 @group(0) @binding(7) var<storage, read> xs4: array<vec4<f32>>;
 
@@ -67,13 +73,12 @@ fn conv_lanes(
     if (POOL == 1u) {
         segs = p.total * PH;
     }
-    let c = p.c_begin + lid;
-    let q = lid / 4u;
-    let e = lid % 4u;
-    let wt{i} = win[{i} * CB4 + q][e]; // @unroll(FH*FW*((K+3)/4)*4)
-    // This lane's bias, read once (any element in range when there is none).
-    let bl = select(0.0, bias[min(c, p.c_out - 1u)], p.has_bias != 0u);
-    let lane_live = c < p.c_out;
+    // This lane's CPL channels: c + j, j < CPL (window channels lid * CPL + j).
+    let c = p.c_begin + lid * CPL;
+    let wt{i} = win[{i/CPL} * CB4 + (lid * CPL + {i%CPL}u) / 4u][(lid * CPL + {i%CPL}u) % 4u]; // @unroll(FH*FW*((K+3)/4)*4*CPL)
+    // This lane's biases, read once (any element in range when there is none).
+    let bl{i} = select(0.0, bias[min(c + {i}u, p.c_out - 1u)], p.has_bias != 0u); // @unroll(CPL)
+    let lane_live{i} = c + {i}u < p.c_out; // @unroll(CPL)
     // Segments are uniform over the workgroup: `seg` comes from the workgroup id alone. Each
     // workgroup takes a contiguous run of them: neighbouring segments read the same input rows,
     // which then stay in this core's cache (a stride of the grid between a workgroup's segments
@@ -103,18 +108,19 @@ fn conv_lanes(
         let hrow{i} = p.x_off + (im * p.in_h + u32(select(0, h{i}, hin{i}))) * p.in_w * K; // @unroll(FH)
         // a{...}: the rows of taps, loaded once per subgroup (lanes_rows.wgsl).
         // @splice(lanes_rows.wgsl)
-        var acc{i} = 0.0; // @unroll(R)
-        // Line i: pixel r = i % R, channel k = (i / R) % K, tap t = i / (R*K) = (dh, dw).
-        acc{i%R} = fma(a{((i/(R*K*FW))*(R+FW-1) + i%R + (i/(R*K))%FW)*K + (i/R)%K}, wt{(i/(R*K))*((K+3)/4)*4 + (i/R)%K}, acc{i%R}); // @unroll(FH*FW*K*R)
+        var acc{i} = 0.0; // @unroll(R*CPL)
+        // Line i: output channel j = i % CPL, pixel r = (i / CPL) % R, input channel
+        // k = (i / (CPL*R)) % K, tap t = i / (CPL*R*K) = (dh, dw); acc{r * CPL + j}.
+        acc{i%(R*CPL)} = fma(a{((i/(CPL*R*K*FW))*(R+FW-1) + (i/CPL)%R + (i/(CPL*R*K))%FW)*K + (i/(CPL*R))%K}, wt{((i/(CPL*R*K))*((K+3)/4)*4 + (i/(CPL*R))%K)*CPL + i%CPL}, acc{i%(R*CPL)}); // @unroll(FH*FW*K*R*CPL)
         if (POOL == 0u) {
             let zb = z_at(row * OW + ow0) + c;
-            put(zb + {i}u * p.o_sw * p.c_out, lane_live && ow0 + {i}u < OW, acc{i} + bl); // @unroll(R)
+            put(zb + {i/CPL}u * p.o_sw * p.c_out + {i%CPL}u, lane_live{i%CPL} && ow0 + {i/CPL}u < OW, acc{i} + bl{i%CPL}); // @unroll(R*CPL)
         } else {
             let dh = seg % PH;
             // -inf: the first tap always replaces it.
             pm{i} = select(pm{i}, bitcast<f32>(0xff800000u), dh == 0u); pt{i} = select(pt{i}, 0u, dh == 0u); // @unroll(R/PW)
-            let pv{i} = relu_of(acc{i} + bl); let pb{i} = (pv{i} > pm{i/PW}) | (is_nan(pv{i}) & !is_nan(pm{i/PW})); pm{i/PW} = select(pm{i/PW}, pv{i}, pb{i}); pt{i/PW} = select(pt{i/PW}, dh * PW + {i%PW}u, pb{i}); // @unroll(R)
-            if (dh == PH - 1u && lane_live) {
+            let pv{i} = relu_of(acc{i} + bl0); let pb{i} = (pv{i} > pm{i/PW}) | (is_nan(pv{i}) & !is_nan(pm{i/PW})); pm{i/PW} = select(pm{i/PW}, pv{i}, pb{i}); pt{i/PW} = select(pt{i/PW}, dh * PW + {i%PW}u, pb{i}); // @unroll(R)
+            if (dh == PH - 1u && lane_live0) {
                 let o = p.z_off + (seg / PH) * (R / PW) * p.c_out + c;
                 z[o + {i}u * p.c_out] = pm{i}; zf[o + {i}u * p.c_out] = f32(pt{i}); // @unroll(R/PW)
             }

@@ -11,8 +11,8 @@ use ndarray::ArrayD;
 use wgpu_cnn::{ConvGeometry, ConvParams, Gpu, GpuOptions, Padding};
 
 /// At least the largest number of variants of any op (the split filter kernel has up to 10: 8
-/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 8).
-const VARIANTS: usize = 10;
+/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 12).
+const VARIANTS: usize = 12;
 
 #[test]
 fn every_conv_kernel_variant_matches_cpu_reference() {
@@ -57,6 +57,19 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
             ConvParams::new(1, 0).with_padding(Padding::same((32, 32), (4, 4), (1, 1))),
         ),
         ([3, 6, 10, 2], [3, 3, 2, 8], ConvParams::new(1, 1)),
+        // 16 input channels, 32 outputs (cifar's layer): the channel-lane kernels with 4 and 2
+        // output channels a lane, rows of whole vec4s, and for the data gradient 32 input
+        // channels, 16 outputs; enough pixels that the filter gradient's runs (10 pixels) take
+        // its 4- and 8-pixel steps.
+        ([2, 16, 32, 16], [3, 3, 16, 32], ConvParams::new(1, 1)),
+        // 13 input channels (rows not whole vec4s), 30 outputs (the last lane's last two
+        // channels store nothing), rows longer than several segments, filter-gradient runs of
+        // 6 pixels.
+        (
+            [3, 16, 21, 13],
+            [3, 2, 13, 30],
+            ConvParams::new(1, 0).with_padding(Padding::explicit(1, 1, 0, 1)),
+        ),
     ];
     for variant in 0..VARIANTS {
         let g = Gpu::with_options(GpuOptions {
@@ -109,6 +122,8 @@ fn every_conv_variant_gives_the_same_bits() {
             [2, 2, 8, 16],
             ConvParams::new(1, 0).with_padding(Padding::same((8, 8), (2, 2), (1, 1))),
         ),
+        // cifar's layer: the channel-lane kernels with 4 and 2 output channels a lane.
+        ([2, 16, 32, 16], [3, 3, 16, 32], ConvParams::new(1, 1)),
     ];
     for (case, (input, weights, params)) in cases.into_iter().enumerate() {
         let mut rng = NumpyRng::seed(5 + case as u32);

@@ -6,7 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
-use super::gemm::{row_shift, row_vec4s, LANES_TAPS_MAX};
+use super::gemm::{row_shift, row_vec4s, LANES_K_MAX, LANES_LINES_MAX, LANES_TAPS_MAX};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
@@ -104,12 +104,12 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
 const LANES_PIXELS: usize = 8;
 
 /// A variant of the split filter gradient: `Tiled((taps per lane, workgroup size, channel
-/// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size)`,
-/// `conv_filter_lanes`; `Shared`, `conv_filter_split_tiled`.
+/// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size,
+/// output channels per lane)`, `conv_filter_lanes`; `Shared`, `conv_filter_split_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SplitVariant {
     Tiled((usize, usize, usize)),
-    Lanes(usize, u32),
+    Lanes(usize, u32, u32),
     Shared,
 }
 
@@ -293,9 +293,18 @@ impl Gpu {
                 .into_iter()
                 .map(SplitVariant::Tiled)
                 .collect();
-            if let Some(v) = self.filter_lanes_variant(k, split) {
+            let (one, wide) = self.filter_lanes_variants(k, split);
+            if let Some(v) = one {
                 offer_lanes(&mut candidates, v, self.lanes_first());
             }
+            // With 2 or 4 output channels a lane: the default where the one-channel kernel
+            // does not apply (on CPU adapters; they won every timing there).
+            let at = if self.lanes_first() && one.is_none() {
+                0
+            } else {
+                candidates.len()
+            };
+            candidates.splice(at..at, wide);
             if self.within_loop_budget(1 + shared_iterations(split.1)) {
                 candidates.push(SplitVariant::Shared);
             }
@@ -394,25 +403,46 @@ impl Gpu {
         .then_some((slices, run))
     }
 
-    /// The channel-lane variant of the split filter gradient, where it applies: an adapter with
-    /// fixed-size subgroups, stride 1 along the width, at most 4 input channels, all the output
-    /// channels in whole subgroups of one workgroup, and slices within the loop budget.
-    fn filter_lanes_variant(
+    /// The channel-lane variants of the split filter gradient, where they apply: an adapter
+    /// with fixed-size subgroups, stride 1 along the width, all the output channels in whole
+    /// subgroups of one workgroup of at most 32 lanes, slices within the loop budget. With one
+    /// output channel a lane (at most 4 input channels; first) and with 4 or 2 (at most
+    /// [`LANES_K_MAX`] input channels and [`LANES_LINES_MAX`] multiply-adds a run; second).
+    fn filter_lanes_variants(
         &self,
         k: &KernelGeometry,
         (slices, run): (usize, usize),
-    ) -> Option<SplitVariant> {
-        let sg = self.quirks().subgroup?;
-        let wg = (k.c_out as usize).div_ceil(4) * 4;
+    ) -> (Option<SplitVariant>, Vec<SplitVariant>) {
+        let Some(sg) = self.quirks().subgroup else {
+            return (None, Vec::new());
+        };
+        let c_pad = (k.c_out as usize).div_ceil(4) * 4;
         let taps = (k.f_h * k.f_w) as usize;
-        let fits = k.s_w == 1
-            && k.c_in <= 4
-            && taps <= LANES_TAPS_MAX
-            && wg <= 32
-            && wg.is_multiple_of(sg as usize);
-        let (_, iterations) = self.lanes_workgroups(k, (slices, run), LANES_PIXELS);
-        (fits && self.within_loop_budget(iterations))
-            .then_some(SplitVariant::Lanes(LANES_PIXELS, sg))
+        let fits = |r: usize, cpl: usize| {
+            let wg = c_pad / cpl;
+            let (_, iterations) = self.lanes_workgroups(k, (slices, run), r);
+            k.s_w == 1
+                && taps <= LANES_TAPS_MAX
+                && wg <= 32
+                && wg >= sg as usize
+                && wg.is_multiple_of(sg as usize)
+                && self.within_loop_budget(iterations)
+        };
+        let one = (k.c_in <= 4 && fits(LANES_PIXELS, 1)).then_some(SplitVariant::Lanes(
+            LANES_PIXELS,
+            sg,
+            1,
+        ));
+        let wide = [(4, 4), (4, 2), (8, 2)]
+            .into_iter()
+            .filter(|&(r, cpl)| {
+                k.c_in as usize <= LANES_K_MAX
+                    && taps * k.c_in as usize * r * cpl <= LANES_LINES_MAX
+                    && fits(r, cpl)
+            })
+            .map(|(r, cpl)| SplitVariant::Lanes(r, sg, cpl as u32))
+            .collect();
+        (one, wide)
     }
 
     /// The split filter gradient: `conv_filter_split` (or `conv_filter_lanes`) then
@@ -476,7 +506,7 @@ impl Gpu {
                 self.launch(&FILTER_SPLIT_TILED, &consts, 1, &args, |_| Ok((p, wgs)))?;
                 (64, consts)
             }
-            SplitVariant::Lanes(r, sg) => {
+            SplitVariant::Lanes(r, sg, cpl) => {
                 let u = |v: usize| v as u32;
                 // Vec4 rows where every run of r pixels starts at a multiple of 4 floats.
                 let s0 = ((k.in_w * k.c_in).is_multiple_of(4)
@@ -486,7 +516,8 @@ impl Gpu {
                 .then(|| row_shift(i64::from(k.left), k.c_in as usize));
                 let mv = s0.map_or(0, |s0| row_vec4s(s0, (u(r), k.f_w, k.c_in), sg));
                 let consts = [
-                    ("WG", u(c4_out * 4)),
+                    ("WG", u(c4_out * 4) / cpl),
+                    ("CPL", cpl),
                     ("R", u(r)),
                     ("FW", k.f_w),
                     ("FH", k.f_h),
@@ -543,6 +574,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, f_w, k), sg));
                 let consts = vec![
                     ("WG", wg),
+                    ("CPL", 1),
                     ("R", r),
                     ("FW", f_w),
                     ("FH", f_h),
@@ -555,6 +587,23 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 out.push((FILTER_LANES, consts));
             }
         }
+    }
+    // 4 and 2 output channels a lane (cifar's layer: 16 input channels, 32 outputs).
+    for (wg, cpl, r, s0) in [(8, 4, 4, None), (16, 2, 4, Some(0)), (16, 2, 8, Some(2))] {
+        let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, 3, 16), 8));
+        let consts = vec![
+            ("WG", wg),
+            ("CPL", cpl),
+            ("R", r),
+            ("FW", 3),
+            ("FH", 3),
+            ("K", 16),
+            ("SG", 8),
+            ("V4", u32::from(s0.is_some())),
+            ("S0", s0.unwrap_or(0)),
+            ("MV", mv),
+        ];
+        out.push((FILTER_LANES, consts));
     }
     out
 }

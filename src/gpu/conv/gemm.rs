@@ -396,15 +396,22 @@ pub(crate) const POOL_W_MAX: usize = 16;
 /// second layer of seed 001's network).
 const LANES_WEIGHTS_MAX: usize = 100;
 
+/// Most input channels `conv_lanes` takes with 2 or 4 output channels per lane.
+pub(crate) const LANES_K_MAX: usize = 32;
+
+/// Most multiply-adds a segment of `conv_lanes` unrolls (taps x input channels x pixels x
+/// output channels per lane): a bound on its code and compile time.
+pub(crate) const LANES_LINES_MAX: usize = 4096;
+
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
 /// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
-/// `Lanes(r, sg)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup and subgroups
-/// of `sg` lanes; `Tiled`, `conv_gemm_tiled`.
+/// `Lanes(r, sg, cpl)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup,
+/// subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`, `conv_gemm_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
     Pixels(usize),
     Rows(usize),
-    Lanes(usize, u32),
+    Lanes(usize, u32, u32),
     Tiled,
 }
 
@@ -444,10 +451,11 @@ fn gemm_consts(
 }
 
 /// The override constants of `conv_lanes.wgsl` for an `f_h x f_w` filter over `k` input
-/// channels giving an `(out_h, out_w)` grid, `cb4` channel vec4s (one lane each), `r` pixels
-/// per segment, subgroups of `sg`; `pool`: the max pool of `(h, w)` windows with an output grid
-/// `(pool_oh, pool_ow)` (`POOL`), `r / w` windows side by side; `s0`: the input read as vec4s,
-/// each row's first float `s0` floats into its vec4 (`V4`; see [`vec4_rows`]).
+/// channels giving an `(out_h, out_w)` grid, `cb4` channel vec4s (`cpl` channels a lane), `r`
+/// pixels per segment, subgroups of `sg`; `pool`: the max pool of `(h, w)` windows with an
+/// output grid `(pool_oh, pool_ow)` (`POOL`, with `cpl` 1), `r / w` windows side by side; `s0`:
+/// the input read as vec4s, each row's first float `s0` floats into its vec4 (`V4`; see
+/// [`vec4_rows`]).
 #[allow(clippy::too_many_arguments)]
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
@@ -457,12 +465,13 @@ fn lanes_consts(
     sg: u32,
     pool: Option<[u32; 4]>,
     s0: Option<u32>,
-) -> [(&'static str, u32); 17] {
+    cpl: u32,
+) -> [(&'static str, u32); 18] {
     let u = |v: usize| v as u32;
     let [ph, pw, poh, pow] = pool.unwrap_or([1, r, 1, 1]);
     let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, u(f_w), u(k)), sg));
     [
-        ("WG", 4 * cb4),
+        ("WG", 4 * cb4 / cpl),
         ("CB4", cb4),
         ("R", r),
         ("FW", u(f_w)),
@@ -479,6 +488,7 @@ fn lanes_consts(
         ("V4", u32::from(s0.is_some())),
         ("S0", s0.unwrap_or(0)),
         ("MV", mv),
+        ("CPL", cpl),
     ]
 }
 
@@ -551,16 +561,37 @@ fn variants(
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             if s.taps() <= LANES_TAPS_MAX && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX {
                 let r = lanes_pixels(s.f_w, sg);
-                offer_lanes(&mut v, GemmVariant::Lanes(r, sg), lanes_first);
+                offer_lanes(&mut v, GemmVariant::Lanes(r, sg, 1), lanes_first);
                 // Where the input rows are whole vec4s but r pixels of them are not: segments
                 // that are, so that the rows load as vec4s (about half the cost of floats on
                 // lavapipe; more pixels of the last segment may fall past the row).
                 let r4 = vec4_segment(s.k_real, sg);
                 if vec4_rows(s, r).is_none() && vec4_rows(s, r4).is_some() {
                     let at = if lanes_first { 1 } else { v.len() };
-                    v.insert(at, GemmVariant::Lanes(r4, sg));
+                    v.insert(at, GemmVariant::Lanes(r4, sg, 1));
                 }
             }
+        }
+    }
+    // Channel lanes with 4 or 2 output channels per lane (more input channels, more outputs):
+    // each broadcast input value feeds 4 or 2 FMAs, and fewer subgroups load the same rows.
+    // The default on CPU adapters where the one-channel kernel does not apply (they won every
+    // timing there: cifar's forward 21 -> 10 ms on lavapipe).
+    if let Some(sg) = subgroup {
+        if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX && s.k_real <= LANES_K_MAX {
+            let wide: Vec<GemmVariant> = [(4, 4), (4, 8), (2, 4), (2, 8)]
+                .into_iter()
+                .filter(|&(cpl, r)| {
+                    let wg = 4 * win.cb4 as u32 / cpl;
+                    wg >= sg
+                        && wg.is_multiple_of(sg)
+                        && s.taps() * s.k_real * r * cpl as usize <= LANES_LINES_MAX
+                })
+                .map(|(cpl, r)| GemmVariant::Lanes(r, sg, cpl))
+                .collect();
+            let one = v.iter().any(|c| matches!(c, GemmVariant::Lanes(..)));
+            let at = if lanes_first && !one { 0 } else { v.len() };
+            v.splice(at..at, wide);
         }
     }
     v
@@ -629,7 +660,7 @@ impl Gpu {
         variants(s, win, self.quirks().subgroup, true)
             .into_iter()
             .find_map(|v| match v {
-                GemmVariant::Lanes(_, sg) => Some(sg),
+                GemmVariant::Lanes(_, sg, 1) => Some(sg),
                 _ => None,
             })
     }
@@ -668,7 +699,7 @@ impl Gpu {
         // Segments start at multiples of (r / pw) * pool_sw columns.
         let s0 = vec4_rows(s, nw as usize * pool.s_w);
         let r = nw * pw;
-        let consts = lanes_consts(filter, grid, win.cb4 as u32, r, sg, Some(pool_grid), s0);
+        let consts = lanes_consts(filter, grid, win.cb4 as u32, r, sg, Some(pool_grid), s0, 1);
         let groups = pool.out_h * pool.out_w / nw as usize;
         for cb in 0..win.n_cb {
             let base = GemmParams {
@@ -731,7 +762,7 @@ impl Gpu {
                 &GEMM_ROWS,
                 gemm_consts(cb4, 1, r as u32, s.f_w as u32, s.c4_in() as u32, spread).to_vec(),
             ),
-            GemmVariant::Lanes(r, sg) => {
+            GemmVariant::Lanes(r, sg, cpl) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (
                     &LANES,
@@ -743,6 +774,7 @@ impl Gpu {
                         sg,
                         None,
                         vec4_rows(s, r),
+                        cpl,
                     )
                     .to_vec(),
                 )
@@ -797,7 +829,7 @@ impl Gpu {
                             taps * (1 + 11 * c4_in.div_ceil(4)),
                         ),
                         // A workgroup per segment; no inner loops (all unrolled).
-                        GemmVariant::Lanes(r, _) => (segs(r), 0),
+                        GemmVariant::Lanes(r, ..) => (segs(r), 0),
                     };
                     Ok((p, self.window_workgroups(needed, inner)))
                 })?;
@@ -840,31 +872,38 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             (2, 7, 3),
             (2, 2, 8),
             (3, 3, 6),
+            (3, 3, 16),
         ] {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
+                    let lanes = |r: u32, pool, s0, cpl: usize| {
+                        let consts =
+                            lanes_consts(filter, (16, 16), cb4 as u32, r, sg, pool, s0, cpl as u32);
+                        (LANES, consts.to_vec())
+                    };
                     let r = lanes_pixels(filter.1, sg) as u32;
-                    out.push((
-                        LANES,
-                        lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None, None).to_vec(),
-                    ));
+                    out.push(lanes(r, None, None, 1));
                     // The vec4-row segments (the default's where its r pixels are whole
                     // vec4s, else the widest that are).
                     let r4 = vec4_segment(filter.2, sg) as u32;
                     for s0 in [0, 1, 2, 3] {
                         for r in [r, r4] {
-                            let consts =
-                                lanes_consts(filter, (16, 16), cb4 as u32, r, sg, None, Some(s0));
-                            out.push((LANES, consts.to_vec()));
+                            out.push(lanes(r, None, Some(s0), 1));
+                        }
+                    }
+                    // 2 and 4 output channels per lane.
+                    for cpl in [2, 4] {
+                        if (4 * cb4 / cpl).is_multiple_of(sg as usize)
+                            && 4 * cb4 >= cpl * sg as usize
+                        {
+                            for s0 in [None, Some(2)] {
+                                out.push(lanes(4, None, s0, cpl));
+                            }
                         }
                     }
                     for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
-                        let pool = Some([ph, pw, 2, 2]);
                         for s0 in [None, Some(0), Some(1), Some(3)] {
-                            let r = pw * nw;
-                            let consts =
-                                lanes_consts(filter, (16, 16), cb4 as u32, r, sg, pool, s0);
-                            out.push((LANES, consts.to_vec()));
+                            out.push(lanes(pw * nw, Some([ph, pw, 2, 2]), s0, 1));
                         }
                     }
                 }
