@@ -209,14 +209,15 @@ pub(crate) fn decide(rounds: &[Vec<f64>]) -> usize {
     }
 }
 
-/// Adds the channel-lane variant `lanes` to `candidates`: first, as the default, where
-/// `lanes_first` (see `Gpu::lanes_first`), else last.
-pub(crate) fn offer_lanes<C>(candidates: &mut Vec<C>, lanes: C, lanes_first: bool) {
-    if lanes_first {
-        candidates.insert(0, lanes);
-    } else {
-        candidates.push(lanes);
-    }
+/// Adds the channel-lane variants `lanes` to `candidates`, in their order: first (the first of
+/// them the default) where `first` (see `Gpu::lanes_first`), else last.
+pub(crate) fn offer_lanes<C>(
+    candidates: &mut Vec<C>,
+    lanes: impl IntoIterator<Item = C>,
+    first: bool,
+) {
+    let at = if first { 0 } else { candidates.len() };
+    candidates.splice(at..at, lanes);
 }
 
 impl Gpu {

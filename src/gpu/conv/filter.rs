@@ -294,17 +294,10 @@ impl Gpu {
                 .map(SplitVariant::Tiled)
                 .collect();
             let (one, wide) = self.filter_lanes_variants(k, split);
-            if let Some(v) = one {
-                offer_lanes(&mut candidates, v, self.lanes_first());
-            }
+            offer_lanes(&mut candidates, one, self.lanes_first());
             // With 2 or 4 output channels a lane: the default where the one-channel kernel
             // does not apply (on CPU adapters; they won every timing there).
-            let at = if self.lanes_first() && one.is_none() {
-                0
-            } else {
-                candidates.len()
-            };
-            candidates.splice(at..at, wide);
+            offer_lanes(&mut candidates, wide, self.lanes_first() && one.is_none());
             if self.within_loop_budget(1 + shared_iterations(split.1)) {
                 candidates.push(SplitVariant::Shared);
             }
@@ -433,14 +426,15 @@ impl Gpu {
             sg,
             1,
         ));
-        let wide = [(4, 4), (4, 2), (8, 2)]
+        // (output channels a lane, pixels at once), as `gemm::variants` lists them.
+        let wide = [(4, 4), (2, 4), (2, 8)]
             .into_iter()
-            .filter(|&(r, cpl)| {
+            .filter(|&(cpl, r)| {
                 k.c_in as usize <= LANES_K_MAX
                     && taps * k.c_in as usize * r * cpl <= LANES_LINES_MAX
                     && fits(r, cpl)
             })
-            .map(|(r, cpl)| SplitVariant::Lanes(r, sg, cpl as u32))
+            .map(|(cpl, r)| SplitVariant::Lanes(r, sg, cpl as u32))
             .collect();
         (one, wide)
     }
@@ -514,19 +508,8 @@ impl Gpu {
                     && run.is_multiple_of(4)
                     && (u(r) * k.c_in).is_multiple_of(4))
                 .then(|| row_shift(i64::from(k.left), k.c_in as usize));
-                let mv = s0.map_or(0, |s0| row_vec4s(s0, (u(r), k.f_w, k.c_in), sg));
-                let consts = [
-                    ("WG", u(c4_out * 4) / cpl),
-                    ("CPL", cpl),
-                    ("R", u(r)),
-                    ("FW", k.f_w),
-                    ("FH", k.f_h),
-                    ("K", k.c_in),
-                    ("SG", sg),
-                    ("V4", u32::from(s0.is_some())),
-                    ("S0", s0.unwrap_or(0)),
-                    ("MV", mv),
-                ];
+                let filter = (k.f_h, k.f_w, k.c_in);
+                let consts = lanes_consts(filter, u(c4_out * 4) / cpl, cpl, u(r), sg, s0);
                 let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);
                 let args = [
                     Arg::Whole(x.x),
@@ -570,40 +553,41 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for (f_h, f_w, k) in [(4, 4, 3), (2, 2, 4), (3, 3, 1), (1, 7, 2)] {
         for (wg, sg) in [(8, 8), (16, 8), (32, 8), (16, 16), (32, 32), (4, 4)] {
             for s0 in [None, Some(0), Some(3)] {
-                let r = LANES_PIXELS as u32;
-                let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, f_w, k), sg));
-                let consts = vec![
-                    ("WG", wg),
-                    ("CPL", 1),
-                    ("R", r),
-                    ("FW", f_w),
-                    ("FH", f_h),
-                    ("K", k),
-                    ("SG", sg),
-                    ("V4", u32::from(s0.is_some())),
-                    ("S0", s0.unwrap_or(0)),
-                    ("MV", mv),
-                ];
-                out.push((FILTER_LANES, consts));
+                let consts = lanes_consts((f_h, f_w, k), wg, 1, LANES_PIXELS as u32, sg, s0);
+                out.push((FILTER_LANES, consts.to_vec()));
             }
         }
     }
     // 4 and 2 output channels a lane (cifar's layer: 16 input channels, 32 outputs).
     for (wg, cpl, r, s0) in [(8, 4, 4, None), (16, 2, 4, Some(0)), (16, 2, 8, Some(2))] {
-        let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, 3, 16), 8));
-        let consts = vec![
-            ("WG", wg),
-            ("CPL", cpl),
-            ("R", r),
-            ("FW", 3),
-            ("FH", 3),
-            ("K", 16),
-            ("SG", 8),
-            ("V4", u32::from(s0.is_some())),
-            ("S0", s0.unwrap_or(0)),
-            ("MV", mv),
-        ];
-        out.push((FILTER_LANES, consts));
+        let consts = lanes_consts((3, 3, 16), wg, cpl, r, 8, s0);
+        out.push((FILTER_LANES, consts.to_vec()));
     }
     out
+}
+
+/// The override constants of `conv_filter_lanes.wgsl` for an `f_h x f_w` filter over `k` input
+/// channels: workgroups of `wg` lanes, `cpl` output channels a lane, `r` pixels at once,
+/// subgroups of `sg`; `s0`: the rows read as vec4s, each row's first float `s0` floats into its
+/// vec4 (`V4`, `MV` as `conv_lanes.wgsl`'s).
+fn lanes_consts(
+    (f_h, f_w, k): (u32, u32, u32),
+    wg: u32,
+    cpl: u32,
+    r: u32,
+    sg: u32,
+    s0: Option<u32>,
+) -> [(&'static str, u32); 10] {
+    [
+        ("WG", wg),
+        ("CPL", cpl),
+        ("R", r),
+        ("FW", f_w),
+        ("FH", f_h),
+        ("K", k),
+        ("SG", sg),
+        ("V4", u32::from(s0.is_some())),
+        ("S0", s0.unwrap_or(0)),
+        ("MV", s0.map_or(0, |s0| row_vec4s(s0, (r, f_w, k), sg))),
+    ]
 }

@@ -561,7 +561,7 @@ fn variants(
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             if s.taps() <= LANES_TAPS_MAX && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX {
                 let r = lanes_pixels(s.f_w, sg);
-                offer_lanes(&mut v, GemmVariant::Lanes(r, sg, 1), lanes_first);
+                offer_lanes(&mut v, [GemmVariant::Lanes(r, sg, 1)], lanes_first);
                 // Where the input rows are whole vec4s but r pixels of them are not: segments
                 // that are, so that the rows load as vec4s (about half the cost of floats on
                 // lavapipe; more pixels of the last segment may fall past the row).
@@ -590,8 +590,7 @@ fn variants(
                 .map(|(cpl, r)| GemmVariant::Lanes(r, sg, cpl))
                 .collect();
             let one = v.iter().any(|c| matches!(c, GemmVariant::Lanes(..)));
-            let at = if lanes_first && !one { 0 } else { v.len() };
-            v.splice(at..at, wide);
+            offer_lanes(&mut v, wide, lanes_first && !one);
         }
     }
     v
