@@ -105,6 +105,13 @@ pub(crate) struct Quirks {
     /// 64 (16 to 256 measured within 10% of each other on the copy probe; 4096 lost 3x).
     /// The loop budget bounds it from below (`Gpu::stream_workgroups`).
     pub stream_grid_cap: Option<u64>,
+    /// Most slices of the split filter gradient (runs of pixels summed in parallel, each a row
+    /// of partial sums that `filter_sum` adds in order): GPUs 1024 (4096 lanes over slices and
+    /// filter blocks fill the device); CPU adapters 64, a few per core. On lavapipe 256 slices
+    /// of seed 001's second layer's 4096 pixels wrote 0.5 MB of partial sums for 2 cores:
+    /// its backward 1.11-1.32 -> 0.75-1.16 ms, stem's 6.0-6.2 -> 5.6-5.9, cifar's 25.2-26.1 ->
+    /// 24.6-24.7 (3 alternated runs each); 7 slices made cifar's filter gradient slower.
+    pub split_max: usize,
     /// Most loop iterations one invocation of a kernel may run, all its loops together, if the
     /// adapter stops loops silently: Mesa's llvmpipe (lavapipe on Vulkan, llvmpipe on GL) ends
     /// any loop after 65535 iterations of all the invocation's loops (`LP_MAX_TGSI_LOOP_ITERATIONS`),
@@ -152,6 +159,7 @@ impl Quirks {
                 (true, lanes) => lanes.min(64),
             },
             stream_grid_cap: cpu_adapter.then_some(64),
+            split_max: if cpu_adapter { 64 } else { 1024 },
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             spread_windows: subgroup.filter(|_| cpu_adapter),
             serialize: info.backend == wgpu::Backend::Gl,

@@ -162,8 +162,6 @@ impl Gpu {
 /// Lanes the split kernel aims at (slices x lanes per slice): enough for every core's SIMD
 /// lanes on a CPU adapter and a few workgroups per multiprocessor on a GPU.
 const SPLIT_LANES: usize = 4096;
-/// Most slices (each adds a row of partial sums that `filter_sum` walks).
-const SPLIT_MAX: usize = 1024;
 /// Most pixels one lane sums (within the llvmpipe loop budget with room to spare).
 const SPLIT_RUN_MAX: usize = 32768;
 
@@ -370,10 +368,11 @@ impl Gpu {
     /// `(slices, pixels per slice)` when the filter has few enough lanes (`(tap, k4)` x channel
     /// blocks) that runs of pixels summed in parallel make at least two slices (`SPLIT_LANES` /
     /// 2 or more lanes fill the adapter window by window), and dZ and the partial sums fit a
-    /// binding. Fixed by the shape alone, so that the summation order never depends on the
-    /// tuning. The split kernel writes each output once per slice where the windowed one reads
-    /// and writes it once per window: on lavapipe the filter gradient of `deep` (1152 lanes, 32
-    /// windows of 128 pixels, 3 slices) went from 60 to 37 ms.
+    /// binding, in at most `Quirks::split_max` slices. Fixed by the shape and the kind of
+    /// adapter alone, so that the summation order never depends on the tuning. The split kernel
+    /// writes each output once per slice where the windowed one reads and writes it once per
+    /// window: on lavapipe the filter gradient of `deep` (1152 lanes, 32 windows of 128 pixels,
+    /// 3 slices) went from 60 to 37 ms.
     fn split_plan(&self, k: &KernelGeometry, dz4: &Tensor) -> Option<(usize, usize)> {
         let taps = (k.f_h * k.f_w) as usize;
         let c4_in = (k.c_in as usize).div_ceil(4);
@@ -383,7 +382,8 @@ impl Gpu {
             return None;
         }
         let pixels = k.m * k.out_h as usize * k.out_w as usize;
-        let wanted = (SPLIT_LANES / lanes).clamp(1, SPLIT_MAX).min(pixels.max(1));
+        let most = self.quirks().split_max;
+        let wanted = (SPLIT_LANES / lanes).clamp(1, most).min(pixels.max(1));
         let run = pixels.div_ceil(wanted).max(1);
         let slices = pixels.div_ceil(run);
         let outputs = taps * k.c_in as usize * k.c_out as usize + k.c_out as usize;

@@ -554,19 +554,31 @@ fn variants(
     }
     // Rows of pixels (stride 1 along the width, all taps in one window, few input vec4s): the
     // rows kernel sums in conv_gemm's order (bitwise the same result, so the tuned choice never
-    // changes a number).
-    if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX && s.c4_in() <= ROWS_C4_MAX {
+    // changes a number). The one-channel lanes take more input vec4s while the weights fit:
+    // seed 001's second layer's data gradient (16 input channels, 8 outputs) took `conv_gemm`
+    // at 0.43-0.50 ms on lavapipe, about twice its forward; the lanes take it at 0.22-0.29 ms,
+    // about the forward's time (alternated runs).
+    let rows = s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX;
+    if rows && s.c4_in() <= ROWS_C4_MAX {
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
+    }
+    if rows {
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
-            if s.taps() <= LANES_TAPS_MAX && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX {
-                let r = lanes_pixels(s.f_w, sg);
+            let r = lanes_pixels(s.f_w, sg);
+            if s.taps() <= LANES_TAPS_MAX
+                && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX
+                && s.taps() * s.k_real * r <= LANES_LINES_MAX
+            {
                 offer_lanes(&mut v, [GemmVariant::Lanes(r, sg, 1)], lanes_first);
                 // Where the input rows are whole vec4s but r pixels of them are not: segments
                 // that are, so that the rows load as vec4s (about half the cost of floats on
                 // lavapipe; more pixels of the last segment may fall past the row).
                 let r4 = vec4_segment(s.k_real, sg);
-                if vec4_rows(s, r).is_none() && vec4_rows(s, r4).is_some() {
+                if vec4_rows(s, r).is_none()
+                    && vec4_rows(s, r4).is_some()
+                    && s.taps() * s.k_real * r4 <= LANES_LINES_MAX
+                {
                     let at = if lanes_first { 1 } else { v.len() };
                     v.insert(at, GemmVariant::Lanes(r4, sg, 1));
                 }
@@ -872,6 +884,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             (2, 2, 8),
             (3, 3, 6),
             (3, 3, 16),
+            (2, 2, 16),
         ] {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
