@@ -159,6 +159,18 @@ pub enum Error {
         channels: usize,
     },
 
+    /// A setting outside its range: a learning rate that is negative or not finite, a batch of
+    /// 0, a momentum or beta outside `[0, 1]`, a negative `eps`.
+    #[error("{what} = {value}: must be {expected}")]
+    Setting {
+        /// The setting, with its owner (`"Adam: lr"`).
+        what: &'static str,
+        /// The value given, as Rust prints it (`NaN`, `-1`, `inf`).
+        value: String,
+        /// The range it must be in.
+        expected: &'static str,
+    },
+
     /// A class label not below the number of classes.
     #[error("label {label} of example {index} is out of range for {classes} classes")]
     LabelOutOfRange {

@@ -71,6 +71,15 @@ impl BatchNorm {
         self.momentum = momentum;
         self
     }
+
+    /// `Ok` when `eps` is finite and at least 0 and `momentum` is in `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        setting("batch norm: eps", self.eps, NON_NEGATIVE)?;
+        setting("batch norm: momentum", self.momentum, UNIT)
+    }
 }
 
 /// Spatial group norm settings: the number of groups (which must divide the channels) and
@@ -93,6 +102,14 @@ impl GroupNorm {
     pub const fn with_eps(mut self, eps: f64) -> Self {
         self.eps = eps;
         self
+    }
+
+    /// `Ok` when `eps` is finite and at least 0.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] otherwise.
+    pub fn validate(&self) -> Result<()> {
+        setting("group norm: eps", self.eps, NON_NEGATIVE)
     }
 
     /// Channels per group for `channels`, or [`Error::Groups`].
@@ -195,6 +212,31 @@ pub struct AdamConfig {
     pub weight_decay: f64,
 }
 
+/// At least 0 and finite as an `f32` (the GPU's type).
+const NON_NEGATIVE: &str = "at least 0 and finite (in f32 too)";
+/// A value in `[0, 1]`.
+const UNIT: &str = "in [0, 1]";
+/// A value in `[0, 1)` (Adam's betas: 1 would divide by zero in the bias correction).
+const BETA: &str = "in [0, 1)";
+
+/// `Ok` when `value` satisfies `expected` (one of the ranges above), else [`Error::Setting`].
+fn setting(what: &'static str, value: f64, expected: &'static str) -> Result<()> {
+    let ok = match expected {
+        UNIT => (0.0..=1.0).contains(&value),
+        BETA => (0.0..1.0).contains(&value),
+        _ => value >= 0.0 && (value as f32).is_finite(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Setting {
+            what,
+            value: value.to_string(),
+            expected,
+        })
+    }
+}
+
 impl SgdConfig {
     /// Learning rate `lr`, no weight decay.
     pub const fn new(lr: f64) -> Self {
@@ -202,6 +244,15 @@ impl SgdConfig {
             lr,
             weight_decay: 0.0,
         }
+    }
+
+    /// `Ok` when `lr` and `weight_decay` are finite and at least 0.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        setting("SGD: lr", self.lr, NON_NEGATIVE)?;
+        setting("SGD: weight_decay", self.weight_decay, NON_NEGATIVE)
     }
 }
 
@@ -213,6 +264,21 @@ impl MomentumConfig {
             momentum: 0.9,
             weight_decay: 0.0,
         }
+    }
+
+    /// `Ok` when `lr` and `weight_decay` are finite and at least 0 and `momentum` is in
+    /// `[0, 1]`.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        setting("SGD momentum: lr", self.lr, NON_NEGATIVE)?;
+        setting("SGD momentum: momentum", self.momentum, UNIT)?;
+        setting(
+            "SGD momentum: weight_decay",
+            self.weight_decay,
+            NON_NEGATIVE,
+        )
     }
 }
 
@@ -232,5 +298,18 @@ impl AdamConfig {
     pub const fn with_weight_decay(mut self, weight_decay: f64) -> Self {
         self.weight_decay = weight_decay;
         self
+    }
+
+    /// `Ok` when `lr`, `eps` and `weight_decay` are finite and at least 0 and the betas are in
+    /// `[0, 1)`.
+    ///
+    /// # Errors
+    /// [`Error::Setting`] naming the first setting out of range.
+    pub fn validate(&self) -> Result<()> {
+        setting("Adam: lr", self.lr, NON_NEGATIVE)?;
+        setting("Adam: beta1", self.beta1, BETA)?;
+        setting("Adam: beta2", self.beta2, BETA)?;
+        setting("Adam: eps", self.eps, NON_NEGATIVE)?;
+        setting("Adam: weight_decay", self.weight_decay, NON_NEGATIVE)
     }
 }

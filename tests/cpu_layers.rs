@@ -1201,6 +1201,159 @@ fn adam_state_too_large_is_an_error() {
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
 
+/// `err` is [`Error::Setting`] for `what`, and its message names the value given.
+#[track_caller]
+fn assert_setting(err: Error, what: &str, value: &str) {
+    assert!(
+        matches!(&err, Error::Setting { what: w, .. } if *w == what),
+        "expected a Setting error for {what}, got {err:?}"
+    );
+    assert!(err.to_string().contains(value), "{err}");
+}
+
+#[test]
+fn optimizers_reject_settings_out_of_range_and_change_nothing() {
+    let w0 = arr1(&[1.0_f64, -2.0]).into_dyn();
+    let dw = arr1(&[0.5_f64, 0.5]).into_dyn();
+    let mut w = w0.clone();
+    for (lr, shown) in [
+        (f64::NAN, "NaN"),
+        (-0.1, "-0.1"),
+        (f64::INFINITY, "inf"),
+        (1e39, "1e39"),
+    ] {
+        let shown = if lr == 1e39 {
+            "1000000000000000000000000000000000000000"
+        } else {
+            shown
+        };
+        let e = sgd(w.view_mut(), dw.view(), &SgdConfig::new(lr)).unwrap_err();
+        assert_setting(e, "SGD: lr", shown);
+        let mut state = AdamState::zeros(w.shape()).unwrap();
+        let e = adam(w.view_mut(), dw.view(), &mut state, &AdamConfig::new(lr)).unwrap_err();
+        assert_setting(e, "Adam: lr", shown);
+        assert_eq!(state.t, 0, "a rejected Adam step must not count");
+    }
+    let decay = SgdConfig {
+        weight_decay: -1.0,
+        ..SgdConfig::new(0.1)
+    };
+    assert_setting(
+        sgd(w.view_mut(), dw.view(), &decay).unwrap_err(),
+        "SGD: weight_decay",
+        "-1",
+    );
+    let mut v = ArrayD::<f64>::zeros(w.shape());
+    let momentum = MomentumConfig {
+        momentum: 1.5,
+        ..MomentumConfig::new(0.1)
+    };
+    let e = sgd_momentum(w.view_mut(), dw.view(), v.view_mut(), &momentum).unwrap_err();
+    assert_setting(e, "SGD momentum: momentum", "1.5");
+    let mut state = AdamState::zeros(w.shape()).unwrap();
+    for (cfg, what) in [
+        (
+            AdamConfig {
+                beta1: 1.0,
+                ..AdamConfig::new(0.1)
+            },
+            "Adam: beta1",
+        ),
+        (
+            AdamConfig {
+                beta2: -0.5,
+                ..AdamConfig::new(0.1)
+            },
+            "Adam: beta2",
+        ),
+        (
+            AdamConfig {
+                eps: f64::NAN,
+                ..AdamConfig::new(0.1)
+            },
+            "Adam: eps",
+        ),
+        (
+            AdamConfig::new(0.1).with_weight_decay(f64::NEG_INFINITY),
+            "Adam: weight_decay",
+        ),
+    ] {
+        let e = adam(w.view_mut(), dw.view(), &mut state, &cfg).unwrap_err();
+        assert_setting(e, what, "");
+    }
+    assert_eq!(w, w0, "a rejected step must leave w as it was");
+    assert_eq!(v, ArrayD::<f64>::zeros(w.shape()));
+    // The edges of the ranges are accepted: lr 0 (no step), momentum 1, beta 0.
+    sgd(w.view_mut(), dw.view(), &SgdConfig::new(0.0)).unwrap();
+    assert_eq!(w, w0);
+    let edge = MomentumConfig {
+        momentum: 1.0,
+        ..MomentumConfig::new(0.0)
+    };
+    sgd_momentum(w.view_mut(), dw.view(), v.view_mut(), &edge).unwrap();
+    let edge = AdamConfig {
+        beta1: 0.0,
+        ..AdamConfig::new(0.1)
+    };
+    adam(w.view_mut(), dw.view(), &mut state, &edge).unwrap();
+}
+
+#[test]
+fn norms_reject_eps_and_momentum_out_of_range() {
+    let x = rand((2, 3, 3, 4), 130);
+    let (gamma, beta) = (Array1::<f64>::ones(4), Array1::<f64>::zeros(4));
+    for (bn, what, shown) in [
+        (
+            BatchNorm::train().with_eps(-1e-5),
+            "batch norm: eps",
+            "-0.00001",
+        ),
+        (
+            BatchNorm::train().with_eps(f64::NAN),
+            "batch norm: eps",
+            "NaN",
+        ),
+        (
+            BatchNorm::train().with_momentum(1.1),
+            "batch norm: momentum",
+            "1.1",
+        ),
+        (
+            BatchNorm::test().with_momentum(-0.1),
+            "batch norm: momentum",
+            "-0.1",
+        ),
+    ] {
+        let mut state = BatchNormState::new();
+        let e = spatial_batchnorm_forward(x.view(), gamma.view(), beta.view(), &mut state, bn)
+            .unwrap_err();
+        assert_setting(e, what, shown);
+        assert!(
+            state.running_mean.is_none(),
+            "a rejected pass must not touch the state"
+        );
+    }
+    let e = spatial_groupnorm_forward(
+        x.view(),
+        gamma.view(),
+        beta.view(),
+        GroupNorm::new(2).with_eps(f64::INFINITY),
+    )
+    .unwrap_err();
+    assert_setting(e, "group norm: eps", "inf");
+    // eps 0 is a legal (if risky) choice: a constant channel then divides 0 by 0, as IEEE says.
+    let mut state = BatchNormState::new();
+    let (y, _) = spatial_batchnorm_forward(
+        x.view(),
+        gamma.view(),
+        beta.view(),
+        &mut state,
+        BatchNorm::train().with_eps(0.0),
+    )
+    .unwrap();
+    assert!(y.iter().all(|v| v.is_finite()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Layout
 

@@ -5,7 +5,10 @@ mod common;
 
 use common::gpu;
 use ndarray::{Array, Array1, Dimension, Ix1, Ix4};
-use wgpu_cnn::{ConvParams, Error, Gpu, GpuOptions, Padding, PoolMode, PoolParams, Tensor};
+use wgpu_cnn::{
+    Adam, AdamConfig, BatchNorm, BatchNormState, ConvParams, Error, Gpu, GpuOptions, GroupNorm,
+    MomentumConfig, Padding, PoolMode, PoolParams, Sgd, SgdConfig, SgdMomentum, Tensor,
+};
 
 fn zeros(gpu: &Gpu, shape: &[usize]) -> Tensor {
     gpu.upload(&Array::<f32, _>::zeros(shape)).expect("upload")
@@ -469,4 +472,80 @@ fn pool_and_zero_pad_reject_an_image_larger_than_a_binding() {
     // The input image (16 * 16 * 3 * 4 = 3072 bytes) fits; the padded one (20 * 20 * 3) does not.
     let small = upload_zeros(&g, Ix4(2, 16, 16, 3));
     assert_too_large(error_of(g.zero_pad(&small, 2)), &[2, 20, 20, 3]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings out of range
+// ---------------------------------------------------------------------------------------------
+
+/// `e` is [`Error::Setting`] for `what`.
+#[track_caller]
+fn assert_setting(e: Error, what: &str) {
+    assert!(
+        matches!(&e, Error::Setting { what: w, .. } if *w == what),
+        "expected a Setting error for {what}, got {e:?}"
+    );
+}
+
+#[test]
+fn optimizer_steps_reject_settings_out_of_range_and_leave_w_unchanged() {
+    let g = gpu();
+    let w0 = Array1::from_vec(vec![1.0_f32, -2.0, 3.0]);
+    let mut w = g.upload(&w0).expect("upload");
+    let dw = g
+        .upload(&Array1::from_vec(vec![0.5_f32; 3]))
+        .expect("upload");
+    let e = error_of(Sgd::new(f64::NAN).step(g, &mut w, &dw));
+    assert_setting(e, "SGD: lr");
+    let mut momentum = SgdMomentum::with_config(MomentumConfig {
+        momentum: -0.5,
+        ..MomentumConfig::new(0.1)
+    });
+    assert_setting(
+        error_of(momentum.step(g, &mut w, &dw)),
+        "SGD momentum: momentum",
+    );
+    let mut adam = Adam::new(-1e-3);
+    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: lr");
+    assert_eq!(adam.steps(&w), 0, "a rejected Adam step must not count");
+    let mut adam = Adam::with_config(AdamConfig {
+        beta2: 1.0,
+        ..AdamConfig::new(1e-3)
+    });
+    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: beta2");
+    let decayed = Sgd {
+        config: SgdConfig {
+            weight_decay: f64::INFINITY,
+            ..SgdConfig::new(0.1)
+        },
+    };
+    assert_setting(error_of(decayed.step(g, &mut w, &dw)), "SGD: weight_decay");
+    let back: Array1<f32> = g.download(&w).expect("download");
+    assert_eq!(back, w0);
+}
+
+#[test]
+fn norms_reject_eps_and_momentum_out_of_range() {
+    let g = gpu();
+    let x = zeros4(g, [2, 3, 3, 4]);
+    let gamma = g.upload(&Array1::<f32>::ones(4)).expect("upload");
+    let beta = zeros(g, &[4]);
+    for (bn, what) in [
+        (BatchNorm::train().with_eps(f64::NAN), "batch norm: eps"),
+        (
+            BatchNorm::train().with_momentum(2.0),
+            "batch norm: momentum",
+        ),
+    ] {
+        let mut state = BatchNormState::new();
+        let e = error_of(g.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, bn));
+        assert_setting(e, what);
+        assert!(
+            state.running_mean.is_none(),
+            "a rejected pass must not touch the state"
+        );
+    }
+    let gn = GroupNorm::new(2).with_eps(-1.0);
+    let e = error_of(g.spatial_groupnorm_forward(&x, &gamma, &beta, gn));
+    assert_setting(e, "group norm: eps");
 }

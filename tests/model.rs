@@ -310,7 +310,22 @@ fn networks_that_cannot_stack_and_data_they_cannot_take_are_errors() {
 
     let gpu = own_gpu();
     let net = Sequential::signs((64, 64, 3), 6);
-    let mut model = GpuNet::new(&gpu, &net, &net.init(1).unwrap(), AdamConfig::new(0.009)).unwrap();
+    let weights = net.init(1).unwrap();
+    // Settings out of range: a learning rate, an L2 term.
+    for (net, lr, what) in [
+        (net.clone(), f64::NAN, "Adam: lr"),
+        (net.clone().hyper("reg", -1e-3), 0.009, "network: reg"),
+    ] {
+        assert!(matches!(
+            GpuNet::new(&gpu, &net, &weights, AdamConfig::new(lr)),
+            Err(Error::Setting { what: w, .. }) if w == what
+        ));
+        assert!(matches!(
+            CpuNet::new(&net, &weights, AdamConfig::new(lr)),
+            Err(Error::Setting { what: w, .. }) if w == what
+        ));
+    }
+    let mut model = GpuNet::new(&gpu, &net, &weights, AdamConfig::new(0.009)).unwrap();
     let wrong_size = Array4::<f32>::zeros((2, 32, 32, 3));
     assert!(matches!(
         model.step(&wrong_size, &[0, 1]),
@@ -338,6 +353,18 @@ fn networks_that_cannot_stack_and_data_they_cannot_take_are_errors() {
     assert!(matches!(
         model.fit(&three_classes, &config, |_| {}),
         Err(Error::ShapeMismatch { .. })
+    ));
+    let six_classes = Dataset {
+        classes: (0..6).map(|c| c.to_string()).collect(),
+        ..three_classes
+    };
+    let no_batch = TrainConfig { batch: 0, ..config };
+    assert!(matches!(
+        model.fit(&six_classes, &no_batch, |_| {}),
+        Err(Error::Setting {
+            what: "training: batch",
+            ..
+        })
     ));
 }
 

@@ -177,8 +177,9 @@ fn check_len<A>(stat: &Array1<A>, channels: usize, what: &'static str) -> Result
 /// # Errors
 /// [`Error::ShapeMismatch`] when `gamma`, `beta` or a running statistic does not hold `C`
 /// values; [`Error::EmptyTensor`] when `x` has an empty axis; [`Error::NoRunningStats`] in test
-/// mode when a running statistic is `None`; [`Error::TooLarge`] or [`Error::HostOutOfMemory`]
-/// when an output cannot be allocated. Never panics.
+/// mode when a running statistic is `None`; [`Error::Setting`] for an `eps` or `momentum` out
+/// of range ([`BatchNorm::validate`]); [`Error::TooLarge`] or [`Error::HostOutOfMemory`] when an
+/// output cannot be allocated. Never panics.
 ///
 /// # Example
 /// ```
@@ -207,6 +208,7 @@ pub fn spatial_batchnorm_forward<A: Real>(
     state: &mut BatchNormState<A>,
     bn: BatchNorm,
 ) -> Result<(Array4<A>, BatchNormCache<A>)> {
+    bn.validate()?;
     let [n, h, w, c] = shape4(&x);
     check_affine_params(
         "spatial_batchnorm_forward: gamma and beta must hold one value per channel of x (N, H, W, C)",
@@ -458,8 +460,8 @@ pub struct GroupNormCache<A> {
 /// # Errors
 /// [`Error::ShapeMismatch`] when `gamma` or `beta` does not hold `C` values; [`Error::Groups`]
 /// when `G` is 0 or does not divide `C`; [`Error::EmptyTensor`] when `x` has an empty axis;
-/// [`Error::TooLarge`] or [`Error::HostOutOfMemory`] when an output cannot be allocated. Never
-/// panics.
+/// [`Error::Setting`] for an `eps` out of range ([`GroupNorm::validate`]); [`Error::TooLarge`]
+/// or [`Error::HostOutOfMemory`] when an output cannot be allocated. Never panics.
 ///
 /// # Example
 /// ```
@@ -485,6 +487,7 @@ pub fn spatial_groupnorm_forward<A: Real>(
     beta: ArrayView1<A>,
     gn: GroupNorm,
 ) -> Result<(Array4<A>, GroupNormCache<A>)> {
+    gn.validate()?;
     let [n, h, w, c] = shape4(&x);
     check_affine_params(
         "spatial_groupnorm_forward: gamma and beta must hold one value per channel of x (N, H, W, C)",

@@ -24,8 +24,8 @@ fn check_shape(what: &'static str, w: &[usize], b: &[usize]) -> Result<()> {
 /// `w` and `dw` have any shape, the same.
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] when `dw` is not shaped like `w` (then `w` is unchanged). Never
-/// panics.
+/// [`Error::ShapeMismatch`] when `dw` is not shaped like `w`, [`Error::Setting`] for a
+/// setting out of range ([`SgdConfig::validate`]); then `w` is unchanged. Never panics.
 ///
 /// # Example
 /// ```
@@ -40,6 +40,7 @@ fn check_shape(what: &'static str, w: &[usize], b: &[usize]) -> Result<()> {
 /// # Ok::<(), wgpu_cnn::Error>(())
 /// ```
 pub fn sgd<A: Real>(w: ArrayViewMutD<A>, dw: ArrayViewD<A>, cfg: &SgdConfig) -> Result<()> {
+    cfg.validate()?;
     check_shape("sgd: dw must have the shape of w", w.shape(), dw.shape())?;
     let lr: A = real_from_f64(cfg.lr);
     let wd: A = real_from_f64(cfg.weight_decay);
@@ -56,8 +57,8 @@ pub fn sgd<A: Real>(w: ArrayViewMutD<A>, dw: ArrayViewD<A>, cfg: &SgdConfig) -> 
 /// `w`, `dw` and the velocity `v` have any shape, the same.
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] when `dw` or `v` is not shaped like `w` (then nothing changes).
-/// Never panics.
+/// [`Error::ShapeMismatch`] when `dw` or `v` is not shaped like `w`, [`Error::Setting`] for a
+/// setting out of range ([`MomentumConfig::validate`]); then nothing changes. Never panics.
 ///
 /// # Example
 /// ```
@@ -81,6 +82,7 @@ pub fn sgd_momentum<A: Real>(
     v: ArrayViewMutD<A>,
     cfg: &MomentumConfig,
 ) -> Result<()> {
+    cfg.validate()?;
     check_shape(
         "sgd_momentum: dw must have the shape of w",
         w.shape(),
@@ -156,8 +158,9 @@ impl<A: Real> AdamState<A> {
 /// `1 - b^t` are computed in `f64`; `t` saturates at `u64::MAX` (where they are 1).
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] when `dw`, `state.m` or `state.v` is not shaped like `w` (then
-/// nothing changes, `t` included). Never panics.
+/// [`Error::ShapeMismatch`] when `dw`, `state.m` or `state.v` is not shaped like `w`,
+/// [`Error::Setting`] for a setting out of range ([`AdamConfig::validate`]); then nothing
+/// changes, `t` included. Never panics.
 ///
 /// # Example
 /// ```
@@ -180,6 +183,7 @@ pub fn adam<A: Real>(
     state: &mut AdamState<A>,
     cfg: &AdamConfig,
 ) -> Result<()> {
+    cfg.validate()?;
     check_shape("adam: dw must have the shape of w", w.shape(), dw.shape())?;
     check_shape(
         "adam: the first moment state.m must have the shape of w",

@@ -375,7 +375,8 @@ impl Gpu {
     /// # Errors
     /// [`Error::Rank`], [`Error::EmptyTensor`], [`Error::ShapeMismatch`] (gamma or beta not
     /// `(C,)`, running statistics not `(C,)`), [`Error::NoRunningStats`] in test mode before any
-    /// train-mode pass, [`Error::ForeignTensor`].
+    /// train-mode pass, [`Error::ForeignTensor`], [`Error::Setting`] for an `eps` or `momentum`
+    /// out of range ([`BatchNorm::validate`]).
     pub fn spatial_batchnorm_forward(
         &self,
         x: &Tensor,
@@ -384,6 +385,7 @@ impl Gpu {
         state: &mut BatchNormState,
         bn: BatchNorm,
     ) -> Result<(Tensor, NormCache)> {
+        bn.validate()?;
         let l = self.norm_layout(x, gamma, beta, 0, "spatial_batchnorm_forward input")?;
         for t in state.running_mean.iter().chain(state.running_var.iter()) {
             self.check_owner(t)?;
@@ -448,6 +450,7 @@ impl Gpu {
         beta: &Tensor,
         gn: GroupNorm,
     ) -> Result<(Tensor, NormCache)> {
+        gn.validate()?;
         if gn.groups == 0 {
             return Err(Error::Groups {
                 groups: 0,

@@ -86,8 +86,10 @@ impl Sgd {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] when `dw` is not shaped like `w`,
-    /// [`crate::Error::ForeignTensor`].
+    /// [`crate::Error::ForeignTensor`], [`crate::Error::Setting`] for a setting out of range
+    /// ([`SgdConfig::validate`] and its twins).
     pub fn step(&self, gpu: &Gpu, w: &mut Tensor, dw: &Tensor) -> Result<()> {
+        self.config.validate()?;
         check(gpu, w, dw)?;
         let (kernel, total) = pick(w.len(), &SGD, &SGD4)?;
         let p = OptimParams {
@@ -162,6 +164,7 @@ impl SgdMomentum {
     /// # Errors
     /// As [`Sgd::step`].
     pub fn step(&mut self, gpu: &Gpu, w: &mut Tensor, dw: &Tensor) -> Result<()> {
+        self.config.validate()?;
         check(gpu, w, dw)?;
         let s = slot(gpu, &mut self.slots, w, false)?;
         let (kernel, total) = pick(w.len(), &MOMENTUM, &MOMENTUM4)?;
@@ -241,6 +244,7 @@ impl Adam {
     /// # Errors
     /// As [`Sgd::step`].
     pub fn step(&mut self, gpu: &Gpu, w: &mut Tensor, dw: &Tensor) -> Result<()> {
+        self.config.validate()?;
         check(gpu, w, dw)?;
         let c = self.config;
         let s = slot(gpu, &mut self.slots, w, true)?;

@@ -64,6 +64,7 @@ impl CpuNet {
     /// As [`super::GpuNet::new`].
     pub fn new(net: &Sequential, weights: &Weights, adam: AdamConfig) -> Result<Self> {
         let plan = net.plan()?;
+        net.check_training(&adam)?;
         let params: Vec<ArrayD<f32>> = net.checked(&plan, weights)?.into_iter().cloned().collect();
         let adam_states = params
             .iter()

@@ -77,9 +77,11 @@ impl GpuNet {
     ///
     /// # Errors
     /// As [`Sequential::plan`]; [`Error::WrongModel`], [`Error::DatasetMissing`] or
-    /// [`Error::ShapeMismatch`] when `weights` are not this network's; device errors.
+    /// [`Error::ShapeMismatch`] when `weights` are not this network's; [`Error::Setting`] for
+    /// an Adam setting or an L2 `reg` out of range ([`AdamConfig::validate`]); device errors.
     pub fn new(gpu: &Gpu, net: &Sequential, weights: &Weights, adam: AdamConfig) -> Result<Self> {
         let plan = net.plan()?;
+        net.check_training(&adam)?;
         let values = net.checked(&plan, weights)?;
         let params = values
             .into_iter()

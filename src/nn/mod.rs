@@ -386,6 +386,20 @@ impl Sequential {
             .map_or(0.0, |&(_, v)| v)
     }
 
+    /// `Ok` when `reg` is at least 0 and finite and `adam` is valid
+    /// ([`crate::AdamConfig::validate`]).
+    pub(crate) fn check_training(&self, adam: &crate::layers::AdamConfig) -> Result<()> {
+        let reg = self.reg();
+        if !(reg >= 0.0 && (reg as f32).is_finite()) {
+            return Err(Error::Setting {
+                what: "network: reg",
+                value: reg.to_string(),
+                expected: "at least 0 and finite (in f32 too)",
+            });
+        }
+        adam.validate()
+    }
+
     /// The number of classes: the outputs of the last layer.
     ///
     /// # Errors
@@ -493,6 +507,7 @@ impl Sequential {
                 }
                 Layer::BatchNorm(bn) => {
                     let (_, _, c) = image(shape)?;
+                    bn.validate().map_err(|e| fail(e.to_string()))?;
                     let gamma = norm_params(&mut params, index, c);
                     let n = index.max(1);
                     params.push(ParamSpec::state(format!("running_mean{n}"), c, 0.0));
@@ -502,6 +517,7 @@ impl Sequential {
                 Layer::GroupNorm(gn) => {
                     let (_, _, c) = image(shape)?;
                     gn.group_size(c).map_err(|e| fail(e.to_string()))?;
+                    gn.validate().map_err(|e| fail(e.to_string()))?;
                     let gamma = norm_params(&mut params, index, c);
                     ops.push(Op::GroupNorm { gamma, gn });
                 }

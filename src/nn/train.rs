@@ -50,8 +50,8 @@ impl GpuNet {
     /// each finished epoch.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when the data's images or class count do not fit the network,
-    /// or a batch of 0; [`Error::LabelOutOfRange`]; device errors.
+    /// [`Error::ShapeMismatch`] when the data's images or class count do not fit the network;
+    /// [`Error::Setting`] for a batch of 0; [`Error::LabelOutOfRange`]; device errors.
     pub fn fit(
         &mut self,
         data: &Dataset,
@@ -61,11 +61,18 @@ impl GpuNet {
         let n = data.y.len();
         self.network().check_images(data.x.shape())?;
         let classes = self.network().classes()?;
-        if data.classes.len() != classes || cfg.batch == 0 {
+        if cfg.batch == 0 {
+            return Err(Error::Setting {
+                what: "training: batch",
+                value: "0".into(),
+                expected: "at least 1",
+            });
+        }
+        if data.classes.len() != classes {
             return Err(Error::ShapeMismatch {
-                what: "training data: classes of the data and of the network's scores, and a batch of at least 1",
-                expected: vec![classes, cfg.batch.max(1)],
-                got: vec![data.classes.len(), cfg.batch],
+                what: "training data: classes of the data, then of the network's scores",
+                expected: vec![classes],
+                got: vec![data.classes.len()],
             });
         }
         let steps = n.div_ceil(cfg.batch);
