@@ -107,10 +107,11 @@ pub(crate) struct Quirks {
     pub stream_grid_cap: Option<u64>,
     /// Most slices of the split filter gradient (runs of pixels summed in parallel, each a row
     /// of partial sums that `filter_sum` adds in order): GPUs 1024 (4096 lanes over slices and
-    /// filter blocks fill the device); CPU adapters 64, a few per core. On lavapipe 256 slices
-    /// of seed 001's second layer's 4096 pixels wrote 0.5 MB of partial sums for 2 cores:
-    /// its backward 1.11-1.32 -> 0.75-1.16 ms, stem's 6.0-6.2 -> 5.6-5.9, cifar's 25.2-26.1 ->
-    /// 24.6-24.7 (3 alternated runs each); 7 slices made cifar's filter gradient slower.
+    /// filter blocks fill the device); CPU adapters 64, a few per core. On lavapipe 512 slices
+    /// of seed 001's second layer's 4096 pixels wrote 0.5 MB of partial sums for 2 cores.
+    /// Medians of 5 alternated runs, 1024 -> 64: its backward 1.12 -> 0.98 ms (filter gradient
+    /// and `filter_sum` 0.83 -> 0.54), stem's 6.01 -> 5.83, cifar's 26.0 -> 24.7, signs1's 20.5
+    /// -> 20.3; 7 slices made cifar's filter gradient slower (13.2 -> 15.7-21.7 ms).
     pub split_max: usize,
     /// Most loop iterations one invocation of a kernel may run, all its loops together, if the
     /// adapter stops loops silently: Mesa's llvmpipe (lavapipe on Vulkan, llvmpipe on GL) ends
