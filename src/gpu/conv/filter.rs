@@ -97,6 +97,7 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
         (8, Access::Read),
         (7, Access::Write),
         (9, Access::Read),
+        (6, Access::Read),
     ],
 );
 
@@ -516,6 +517,7 @@ impl Gpu {
                     Arg::Whole(dz4),
                     Arg::Whole(&part),
                     Arg::Whole(x.x),
+                    Arg::Whole(dz4),
                 ];
                 self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
                 let wgf = 64;
