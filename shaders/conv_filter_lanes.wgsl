@@ -13,8 +13,9 @@
 // same dZ, channels padded to 4): a vec4 load and a pick of its component is four loads on CPU
 // adapters, which load lane by lane. With CPL = 4 a lane's channels are one vec4 of dZ (binding
 // 6), read at once (cifar's filter gradient on lavapipe: 12.97 -> 12.22 ms, medians of 5
-// alternated runs). With CPL > 1 each broadcast input value feeds CPL multiply-adds. Every sum runs over the slice's pixels in order, as in conv_filter_split, so
-// both give the same bits and `filter_sum` finishes either.
+// alternated runs). With CPL > 1 each broadcast input value feeds CPL multiply-adds. Every sum
+// runs over the slice's pixels in order, as in conv_filter_split, so both give the same bits
+// and `filter_sum` finishes either.
 //
 // Stride 1 along the width, K input channels (the host bounds K and the unrolled FH*FW*K*R*CPL
 // multiply-adds), all output channels in one workgroup. Overrides FH, FW, K, R, SG and CPL are

@@ -8,12 +8,13 @@
 // run. Each thread keeps its channels' FH*FW*K weights for the whole dispatch (in registers, or
 // on the stack where they do not fit: either way a plain vector load on a CPU, unlike a storage
 // load). With CPL > 1 each broadcast input value feeds CPL multiply-adds and fewer subgroups
-// load the same rows: cifar's layer (16 input channels, 32 outputs) 21 -> 10 ms on lavapipe. The activations that the R pixels share
-// (FH rows of R + FW - 1 input pixels, K floats each, read unpadded from `xs`) are loaded once per
-// subgroup: lane l loads floats l, l + SG, ... of each row and `subgroupBroadcast` hands every
-// value to all lanes. On lavapipe a storage load costs one scalar load per lane however many
-// lanes want the same address, so this cuts the loads by SG against one load of each value by
-// every lane, and the input needs no copy with its channels padded to 4.
+// load the same rows: cifar's layer (16 input channels, 32 outputs) 21 -> 10 ms on lavapipe.
+// The activations that the R pixels share (FH rows of R + FW - 1 input pixels, K floats each,
+// read unpadded from `xs`) are loaded once per subgroup: lane l loads floats l, l + SG, ... of
+// each row and `subgroupBroadcast` hands every value to all lanes. On lavapipe a storage load
+// costs one scalar load per lane however many lanes want the same address, so this cuts the
+// loads by SG against one load of each value by every lane, and the input needs no copy with
+// its channels padded to 4.
 //
 // Stride 1 along the width, all the taps in one window (tap_begin = 0, accumulate = 0), K input
 // channels (the window's rows padded to c4_in = (K + 3) / 4 vec4s per tap; the host bounds K and

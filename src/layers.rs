@@ -77,8 +77,8 @@ impl BatchNorm {
     /// # Errors
     /// [`Error::Setting`] naming the first setting out of range.
     pub fn validate(&self) -> Result<()> {
-        setting("batch norm: eps", self.eps, NON_NEGATIVE)?;
-        setting("batch norm: momentum", self.momentum, UNIT)
+        setting("batch norm: eps", self.eps, Range::NonNegative)?;
+        setting("batch norm: momentum", self.momentum, Range::Unit)
     }
 }
 
@@ -109,7 +109,7 @@ impl GroupNorm {
     /// # Errors
     /// [`Error::Setting`] otherwise.
     pub fn validate(&self) -> Result<()> {
-        setting("group norm: eps", self.eps, NON_NEGATIVE)
+        setting("group norm: eps", self.eps, Range::NonNegative)
     }
 
     /// Channels per group for `channels`, or [`Error::Groups`].
@@ -212,27 +212,44 @@ pub struct AdamConfig {
     pub weight_decay: f64,
 }
 
-/// At least 0 and finite as an `f32` (the GPU's type).
-const NON_NEGATIVE: &str = "at least 0 and finite (in f32 too)";
-/// A value in `[0, 1]`.
-const UNIT: &str = "in [0, 1]";
-/// A value in `[0, 1)` (Adam's betas: 1 would divide by zero in the bias correction).
-const BETA: &str = "in [0, 1)";
+/// The range a setting must be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Range {
+    /// At least 0 and finite as an `f32` (the GPU's type).
+    NonNegative,
+    /// `[0, 1]`.
+    Unit,
+    /// `[0, 1)` (Adam's betas: 1 would divide by zero in the bias correction).
+    Beta,
+}
 
-/// `Ok` when `value` satisfies `expected` (one of the ranges above), else [`Error::Setting`].
-fn setting(what: &'static str, value: f64, expected: &'static str) -> Result<()> {
-    let ok = match expected {
-        UNIT => (0.0..=1.0).contains(&value),
-        BETA => (0.0..1.0).contains(&value),
-        _ => value >= 0.0 && (value as f32).is_finite(),
-    };
-    if ok {
+impl Range {
+    fn holds(self, value: f64) -> bool {
+        match self {
+            Self::NonNegative => value >= 0.0 && (value as f32).is_finite(),
+            Self::Unit => (0.0..=1.0).contains(&value),
+            Self::Beta => (0.0..1.0).contains(&value),
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            Self::NonNegative => "at least 0 and finite (in f32 too)",
+            Self::Unit => "in [0, 1]",
+            Self::Beta => "in [0, 1)",
+        }
+    }
+}
+
+/// `Ok` when `value` is in `range`, else [`Error::Setting`] naming `what`.
+pub(crate) fn setting(what: &'static str, value: f64, range: Range) -> Result<()> {
+    if range.holds(value) {
         Ok(())
     } else {
         Err(Error::Setting {
             what,
             value: value.to_string(),
-            expected,
+            expected: range.text(),
         })
     }
 }
@@ -251,8 +268,8 @@ impl SgdConfig {
     /// # Errors
     /// [`Error::Setting`] naming the first setting out of range.
     pub fn validate(&self) -> Result<()> {
-        setting("SGD: lr", self.lr, NON_NEGATIVE)?;
-        setting("SGD: weight_decay", self.weight_decay, NON_NEGATIVE)
+        setting("SGD: lr", self.lr, Range::NonNegative)?;
+        setting("SGD: weight_decay", self.weight_decay, Range::NonNegative)
     }
 }
 
@@ -272,12 +289,12 @@ impl MomentumConfig {
     /// # Errors
     /// [`Error::Setting`] naming the first setting out of range.
     pub fn validate(&self) -> Result<()> {
-        setting("SGD momentum: lr", self.lr, NON_NEGATIVE)?;
-        setting("SGD momentum: momentum", self.momentum, UNIT)?;
+        setting("SGD momentum: lr", self.lr, Range::NonNegative)?;
+        setting("SGD momentum: momentum", self.momentum, Range::Unit)?;
         setting(
             "SGD momentum: weight_decay",
             self.weight_decay,
-            NON_NEGATIVE,
+            Range::NonNegative,
         )
     }
 }
@@ -306,10 +323,10 @@ impl AdamConfig {
     /// # Errors
     /// [`Error::Setting`] naming the first setting out of range.
     pub fn validate(&self) -> Result<()> {
-        setting("Adam: lr", self.lr, NON_NEGATIVE)?;
-        setting("Adam: beta1", self.beta1, BETA)?;
-        setting("Adam: beta2", self.beta2, BETA)?;
-        setting("Adam: eps", self.eps, NON_NEGATIVE)?;
-        setting("Adam: weight_decay", self.weight_decay, NON_NEGATIVE)
+        setting("Adam: lr", self.lr, Range::NonNegative)?;
+        setting("Adam: beta1", self.beta1, Range::Beta)?;
+        setting("Adam: beta2", self.beta2, Range::Beta)?;
+        setting("Adam: eps", self.eps, Range::NonNegative)?;
+        setting("Adam: weight_decay", self.weight_decay, Range::NonNegative)
     }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::gpu;
+use common::{assert_setting, gpu};
 use ndarray::{Array, Array1, Dimension, Ix1, Ix4};
 use wgpu_cnn::{
     Adam, AdamConfig, BatchNorm, BatchNormState, ConvParams, Error, Gpu, GpuOptions, GroupNorm,
@@ -478,15 +478,6 @@ fn pool_and_zero_pad_reject_an_image_larger_than_a_binding() {
 // Settings out of range
 // ---------------------------------------------------------------------------------------------
 
-/// `e` is [`Error::Setting`] for `what`.
-#[track_caller]
-fn assert_setting(e: Error, what: &str) {
-    assert!(
-        matches!(&e, Error::Setting { what: w, .. } if *w == what),
-        "expected a Setting error for {what}, got {e:?}"
-    );
-}
-
 #[test]
 fn optimizer_steps_reject_settings_out_of_range_and_leave_w_unchanged() {
     let g = gpu();
@@ -496,7 +487,7 @@ fn optimizer_steps_reject_settings_out_of_range_and_leave_w_unchanged() {
         .upload(&Array1::from_vec(vec![0.5_f32; 3]))
         .expect("upload");
     let e = error_of(Sgd::new(f64::NAN).step(g, &mut w, &dw));
-    assert_setting(e, "SGD: lr");
+    assert_setting(e, "SGD: lr", "NaN");
     let mut momentum = SgdMomentum::with_config(MomentumConfig {
         momentum: -0.5,
         ..MomentumConfig::new(0.1)
@@ -504,22 +495,27 @@ fn optimizer_steps_reject_settings_out_of_range_and_leave_w_unchanged() {
     assert_setting(
         error_of(momentum.step(g, &mut w, &dw)),
         "SGD momentum: momentum",
+        "-0.5",
     );
     let mut adam = Adam::new(-1e-3);
-    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: lr");
+    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: lr", "-0.001");
     assert_eq!(adam.steps(&w), 0, "a rejected Adam step must not count");
     let mut adam = Adam::with_config(AdamConfig {
         beta2: 1.0,
         ..AdamConfig::new(1e-3)
     });
-    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: beta2");
+    assert_setting(error_of(adam.step(g, &mut w, &dw)), "Adam: beta2", "= 1:");
     let decayed = Sgd {
         config: SgdConfig {
             weight_decay: f64::INFINITY,
             ..SgdConfig::new(0.1)
         },
     };
-    assert_setting(error_of(decayed.step(g, &mut w, &dw)), "SGD: weight_decay");
+    assert_setting(
+        error_of(decayed.step(g, &mut w, &dw)),
+        "SGD: weight_decay",
+        "inf",
+    );
     let back: Array1<f32> = g.download(&w).expect("download");
     assert_eq!(back, w0);
 }
@@ -530,16 +526,21 @@ fn norms_reject_eps_and_momentum_out_of_range() {
     let x = zeros4(g, [2, 3, 3, 4]);
     let gamma = g.upload(&Array1::<f32>::ones(4)).expect("upload");
     let beta = zeros(g, &[4]);
-    for (bn, what) in [
-        (BatchNorm::train().with_eps(f64::NAN), "batch norm: eps"),
+    for (bn, what, shown) in [
+        (
+            BatchNorm::train().with_eps(f64::NAN),
+            "batch norm: eps",
+            "NaN",
+        ),
         (
             BatchNorm::train().with_momentum(2.0),
             "batch norm: momentum",
+            "= 2:",
         ),
     ] {
         let mut state = BatchNormState::new();
         let e = error_of(g.spatial_batchnorm_forward(&x, &gamma, &beta, &mut state, bn));
-        assert_setting(e, what);
+        assert_setting(e, what, shown);
         assert!(
             state.running_mean.is_none(),
             "a rejected pass must not touch the state"
@@ -547,5 +548,5 @@ fn norms_reject_eps_and_momentum_out_of_range() {
     }
     let gn = GroupNorm::new(2).with_eps(-1.0);
     let e = error_of(g.spatial_groupnorm_forward(&x, &gamma, &beta, gn));
-    assert_setting(e, "group norm: eps");
+    assert_setting(e, "group norm: eps", "-1");
 }

@@ -389,14 +389,11 @@ impl Sequential {
     /// `Ok` when `reg` is at least 0 and finite and `adam` is valid
     /// ([`crate::AdamConfig::validate`]).
     pub(crate) fn check_training(&self, adam: &crate::layers::AdamConfig) -> Result<()> {
-        let reg = self.reg();
-        if !(reg >= 0.0 && (reg as f32).is_finite()) {
-            return Err(Error::Setting {
-                what: "network: reg",
-                value: reg.to_string(),
-                expected: "at least 0 and finite (in f32 too)",
-            });
-        }
+        crate::layers::setting(
+            "network: reg",
+            self.reg(),
+            crate::layers::Range::NonNegative,
+        )?;
         adam.validate()
     }
 

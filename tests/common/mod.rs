@@ -6,7 +6,7 @@ pub mod numpy_rng;
 use std::sync::OnceLock;
 
 use ndarray::{Array, Array4, ArrayD, Dimension, Ix4};
-use wgpu_cnn::{cpu, ConvParams, Gpu, Padding, PoolMode, PoolParams, Tensor};
+use wgpu_cnn::{cpu, ConvParams, Error, Gpu, Padding, PoolMode, PoolParams, Tensor};
 
 /// A convolution's input, weights and bias uploaded to `g`.
 pub fn upload_conv<D1: Dimension, D2: Dimension, D3: Dimension>(
@@ -329,4 +329,14 @@ pub fn small_integers(
 ) -> Array4<f32> {
     let span = (hi - lo + 1) as u32;
     Array4::from_shape_simple_fn(shape, || (lo + (rng.next_u32() % span) as i32) as f32)
+}
+
+/// `err` is [`Error::Setting`] for `what`, and its message names the value given.
+#[track_caller]
+pub fn assert_setting(err: Error, what: &str, value: &str) {
+    assert!(
+        matches!(&err, Error::Setting { what: w, .. } if *w == what),
+        "expected a Setting error for {what}, got {err:?}"
+    );
+    assert!(err.to_string().contains(value), "{err}");
 }

@@ -552,17 +552,18 @@ fn variants(
     if TILED_PIXELS.is_multiple_of(win.cb4) {
         v.push(GemmVariant::Tiled);
     }
-    // Rows of pixels (stride 1 along the width, all taps in one window, few input vec4s): the
-    // rows kernel sums in conv_gemm's order (bitwise the same result, so the tuned choice never
-    // changes a number). The one-channel lanes take more input vec4s while the weights fit:
-    // seed 001's second layer's data gradient (16 input channels, 8 outputs) took `conv_gemm`
-    // at 0.43-0.50 ms on lavapipe, about twice its forward; the lanes take it at 0.22-0.29 ms,
-    // about the forward's time (alternated runs).
-    let rows = s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX;
-    if rows && s.c4_in() <= ROWS_C4_MAX {
+    // Row segments of pixels, for every kernel below: stride 1 along the width, all taps in one
+    // window, the filter's width unrolled. The rows kernel (few input vec4s) sums in conv_gemm's
+    // order (bitwise the same result, so the tuned choice never changes a number). The
+    // one-channel lanes take more input vec4s while the weights fit: seed 001's second layer's
+    // data gradient (16 input channels, 8 outputs) took `conv_gemm` at 0.43-0.50 ms on
+    // lavapipe, about twice its forward; the lanes take it at 0.22-0.29 ms, about the
+    // forward's time (alternated runs).
+    let segments = s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX;
+    if segments && s.c4_in() <= ROWS_C4_MAX {
         v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
     }
-    if rows {
+    if segments {
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
         if let Some(sg) = subgroup.filter(|&sg| (4 * win.cb4).is_multiple_of(sg as usize)) {
             let r = lanes_pixels(s.f_w, sg);
@@ -590,7 +591,7 @@ fn variants(
     // The default on CPU adapters where the one-channel kernel does not apply (they won every
     // timing there: cifar's forward 21 -> 10 ms on lavapipe).
     if let Some(sg) = subgroup {
-        if s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX && s.k_real <= LANES_K_MAX {
+        if segments && s.k_real <= LANES_K_MAX {
             let wide: Vec<GemmVariant> = [(4, 4), (4, 8), (2, 4), (2, 8)]
                 .into_iter()
                 .filter(|&(cpl, r)| {
