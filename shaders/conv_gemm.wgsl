@@ -43,6 +43,12 @@ override C4IN: u32 = 1u;
 // reads rows l, l + SG, ...) and handed to every lane by subgroupBroadcast; see conv_gemm.
 override SG: u32 = 1u;
 override SGON: u32 = 0u;
+// TEX = 1: conv_gemm reads X from `xt`, the texture that X's vec4s were copied into in order
+// (texture.rs: vec4 i at texel (i % 4096, i / 4096)), instead of the buffer `x`; x_off then
+// counts from the first image of X.
+override TEX: u32 = 0u;
+
+@group(0) @binding(8) var xt: texture_2d<f32>;
 
 // conv_gemm_tiled: input vec4s per tile step.
 const TKC: u32 = 4u;
@@ -79,7 +85,8 @@ fn conv_gemm(
                 let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4*(1-SGON))
                 let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG))
                 let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
-                let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX)
+                let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX*(1-TEX))
+                let a{i} = select(vec4<f32>(0.0), textureLoad(xt, vec2<u32>((base{i} + k4) & 4095u, (base{i} + k4) >> 12u), 0), in{i}); // @unroll(PX*TEX)
                 // Per accumulator its input vec4's 4 channels in a row (one load and one store
                 // of a spilled accumulator per 4 FMAs), output vec4 q = i / PX outer so that q's
                 // 4 weight rows serve the PX pixels in turn; each sum runs over x, y, z, w as ever.

@@ -335,6 +335,37 @@ fn ops_from_four_threads_on_one_gpu_match_cpu_reference() {
     });
 }
 
+/// Four threads convolve inputs of one shape at the same time with the GEMM kernel that reads
+/// its input through a texture (the default on CPU adapters for 40 input channels: too many
+/// for the channel-lane kernels). One `Gpu` keeps one texture per size, so a thread's copy into
+/// it and the dispatches that read that copy must not interleave with another thread's copy.
+#[test]
+fn four_threads_convolve_through_the_input_texture_of_one_size() {
+    let g = gpu();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4usize)
+            .map(|t| {
+                scope.spawn(move || {
+                    let params = ConvParams::new(1, 1);
+                    for round in 0..40u32 {
+                        let mut rng = NumpyRng::seed(5000 + 100 * t as u32 + round);
+                        let x = randn_f32(&mut rng, [2, 8, 8, 40]);
+                        let wt = randn_f32(&mut rng, [3, 3, 40, 8]);
+                        let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, 8]).into_dyn();
+                        let dz = randn_f32(&mut rng, [2, 8, 8, 8]);
+                        compare_conv(g, &x, &wt, &b, params, &dz)
+                            .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
+                    }
+                    Ok::<(), String>(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            ok(worker.join().expect("no panic"));
+        }
+    });
+}
+
 /// Eight threads on one `Gpu` whose small bindings split every op into many passes (so recorded
 /// work is handed to the queue while other threads record and read back theirs): every thread
 /// must read back its own results, never a buffer read before the work that fills it.

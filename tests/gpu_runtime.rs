@@ -259,6 +259,32 @@ fn memory_reports_live_and_peak_bytes_and_returns_to_zero() {
     assert!(gpu.download::<Ix4>(&m).unwrap().iter().all(|&v| v == 1.0));
 }
 
+/// A convolution whose implicit GEMM reads its input through a texture (the default on CPU
+/// adapters for 40 input channels, too many for the channel-lane kernels): the texture counts
+/// in `texture_bytes` and the peak, `trim` frees it, and the next convolution makes a new one.
+#[test]
+fn input_textures_count_in_the_peak_and_trim_frees_them() {
+    let gpu = own_gpu();
+    let mut rng = common::numpy_rng::NumpyRng::seed(3);
+    let x = gpu.upload(&randn_f32(&mut rng, [2, 8, 8, 40])).unwrap();
+    let w = gpu.upload(&randn_f32(&mut rng, [3, 3, 40, 8])).unwrap();
+    let b = gpu.upload(&Array1::<f32>::zeros(8)).unwrap();
+    let params = ConvParams::new(1, 1);
+    let (z, _) = gpu.conv_forward(&x, &w, &b, params).unwrap();
+    let first = gpu.download::<Ix4>(&z).unwrap();
+    let m = gpu.memory();
+    if gpu.adapter_info().device_type == wgpu::DeviceType::Cpu {
+        // 2 * 8 * 8 * 10 vec4s: one row of 4096 texels of 16 bytes.
+        assert_eq!(m.texture_bytes, 4096 * 16, "{m:?}");
+    }
+    assert!(m.peak_bytes >= m.live_bytes + m.texture_bytes, "{m:?}");
+    assert_eq!(gpu.trim(), m.pooled_bytes + m.texture_bytes);
+    assert_eq!(gpu.memory().texture_bytes, 0);
+    let (again, _) = gpu.conv_forward(&x, &w, &b, params).unwrap();
+    assert_eq!(gpu.download::<Ix4>(&again).unwrap(), first, "after a trim");
+    assert_eq!(gpu.memory().texture_bytes, m.texture_bytes);
+}
+
 #[test]
 fn copy_zeros_and_reshape_share_or_move_data_as_documented() {
     let gpu = own_gpu();

@@ -11,8 +11,37 @@ use ndarray::ArrayD;
 use wgpu_cnn::{ConvGeometry, ConvParams, Gpu, GpuOptions, Padding};
 
 /// At least the largest number of variants of any op (the split filter kernel has up to 10: 8
-/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 12).
-const VARIANTS: usize = 12;
+/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 13).
+const VARIANTS: usize = 13;
+
+/// Runs every variant on each of `cases` (input, weights, params) with a `Gpu` whose storage
+/// bindings hold at most `max_binding_bytes`, and compares with the CPU reference.
+fn every_variant_matches_cpu(
+    cases: &[([usize; 4], [usize; 4], ConvParams)],
+    max_binding_bytes: Option<u64>,
+) {
+    for variant in 0..VARIANTS {
+        let g = Gpu::with_options(GpuOptions {
+            force_variant: Some(variant),
+            max_binding_bytes,
+            ..Default::default()
+        })
+        .expect("a Gpu");
+        for (i, &(input, weights, params)) in cases.iter().enumerate() {
+            let mut rng = NumpyRng::seed(7 + i as u32);
+            let x = randn_f32(&mut rng, input);
+            let w = randn_f32(&mut rng, weights);
+            let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, weights[3]]).into_dyn();
+            let out = ConvGeometry::new(input, weights, params)
+                .expect("valid conv")
+                .output_shape();
+            let dz = randn_f32(&mut rng, out);
+            let agreement = compare_conv(&g, &x, &w, &b, params, &dz)
+                .map_err(|e| format!("variant {variant}, case {i}: {e}"));
+            ok(agreement);
+        }
+    }
+}
 
 #[test]
 fn every_conv_kernel_variant_matches_cpu_reference() {
@@ -71,26 +100,16 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
             ConvParams::new(1, 0).with_padding(Padding::explicit(1, 1, 0, 1)),
         ),
     ];
-    for variant in 0..VARIANTS {
-        let g = Gpu::with_options(GpuOptions {
-            force_variant: Some(variant),
-            ..Default::default()
-        })
-        .expect("a Gpu");
-        for (i, (input, weights, params)) in cases.into_iter().enumerate() {
-            let mut rng = NumpyRng::seed(7 + i as u32);
-            let x = randn_f32(&mut rng, input);
-            let w = randn_f32(&mut rng, weights);
-            let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, weights[3]]).into_dyn();
-            let out = ConvGeometry::new(input, weights, params)
-                .expect("valid conv")
-                .output_shape();
-            let dz = randn_f32(&mut rng, out);
-            let agreement = compare_conv(&g, &x, &w, &b, params, &dz)
-                .map_err(|e| format!("variant {variant}, case {i}: {e}"));
-            ok(agreement);
-        }
-    }
+    every_variant_matches_cpu(&cases, None);
+}
+
+/// The batch split across bindings (7 images of 25.6 KB in bindings of 160 KiB: chunks of 6
+/// and 1): the GEMM that reads X through a texture holds all of X there and starts each chunk
+/// at its first image.
+#[test]
+fn every_conv_kernel_variant_matches_cpu_reference_when_the_batch_is_split() {
+    let case = ([7, 20, 20, 16], [3, 3, 16, 16], ConvParams::new(1, 1));
+    every_variant_matches_cpu(&[case], Some(160 << 10));
 }
 
 /// The autotune may pick any variant, so variants of one kernel must give the same bits: then

@@ -48,6 +48,8 @@ pub(crate) struct Limits {
     pub uniform_alignment: u64,
     /// Workgroups per dispatch dimension.
     pub workgroups_per_dim: u32,
+    /// Texels along either side of a 2-D texture.
+    pub texture_side: u32,
 }
 
 /// Bytes of a uniform window (the `var<uniform>` array that the fast convolution kernels read
@@ -132,6 +134,14 @@ pub(crate) struct Quirks {
     /// 8 rows. CPU adapters with fixed-size subgroups; measured on cifar's forward
     /// (`conv_gemm`, lavapipe): 53-65 -> 24-29 ms, backward data 43-49 -> 27-33 ms.
     pub spread_windows: Option<u32>,
+    /// Whether `conv_gemm` reading its input through a texture (`texture.rs`) is the default
+    /// variant where it applies, ahead of the same kernel reading the buffer. CPU adapters:
+    /// Mesa 22.3's llvmpipe loads a buffer at a different address per lane with a loop over
+    /// the lanes (a bounds check and a branch per component), a texel with straight-line code.
+    /// Deep's forward on lavapipe, fastest of 15 runs in 3 alternated rounds: 32.6-34.8 ms
+    /// reading the buffer, 31.1-31.4 through the texture (the copy included); stride-2 `down`
+    /// 17.0 against 16.6-16.9. Under the autotune's 10% margin, hence a quirk.
+    pub texture_first: bool,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time
     /// talks to the device, and waits are cut into 50 ms slices.
@@ -163,6 +173,7 @@ impl Quirks {
             split_max: if cpu_adapter { 64 } else { 1024 },
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             spread_windows: subgroup.filter(|_| cpu_adapter),
+            texture_first: cpu_adapter,
             serialize: info.backend == wgpu::Backend::Gl,
             subgroup,
             loop_budget: [&info.name, &info.driver]
@@ -278,6 +289,7 @@ impl Device {
                     w.clamp(1, l.max_compute_workgroups_per_dimension)
                 })
                 .max(1),
+            texture_side: l.max_texture_dimension_2d,
         };
         let quirks = Quirks::for_adapter(&info, &l, device.features());
         Self {

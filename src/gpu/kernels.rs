@@ -25,6 +25,9 @@ pub(crate) enum Access {
     Write,
     /// `var<uniform>` window of 64 KiB of a tensor.
     Window,
+    /// `texture_2d<f32>` of `rgba32float`: a tensor's vec4s copied into a texture, read with
+    /// `textureLoad` (see `texture.rs`).
+    Texture,
 }
 
 /// A `#[repr(C)]` uniform block and the names and offsets of its fields.
@@ -200,6 +203,18 @@ impl KernelCache {
                 Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
                 Access::Write => wgpu::BufferBindingType::Storage { read_only: false },
                 Access::Window => wgpu::BufferBindingType::Uniform,
+                Access::Texture => {
+                    return wgpu::BindGroupLayoutEntry {
+                        binding,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Texture {
+                            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                            view_dimension: wgpu::TextureViewDimension::D2,
+                            multisampled: false,
+                        },
+                        count: None,
+                    }
+                }
             };
             entry(binding, ty, false)
         }));
@@ -368,6 +383,20 @@ mod tests {
                 Access::Write => matches!(space, naga::AddressSpace::Storage { access }
                     if access.contains(naga::StorageAccess::STORE)),
                 Access::Window => *space == naga::AddressSpace::Uniform,
+                Access::Texture => {
+                    *space == naga::AddressSpace::Handle
+                        && matches!(
+                            module.types[spaces[&binding].1].inner,
+                            naga::TypeInner::Image {
+                                dim: naga::ImageDimension::D2,
+                                arrayed: false,
+                                class: naga::ImageClass::Sampled {
+                                    kind: naga::ScalarKind::Float,
+                                    multi: false
+                                },
+                            }
+                        )
+                }
             };
             assert!(
                 ok,

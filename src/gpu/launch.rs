@@ -12,6 +12,7 @@
 use super::device::WINDOW_BYTES;
 use super::kernels::{Access, Kernel, Uniform};
 use super::recorder::Binding;
+use super::texture::InputTexture;
 use super::{Gpu, Tensor};
 use crate::error::{Error, Result};
 
@@ -27,19 +28,21 @@ pub(crate) enum Arg<'a> {
     /// A 64 KiB uniform window starting at this byte offset (a multiple of the device's uniform
     /// offset alignment; tensors carry that much slack at their end).
     Window(&'a Tensor, u64),
+    /// The texture that a tensor was copied into ([`Gpu::texture_of`]), bound whole.
+    Texture(&'a Tensor, &'a InputTexture),
 }
 
 impl Arg<'_> {
     fn tensor(&self) -> &Tensor {
         match self {
-            Arg::Whole(t) | Arg::Batched(t) | Arg::Window(t, _) => t,
+            Arg::Whole(t) | Arg::Batched(t) | Arg::Window(t, _) | Arg::Texture(t, _) => t,
         }
     }
 
     /// Bytes per image for batched arguments.
     fn image_bytes(&self) -> Option<u64> {
         match self {
-            Arg::Whole(_) | Arg::Window(..) => None,
+            Arg::Whole(_) | Arg::Window(..) | Arg::Texture(..) => None,
             Arg::Batched(t) => {
                 let m = t.shape().first().copied().unwrap_or(1).max(1) as u64;
                 Some(t.byte_len() / m)
@@ -192,7 +195,7 @@ impl Gpu {
             let need = match arg {
                 Arg::Whole(_) => binding_size(t.byte_len()),
                 Arg::Batched(_) => arg.image_bytes().unwrap_or(0) + limits.offset_alignment + 16,
-                Arg::Window(..) => 0,
+                Arg::Window(..) | Arg::Texture(..) => 0,
             };
             let limit = limits.binding_bytes;
             if need > limit {
@@ -279,6 +282,10 @@ impl Gpu {
                         ranges.push((*offset, WINDOW_BYTES));
                         offsets.push(0);
                     }
+                    (Arg::Texture(..), _) => {
+                        ranges.push((0, 0));
+                        offsets.push(0);
+                    }
                     (_, None) => {
                         ranges.push((0, binding_size(t.byte_len())));
                         offsets.push(0);
@@ -327,11 +334,21 @@ impl Gpu {
             let bindings: Vec<Binding> = args
                 .iter()
                 .zip(ranges)
-                .map(|(arg, &(offset, size))| Binding {
-                    buffer: arg.tensor().buffer(),
-                    id: arg.tensor().buffer_id(),
-                    offset,
-                    size,
+                .map(|(arg, &(offset, size))| match arg {
+                    Arg::Texture(t, texture) => Binding {
+                        buffer: t.buffer(),
+                        id: texture.id,
+                        offset,
+                        size,
+                        view: Some(&texture.view),
+                    },
+                    _ => Binding {
+                        buffer: arg.tensor().buffer(),
+                        id: arg.tensor().buffer_id(),
+                        offset,
+                        size,
+                        view: None,
+                    },
                 })
                 .collect();
             recorder.dispatch(

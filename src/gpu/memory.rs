@@ -19,8 +19,11 @@ use std::sync::{Arc, Mutex, Weak};
 pub struct MemoryStats {
     /// Bytes of the buffers that tensors hold now.
     pub live_bytes: u64,
-    /// Most `live_bytes` ever held at once (see [`crate::Gpu::reset_peak`]).
+    /// Most `live_bytes + texture_bytes` ever held at once (see [`crate::Gpu::reset_peak`]).
     pub peak_bytes: u64,
+    /// Bytes of the textures that convolution inputs are copied into where a kernel reads its
+    /// input through a texture (kept for reuse, one per size; [`crate::Gpu::trim`] frees them).
+    pub texture_bytes: u64,
     /// Bytes of free buffers kept for reuse (see [`crate::Gpu::trim`]).
     pub pooled_bytes: u64,
     /// Device buffers created so far (tensors, staging, uniforms).
@@ -66,6 +69,7 @@ pub(crate) struct Pool {
     next_id: AtomicU64,
     live: AtomicU64,
     peak: AtomicU64,
+    textures: AtomicU64,
     pub buffers_created: AtomicU64,
     pub bind_groups_created: AtomicU64,
     pub pipelines_created: AtomicU64,
@@ -110,6 +114,7 @@ impl Pool {
             next_id: AtomicU64::new(1),
             live: AtomicU64::new(0),
             peak: AtomicU64::new(0),
+            textures: AtomicU64::new(0),
             buffers_created: AtomicU64::new(0),
             bind_groups_created: AtomicU64::new(0),
             pipelines_created: AtomicU64::new(0),
@@ -125,8 +130,24 @@ impl Pool {
     pub fn tensor(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> (Block, bool) {
         let (block, fresh) = self.take(device, bytes, false);
         let live = self.live.fetch_add(block.class, Ordering::Relaxed) + block.class;
-        self.peak.fetch_max(live, Ordering::Relaxed);
+        self.peak.fetch_max(
+            live + self.textures.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         (block, fresh)
+    }
+
+    /// Counts a texture of `bytes` made (`held`) or let go of.
+    pub fn texture(&self, bytes: u64, held: bool) {
+        if held {
+            let textures = self.textures.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            self.peak.fetch_max(
+                self.live.load(Ordering::Relaxed) + textures,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.textures.fetch_sub(bytes, Ordering::Relaxed);
+        }
     }
 
     /// A mappable buffer of at least `bytes` to download into.
@@ -192,20 +213,31 @@ impl Pool {
         released
     }
 
+    /// Marks `ids` (of textures let go of) for the bind group cache to forget.
+    pub fn retire(&self, ids: impl IntoIterator<Item = u64>) {
+        self.retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+
     /// Ids destroyed since the last call.
     pub fn take_retired(&self) -> Vec<u64> {
         std::mem::take(&mut *self.retired.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn reset_peak(&self) {
-        self.peak
-            .store(self.live.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.peak.store(
+            self.live.load(Ordering::Relaxed) + self.textures.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn stats(&self) -> MemoryStats {
         MemoryStats {
             live_bytes: self.live.load(Ordering::Relaxed),
             peak_bytes: self.peak.load(Ordering::Relaxed),
+            texture_bytes: self.textures.load(Ordering::Relaxed),
             pooled_bytes: self.lock().pooled_bytes,
             buffers_created: self.buffers_created.load(Ordering::Relaxed),
             bind_groups_created: self.bind_groups_created.load(Ordering::Relaxed),

@@ -30,6 +30,7 @@ pub(crate) mod recorder;
 mod reduce;
 mod relu;
 mod tensor;
+mod texture;
 mod transfer;
 pub(crate) mod tune;
 mod unroll;
@@ -59,6 +60,7 @@ struct Inner {
     pool: Arc<memory::Pool>,
     recorder: Mutex<recorder::Recorder>,
     tuner: tune::Tuner,
+    textures: texture::Textures,
 }
 
 static NEXT_GPU_ID: AtomicU64 = AtomicU64::new(1);
@@ -130,6 +132,7 @@ impl Gpu {
             inner: Arc::new(Inner {
                 id: NEXT_GPU_ID.fetch_add(1, Ordering::Relaxed),
                 kernels: kernels::KernelCache::default(),
+                textures: texture::Textures::default(),
                 recorder: Mutex::new(recorder),
                 tuner: tune::Tuner::new(
                     !options.no_autotune,
@@ -178,15 +181,16 @@ impl Gpu {
         self.inner.pool.stats()
     }
 
-    /// Starts a new peak: `memory().peak_bytes` becomes the live bytes of now.
+    /// Starts a new peak: `memory().peak_bytes` becomes the live and texture bytes of now.
     pub fn reset_peak(&self) {
         self.inner.pool.reset_peak();
     }
 
-    /// Frees the pooled buffers (those no tensor holds); returns the bytes released.
+    /// Frees the pooled buffers (those no tensor holds) and the input textures; returns the
+    /// bytes released.
     pub fn trim(&self) -> u64 {
         let _serial = self.inner.device.serial();
-        self.inner.pool.trim()
+        self.inner.pool.trim() + self.trim_textures()
     }
 
     pub(crate) fn limits(&self) -> device::Limits {
@@ -259,12 +263,14 @@ mod tests {
             id: x.buffer_id(),
             offset: 0,
             size: x.buffer().size() + 256,
+            view: None,
         };
         let fine = recorder::Binding {
             buffer: y.buffer(),
             id: y.buffer_id(),
             offset: 0,
             size: 256,
+            view: None,
         };
         {
             let _serial = gpu.inner.device.serial();

@@ -21,13 +21,15 @@ use crate::error::{Error, Result};
 /// Bytes of one uniform slot (every params block fits, offsets stay aligned).
 const SLOT_MAX: u64 = 256;
 
-/// One buffer binding of a dispatch: buffer, its id, byte offset and size.
+/// One binding of a dispatch: buffer, its id, byte offset and size; or with `view`, a texture
+/// (its id; the buffer, offset and size are those of the tensor it was copied from).
 #[derive(Clone, Copy)]
 pub(crate) struct Binding<'a> {
     pub buffer: &'a wgpu::Buffer,
     pub id: u64,
     pub offset: u64,
     pub size: u64,
+    pub view: Option<&'a wgpu::TextureView>,
 }
 
 /// Timestamp slots for the benchmark's per-op device time (see `bench/profile.rs`).
@@ -110,6 +112,21 @@ impl Recorder {
 
     /// Checks one binding of `pipeline` against the device's rules.
     fn check(device: &Device, pipeline: &Pipeline, access: Access, b: &Binding) -> Result<()> {
+        if access == Access::Texture {
+            return match b.view {
+                Some(_) => Ok(()), // made to the device's limits by `Gpu::texture_of`
+                None => Err(Error::Kernel(format!(
+                    "{} ({}): a buffer where the kernel reads a texture",
+                    pipeline.kernel.file, pipeline.kernel.entry
+                ))),
+            };
+        }
+        if b.view.is_some() {
+            return Err(Error::Kernel(format!(
+                "{} ({}): a texture where the kernel reads a buffer",
+                pipeline.kernel.file, pipeline.kernel.entry
+            )));
+        }
         let l = &device.limits;
         let (align, max) = match access {
             Access::Window => (l.uniform_alignment, WINDOW_BYTES),
@@ -196,14 +213,15 @@ impl Recorder {
                 }),
             }];
             for (b, &(binding, _)) in bindings.iter().zip(kernel.bindings) {
-                entries.push(wgpu::BindGroupEntry {
-                    binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                let resource = match b.view {
+                    Some(view) => wgpu::BindingResource::TextureView(view),
+                    None => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: b.buffer,
                         offset: b.offset,
                         size: wgpu::BufferSize::new(b.size),
                     }),
-                });
+                };
+                entries.push(wgpu::BindGroupEntry { binding, resource });
             }
             let group = device.scoped(|d| {
                 d.create_bind_group(&wgpu::BindGroupDescriptor {

@@ -4,6 +4,7 @@
 use super::super::device::WINDOW_BYTES;
 use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::{count, WG};
+use super::super::texture::InputTexture;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
 use super::pack::Padded;
@@ -60,6 +61,17 @@ pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
     ),
     "conv_gemm",
     GEMM_BINDINGS,
+);
+
+/// `conv_gemm` reading X through a texture (`TEX`; see `texture.rs`).
+pub(crate) const GEMM_TEX: Kernel = GEMM.entry(
+    "conv_gemm",
+    &[
+        (8, Access::Texture),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Window),
+    ],
 );
 
 /// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
@@ -406,10 +418,12 @@ pub(crate) const LANES_LINES_MAX: usize = 4096;
 /// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
 /// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
 /// `Lanes(r, sg, cpl)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup,
-/// subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`, `conv_gemm_tiled`.
+/// subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`, `conv_gemm_tiled`;
+/// `Texture(px)`, `Pixels(px)` reading X through a texture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
     Pixels(usize),
+    Texture(usize),
     Rows(usize),
     Lanes(usize, u32, u32),
     Tiled,
@@ -430,15 +444,15 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
 /// The override constants of `conv_gemm.wgsl`: channel vec4s per thread, pixels per thread
 /// (`conv_gemm`), row-segment pixels, filter width and input vec4s (`conv_gemm_rows`; 1 for the
 /// other kernels, which do not read them), and the subgroup size that spreads the window reads
-/// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`).
+/// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`); `tex`: `conv_gemm` reads X
+/// through a texture.
 fn gemm_consts(
     cb4: u32,
     px: u32,
-    r: u32,
-    fw: u32,
-    c4_in: u32,
+    (r, fw, c4_in): (u32, u32, u32),
     spread: Option<u32>,
-) -> [(&'static str, u32); 7] {
+    tex: bool,
+) -> [(&'static str, u32); 8] {
     [
         ("CB4", cb4),
         ("PX", px),
@@ -447,6 +461,7 @@ fn gemm_consts(
         ("C4IN", c4_in),
         ("SG", spread.unwrap_or(1)),
         ("SGON", u32::from(spread.is_some())),
+        ("TEX", u32::from(tex)),
     ]
 }
 
@@ -537,17 +552,23 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
 
 /// The variants to try for `s` cut into `win`, the default first; `subgroup`: the adapter's
 /// fixed subgroup size, if it has subgroup operations; `lanes_first`: the channel-lane kernel
-/// as the default where it applies (`Gpu::lanes_first`).
+/// as the default where it applies (`Gpu::lanes_first`); `texture`: where X fits a texture,
+/// whether `conv_gemm` reading it there comes before the same kernel reading the buffer.
 fn variants(
     s: &GemmShape,
     win: &Windows,
     subgroup: Option<u32>,
     lanes_first: bool,
+    texture: Option<bool>,
 ) -> Vec<GemmVariant> {
-    let mut v: Vec<GemmVariant> = pixel_variants(win.cb4)
-        .into_iter()
-        .map(GemmVariant::Pixels)
-        .collect();
+    let pixels = pixel_variants(win.cb4);
+    let mut v: Vec<GemmVariant> = pixels.iter().copied().map(GemmVariant::Pixels).collect();
+    // The default pixel count reading X through a texture, where X fits one: first where
+    // `texture` says so (`Quirks::texture_first`).
+    if let Some(first) = texture {
+        let at = if first { 0 } else { v.len() };
+        v.insert(at, GemmVariant::Texture(pixels[0]));
+    }
     // Tiles through workgroup memory: thread groups of CB4 threads split the 64 pixels.
     if TILED_PIXELS.is_multiple_of(win.cb4) {
         v.push(GemmVariant::Tiled);
@@ -650,7 +671,10 @@ impl Gpu {
             self.gemm_launches(s, win, v, &input, epilogue, &packed, out)
         };
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
-        let candidates = variants(s, win, self.quirks().subgroup, self.lanes_first());
+        let texture = self
+            .texture_rows(s.m * s.in_h * s.in_w * s.c4_in())
+            .map(|_| self.quirks().texture_first);
+        let candidates = variants(s, win, self.quirks().subgroup, self.lanes_first(), texture);
         let v = self.pick(s.tune_key(), macs, &candidates, run)?;
         run(v)?;
         Ok(!matches!(v, GemmVariant::Lanes(..)))
@@ -669,7 +693,7 @@ impl Gpu {
         if !self.lanes_first() || pool_w > POOL_W_MAX {
             return None;
         }
-        variants(s, win, self.quirks().subgroup, true)
+        variants(s, win, self.quirks().subgroup, true, None)
             .into_iter()
             .find_map(|v| match v {
                 GemmVariant::Lanes(_, sg, 1) => Some(sg),
@@ -760,19 +784,25 @@ impl Gpu {
         packed: &Tensor,
         out: &Tensor,
     ) -> Result<()> {
-        let per_image = s.out_h * s.out_w;
-        let aux = epilogue.bias.unwrap_or(packed);
         // Both entry points are in one file, unrolled with every constant: the other entry's
         // get 1.
         let cb4 = win.cb4 as u32;
         let spread = self.quirks().spread_windows;
         let (kernel, consts) = match variant {
-            GemmVariant::Pixels(px) => {
-                (&GEMM, gemm_consts(cb4, px as u32, 1, 1, 1, spread).to_vec())
-            }
+            GemmVariant::Pixels(px) => (
+                &GEMM,
+                gemm_consts(cb4, px as u32, (1, 1, 1), spread, false).to_vec(),
+            ),
             GemmVariant::Rows(r) => (
                 &GEMM_ROWS,
-                gemm_consts(cb4, 1, r as u32, s.f_w as u32, s.c4_in() as u32, spread).to_vec(),
+                gemm_consts(
+                    cb4,
+                    1,
+                    (r as u32, s.f_w as u32, s.c4_in() as u32),
+                    spread,
+                    false,
+                )
+                .to_vec(),
             ),
             GemmVariant::Lanes(r, sg, cpl) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
@@ -791,8 +821,51 @@ impl Gpu {
                     .to_vec(),
                 )
             }
-            GemmVariant::Tiled => (&GEMM_TILED, gemm_consts(cb4, 1, 1, 1, 1, None).to_vec()),
+            GemmVariant::Tiled => (
+                &GEMM_TILED,
+                gemm_consts(cb4, 1, (1, 1, 1), None, false).to_vec(),
+            ),
+            GemmVariant::Texture(px) => (
+                &GEMM_TEX,
+                gemm_consts(cb4, px as u32, (1, 1, 1), spread, true).to_vec(),
+            ),
         };
+        let dispatches = |texture: Option<&InputTexture>| -> Result<()> {
+            self.gemm_dispatches(
+                s,
+                win,
+                variant,
+                (kernel, &consts),
+                x,
+                texture,
+                epilogue,
+                packed,
+                out,
+            )
+        };
+        match variant {
+            GemmVariant::Texture(_) => self.with_texture(x, |t| dispatches(Some(t))),
+            _ => dispatches(None),
+        }
+    }
+
+    /// The dispatches of [`Gpu::gemm_launches`]: `kernel` with `consts`, reading X from
+    /// `texture` where given.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_dispatches(
+        &self,
+        s: &GemmShape,
+        win: &Windows,
+        variant: GemmVariant,
+        (kernel, consts): (&Kernel, &[(&'static str, u32)]),
+        x: &Tensor,
+        texture: Option<&InputTexture>,
+        epilogue: Epilogue,
+        packed: &Tensor,
+        out: &Tensor,
+    ) -> Result<()> {
+        let per_image = s.out_h * s.out_w;
+        let aux = epilogue.bias.unwrap_or(packed);
         for cb in 0..win.n_cb {
             for tc in 0..win.n_tc {
                 let tap_begin = tc * win.taps_per_window;
@@ -808,7 +881,10 @@ impl Gpu {
                     ..s.base
                 };
                 let mut args = vec![
-                    Arg::Batched(x),
+                    match texture {
+                        Some(t) => Arg::Texture(x, t),
+                        None => Arg::Batched(x),
+                    },
                     Arg::Whole(aux),
                     Arg::Batched(out),
                     Arg::Window(packed, offset),
@@ -817,10 +893,15 @@ impl Gpu {
                     args.push(Arg::Batched(out)); // zf, unwritten without POOL
                     args.push(Arg::Batched(x)); // xs4
                 }
-                self.launch(kernel, &consts, s.m, &args, |chunk| {
+                self.launch(kernel, consts, s.m, &args, |chunk| {
+                    let x_off = match texture {
+                        // The texture holds all of X: the chunk's first image's offset.
+                        Some(_) => count(chunk.first * s.in_h * s.in_w * s.c4_in() * 4)?,
+                        None => chunk.offset(0),
+                    };
                     let p = GemmParams {
                         total: count(chunk.images * per_image)?,
-                        x_off: chunk.offset(0),
+                        x_off,
                         z_off: chunk.offset(2),
                         ..base
                     };
@@ -829,7 +910,7 @@ impl Gpu {
                     let c4_in = s.c4_in() as u64;
                     let segs = |r: usize| (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64;
                     let (needed, inner) = match variant {
-                        GemmVariant::Pixels(px) => (
+                        GemmVariant::Pixels(px) | GemmVariant::Texture(px) => (
                             u64::from(p.total).div_ceil(px as u64).div_ceil(WG),
                             taps * (1 + c4_in),
                         ),
@@ -858,13 +939,17 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for cb4 in 1..=GEMM_CB4 {
         for spread in [None, Some(4), Some(8), Some(32)] {
             for px in pixel_variants(cb4) {
-                let consts = gemm_consts(cb4 as u32, px as u32, 1, 1, 1, spread);
-                out.push((GEMM, consts.to_vec()));
+                for tex in [false, true] {
+                    let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, tex);
+                    let kernel = if tex { GEMM_TEX } else { GEMM };
+                    out.push((kernel, consts.to_vec()));
+                }
             }
             for r in row_variants(cb4) {
                 for fw in [1, 2, 3, 4, 7] {
                     for c4_in in 1..=ROWS_C4_MAX as u32 {
-                        let consts = gemm_consts(cb4 as u32, 1, r as u32, fw, c4_in, spread);
+                        let consts =
+                            gemm_consts(cb4 as u32, 1, (r as u32, fw, c4_in), spread, false);
                         out.push((GEMM_ROWS, consts.to_vec()));
                     }
                 }
@@ -873,7 +958,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         if TILED_PIXELS.is_multiple_of(cb4) {
             out.push((
                 GEMM_TILED,
-                gemm_consts(cb4 as u32, 1, 1, 1, 1, None).to_vec(),
+                gemm_consts(cb4 as u32, 1, (1, 1, 1), None, false).to_vec(),
             ));
         }
         for filter in [

@@ -1,0 +1,178 @@
+//! Tensors read through a texture: a tensor's vec4s copied, in order, into the rows of an
+//! `rgba32float` texture [`TEXTURE_WIDTH`] texels wide, so that a kernel reads vec4 `i` with
+//! `textureLoad` at `(i % TEXTURE_WIDTH, i / TEXTURE_WIDTH)`.
+//!
+//! Why: a storage-buffer load at a different address in each lane is, on Mesa 22.3's llvmpipe,
+//! a loop over the lanes with a bounds check and a branch per component; a texel fetch is
+//! straight-line code (one 16-byte load per lane and a transpose). In a scratch kernel with
+//! deep's access pattern (16x16 images, 128 channels, 3x3 taps, 8 pixels x 8 output vec4s a
+//! thread) the texture read its activations in about half the time of the buffer, and the
+//! kernel took 10-15% less time; `conv_gemm` itself on deep's forward 3-10% (see
+//! `Quirks::texture_first`). On a GPU, textures go through the texture cache. The copy costs
+//! one pass over the tensor; the autotune times it with the kernel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Gpu, Tensor};
+use crate::error::{Error, Result};
+
+/// Texels per row of an input texture (the kernels' `& 4095u` and `>> 12u`).
+pub(crate) const TEXTURE_WIDTH: u32 = 4096;
+
+/// A texture that tensors are copied into; `id` keys its bind groups like a buffer's id;
+/// `busy` is held from a copy into it to the last dispatch that reads that copy.
+pub(crate) struct InputTexture {
+    pub view: wgpu::TextureView,
+    pub id: u64,
+    busy: Mutex<()>,
+    texture: wgpu::Texture,
+}
+
+/// The input textures of one `Gpu`, one per height, made on first use and kept.
+#[derive(Default)]
+pub(crate) struct Textures {
+    map: Mutex<HashMap<u32, Arc<InputTexture>>>,
+}
+
+/// Bytes of an input texture of `rows` rows.
+fn texture_bytes(rows: u32) -> u64 {
+    u64::from(rows) * u64::from(TEXTURE_WIDTH) * 16
+}
+
+impl Gpu {
+    fn textures(&self) -> MutexGuard<'_, HashMap<u32, Arc<InputTexture>>> {
+        self.inner
+            .textures
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets go of the input textures (work already recorded keeps what it reads: wgpu frees a
+    /// texture when nothing uses it); returns their bytes.
+    pub(crate) fn trim_textures(&self) -> u64 {
+        let mut map = self.textures();
+        let bytes = map.keys().map(|&rows| texture_bytes(rows)).sum();
+        self.inner.pool.retire(map.drain().map(|(_, t)| t.id));
+        self.inner.pool.texture(bytes, false);
+        bytes
+    }
+
+    /// Texture rows for `vec4s` texels, if they fit a texture of this device.
+    pub(crate) fn texture_rows(&self, vec4s: usize) -> Option<u32> {
+        let rows = vec4s.div_ceil(TEXTURE_WIDTH as usize).max(1);
+        let side = self.limits().texture_side;
+        u32::try_from(rows)
+            .ok()
+            .filter(|&r| r <= side && TEXTURE_WIDTH <= side)
+    }
+
+    /// Records a copy of `x` (read as vec4s: its length a multiple of 4) into the input texture
+    /// of its size, in order with the ops around it, then `dispatches`, which record the work
+    /// that reads the texture. The texture is this `Gpu`'s for that size: the texture's lock,
+    /// held from the copy to the last dispatch, keeps another thread's copy of another tensor of
+    /// that size from landing between them.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] when `x` does not fit a texture of this device; what `dispatches`
+    /// returns.
+    pub(crate) fn with_texture(
+        &self,
+        x: &Tensor,
+        dispatches: impl FnOnce(&InputTexture) -> Result<()>,
+    ) -> Result<()> {
+        let texture = self.texture_of(x)?;
+        let _busy = texture.busy.lock().unwrap_or_else(|p| p.into_inner());
+        self.copy_to_texture(x, &texture);
+        dispatches(&texture)
+    }
+
+    /// The input texture for `x`, made on first use.
+    fn texture_of(&self, x: &Tensor) -> Result<Arc<InputTexture>> {
+        let vec4s = x.len() / 4;
+        let rows = self
+            .texture_rows(vec4s)
+            .filter(|_| x.len().is_multiple_of(4))
+            .ok_or_else(|| Error::TooLarge {
+                what: "tensor read through a texture",
+                shape: x.shape().to_vec(),
+                bytes: x.byte_len(),
+                limit: texture_bytes(self.limits().texture_side),
+            })?;
+        let _serial = self.inner.device.serial();
+        let mut map = self.textures();
+        if let Some(t) = map.get(&rows) {
+            return Ok(Arc::clone(t));
+        }
+        let texture = self
+            .inner
+            .device
+            .device
+            .create_texture(&wgpu::TextureDescriptor {
+                label: Some("input texture"),
+                size: wgpu::Extent3d {
+                    width: TEXTURE_WIDTH,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format: wgpu::TextureFormat::Rgba32Float,
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            });
+        self.inner.pool.texture(texture_bytes(rows), true);
+        let t = Arc::new(InputTexture {
+            view: texture.create_view(&wgpu::TextureViewDescriptor::default()),
+            id: self.inner.pool.next_id(),
+            busy: Mutex::default(),
+            texture,
+        });
+        map.insert(rows, Arc::clone(&t));
+        Ok(t)
+    }
+
+    /// Records the copy of `x`'s vec4s into `texture`: the whole rows, then what is left of
+    /// the last one.
+    fn copy_to_texture(&self, x: &Tensor, texture: &InputTexture) {
+        let vec4s = x.len() / 4;
+        let full = (vec4s / TEXTURE_WIDTH as usize) as u32;
+        let rest = (vec4s % TEXTURE_WIDTH as usize) as u32;
+        let row_bytes = TEXTURE_WIDTH * 16;
+        let _serial = self.inner.device.serial();
+        let mut recorder = self.recorder();
+        let encoder = recorder.commands(&self.inner.device);
+        for (first, width, height) in [(0, TEXTURE_WIDTH, full), (full, rest, 1)] {
+            if width == 0 || height == 0 {
+                continue;
+            }
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: x.buffer(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: u64::from(first) * u64::from(row_bytes),
+                        bytes_per_row: Some(row_bytes),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &texture.texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d {
+                        x: 0,
+                        y: first,
+                        z: 0,
+                    },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+            );
+        }
+    }
+}
