@@ -43,12 +43,17 @@ override C4IN: u32 = 1u;
 // reads rows l, l + SG, ...) and handed to every lane by subgroupBroadcast; see conv_gemm.
 override SG: u32 = 1u;
 override SGON: u32 = 0u;
-// TEX = 1: conv_gemm reads X from `xt`, the texture that X's vec4s were copied into in order
-// (texture.rs: vec4 i at texel (i % 4096, i / 4096)), instead of the buffer `x`; x_off then
-// counts from the first image of X.
+// TEX = 1: conv_gemm and conv_gemm_rows read X from `xt`, the texture that X's vec4s were
+// copied into in order (texture.rs), instead of the buffer `x`; x_off then counts from the
+// first image of X.
 override TEX: u32 = 0u;
 
 @group(0) @binding(8) var xt: texture_2d<f32>;
+
+// X's vec4 i from the texture: texel (i % 4096, i / 4096).
+fn x_tex(i: u32) -> vec4<f32> {
+    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u), 0);
+}
 
 // conv_gemm_tiled: input vec4s per tile step.
 const TKC: u32 = 4u;
@@ -86,7 +91,7 @@ fn conv_gemm(
                 let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG))
                 let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
                 let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX*(1-TEX))
-                let a{i} = select(vec4<f32>(0.0), textureLoad(xt, vec2<u32>((base{i} + k4) & 4095u, (base{i} + k4) >> 12u), 0), in{i}); // @unroll(PX*TEX)
+                let a{i} = select(vec4<f32>(0.0), x_tex(base{i} + k4), in{i}); // @unroll(PX*TEX)
                 // Per accumulator its input vec4's 4 channels in a row (one load and one store
                 // of a spilled accumulator per 4 FMAs), output vec4 q = i / PX outer so that q's
                 // 4 weight rows serve the PX pixels in turn; each sum runs over x, y, z, w as ever.
@@ -129,7 +134,8 @@ fn conv_gemm_rows(
             let hc = u32(select(0, h, h_in));
             // The row's R + FW - 1 input columns, C4IN vec4s each: a[col * C4IN + k4].
             let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
-            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)], in{i/C4IN}); // @unroll((R+FW-1)*C4IN)
+            let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)], in{i/C4IN}); // @unroll((R+FW-1)*C4IN*(1-TEX))
+            let a{i} = select(vec4<f32>(0.0), x_tex(index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)), in{i/C4IN}); // @unroll((R+FW-1)*C4IN*TEX)
             let wb = dh * FW * C4IN * 4u * CB4;
             // The row of taps' FW * C4IN * 4 * CB4 filter rows (see conv_gemm for SGON).
             let wt{i} = win[wb + {i}u]; // @unroll(FW*C4IN*4*CB4*(1-SGON))

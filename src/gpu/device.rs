@@ -138,9 +138,9 @@ pub(crate) struct Quirks {
     /// variant where it applies, ahead of the same kernel reading the buffer. CPU adapters:
     /// Mesa 22.3's llvmpipe loads a buffer at a different address per lane with a loop over
     /// the lanes (a bounds check and a branch per component), a texel with straight-line code.
-    /// Deep's forward on lavapipe, fastest of 15 runs in 3 alternated rounds: 32.6-34.8 ms
-    /// reading the buffer, 31.1-31.4 through the texture (the copy included); stride-2 `down`
-    /// 17.0 against 16.6-16.9. Under the autotune's 10% margin, hence a quirk.
+    /// On lavapipe, medians of 15 calls alternated in one process: deep's forward 33.8 ->
+    /// 31.4 ms (the copy included), its data gradient 36.8 -> 33.1 ms; stride-2 `down` 17.6
+    /// either way. Under the autotune's 10% margin, hence a quirk.
     pub texture_first: bool,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time

@@ -7,9 +7,10 @@
 //! straight-line code (one 16-byte load per lane and a transpose). In a scratch kernel with
 //! deep's access pattern (16x16 images, 128 channels, 3x3 taps, 8 pixels x 8 output vec4s a
 //! thread) the texture read its activations in about half the time of the buffer, and the
-//! kernel took 10-15% less time; `conv_gemm` itself on deep's forward 3-10% (see
-//! `Quirks::texture_first`). On a GPU, textures go through the texture cache. The copy costs
-//! one pass over the tensor; the autotune times it with the kernel.
+//! kernel took 10-15% less time; `conv_gemm` itself on deep's forward 7% (see
+//! `Quirks::texture_first`), `conv_gemm_rows` on the first layers' data gradients 5-15%. On a
+//! GPU, textures go through the texture cache. The copy costs one pass over the tensor; the
+//! autotune times it with the kernel.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -63,20 +63,23 @@ pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
     GEMM_BINDINGS,
 );
 
-/// `conv_gemm` reading X through a texture (`TEX`; see `texture.rs`).
-pub(crate) const GEMM_TEX: Kernel = GEMM.entry(
-    "conv_gemm",
-    &[
-        (8, Access::Texture),
-        (2, Access::Read),
-        (3, Access::Write),
-        (4, Access::Window),
-    ],
-);
+/// The bindings of the kernels that read X through a texture (`TEX`; see `texture.rs`).
+const TEX_BINDINGS: &[(u32, Access)] = &[
+    (8, Access::Texture),
+    (2, Access::Read),
+    (3, Access::Write),
+    (4, Access::Window),
+];
+
+/// `conv_gemm` reading X through a texture.
+pub(crate) const GEMM_TEX: Kernel = GEMM.entry("conv_gemm", TEX_BINDINGS);
 
 /// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
 /// width, one window of taps).
 pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", GEMM_BINDINGS);
+
+/// `conv_gemm_rows` reading X through a texture.
+pub(crate) const GEMM_ROWS_TEX: Kernel = GEMM.entry("conv_gemm_rows", TEX_BINDINGS);
 
 /// `conv_gemm_tiled`: the same product tiled through workgroup memory (64 pixels x all the
 /// window's channels per workgroup; the GPU-shaped variant).
@@ -415,18 +418,25 @@ pub(crate) const LANES_K_MAX: usize = 32;
 /// output channels per lane): a bound on its code and compile time.
 pub(crate) const LANES_LINES_MAX: usize = 4096;
 
-/// A variant of the GEMM kernel: `Pixels(px)`, `conv_gemm` with `px` pixels per thread spread
-/// over the grid; `Rows(r)`, `conv_gemm_rows` with `r` adjacent pixels of a row per thread;
-/// `Lanes(r, sg, cpl)`, `conv_lanes` with `r` adjacent pixels of a row per workgroup,
-/// subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`, `conv_gemm_tiled`;
-/// `Texture(px)`, `Pixels(px)` reading X through a texture.
+/// A variant of the GEMM kernel: `Pixels(px, input)`, `conv_gemm` with `px` pixels per thread
+/// spread over the grid; `Rows(r, input)`, `conv_gemm_rows` with `r` adjacent pixels of a row
+/// per thread; `Lanes(r, sg, cpl)`, `conv_lanes` with `r` adjacent pixels of a row per
+/// workgroup, subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`,
+/// `conv_gemm_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
-    Pixels(usize),
-    Texture(usize),
-    Rows(usize),
+    Pixels(usize, Input),
+    Rows(usize, Input),
     Lanes(usize, u32, u32),
     Tiled,
+}
+
+/// Where `conv_gemm` and `conv_gemm_rows` read X: its buffer, or the texture it is copied
+/// into (`texture.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    Buffer,
+    Texture,
 }
 
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
@@ -444,14 +454,14 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
 /// The override constants of `conv_gemm.wgsl`: channel vec4s per thread, pixels per thread
 /// (`conv_gemm`), row-segment pixels, filter width and input vec4s (`conv_gemm_rows`; 1 for the
 /// other kernels, which do not read them), and the subgroup size that spreads the window reads
-/// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`); `tex`: `conv_gemm` reads X
-/// through a texture.
+/// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`); `input`: where those two
+/// read X.
 fn gemm_consts(
     cb4: u32,
     px: u32,
     (r, fw, c4_in): (u32, u32, u32),
     spread: Option<u32>,
-    tex: bool,
+    input: Input,
 ) -> [(&'static str, u32); 8] {
     [
         ("CB4", cb4),
@@ -461,7 +471,7 @@ fn gemm_consts(
         ("C4IN", c4_in),
         ("SG", spread.unwrap_or(1)),
         ("SGON", u32::from(spread.is_some())),
-        ("TEX", u32::from(tex)),
+        ("TEX", u32::from(input == Input::Texture)),
     ]
 }
 
@@ -553,7 +563,8 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
 /// The variants to try for `s` cut into `win`, the default first; `subgroup`: the adapter's
 /// fixed subgroup size, if it has subgroup operations; `lanes_first`: the channel-lane kernel
 /// as the default where it applies (`Gpu::lanes_first`); `texture`: where X fits a texture,
-/// whether `conv_gemm` reading it there comes before the same kernel reading the buffer.
+/// whether `conv_gemm` reading it there comes before the same kernel reading the buffer (the
+/// rows kernel reads it there too, after the buffer's).
 fn variants(
     s: &GemmShape,
     win: &Windows,
@@ -562,12 +573,15 @@ fn variants(
     texture: Option<bool>,
 ) -> Vec<GemmVariant> {
     let pixels = pixel_variants(win.cb4);
-    let mut v: Vec<GemmVariant> = pixels.iter().copied().map(GemmVariant::Pixels).collect();
+    let mut v: Vec<GemmVariant> = pixels
+        .iter()
+        .map(|&px| GemmVariant::Pixels(px, Input::Buffer))
+        .collect();
     // The default pixel count reading X through a texture, where X fits one: first where
     // `texture` says so (`Quirks::texture_first`).
     if let Some(first) = texture {
         let at = if first { 0 } else { v.len() };
-        v.insert(at, GemmVariant::Texture(pixels[0]));
+        v.insert(at, GemmVariant::Pixels(pixels[0], Input::Texture));
     }
     // Tiles through workgroup memory: thread groups of CB4 threads split the 64 pixels.
     if TILED_PIXELS.is_multiple_of(win.cb4) {
@@ -582,7 +596,10 @@ fn variants(
     // forward's time (alternated runs).
     let segments = s.s_w == 1 && win.n_tc == 1 && s.f_w <= ROWS_FW_MAX;
     if segments && s.c4_in() <= ROWS_C4_MAX {
-        v.extend(row_variants(win.cb4).map(GemmVariant::Rows));
+        v.extend(row_variants(win.cb4).map(|r| GemmVariant::Rows(r, Input::Buffer)));
+        if texture.is_some() {
+            v.extend(row_variants(win.cb4).map(|r| GemmVariant::Rows(r, Input::Texture)));
+        }
     }
     if segments {
         // Channel lanes: a workgroup is whole subgroups, its filter slice fits the registers.
@@ -789,18 +806,26 @@ impl Gpu {
         let cb4 = win.cb4 as u32;
         let spread = self.quirks().spread_windows;
         let (kernel, consts) = match variant {
-            GemmVariant::Pixels(px) => (
-                &GEMM,
-                gemm_consts(cb4, px as u32, (1, 1, 1), spread, false).to_vec(),
+            GemmVariant::Pixels(px, input) => (
+                if input == Input::Texture {
+                    &GEMM_TEX
+                } else {
+                    &GEMM
+                },
+                gemm_consts(cb4, px as u32, (1, 1, 1), spread, input).to_vec(),
             ),
-            GemmVariant::Rows(r) => (
-                &GEMM_ROWS,
+            GemmVariant::Rows(r, input) => (
+                if input == Input::Texture {
+                    &GEMM_ROWS_TEX
+                } else {
+                    &GEMM_ROWS
+                },
                 gemm_consts(
                     cb4,
                     1,
                     (r as u32, s.f_w as u32, s.c4_in() as u32),
                     spread,
-                    false,
+                    input,
                 )
                 .to_vec(),
             ),
@@ -823,11 +848,7 @@ impl Gpu {
             }
             GemmVariant::Tiled => (
                 &GEMM_TILED,
-                gemm_consts(cb4, 1, (1, 1, 1), None, false).to_vec(),
-            ),
-            GemmVariant::Texture(px) => (
-                &GEMM_TEX,
-                gemm_consts(cb4, px as u32, (1, 1, 1), spread, true).to_vec(),
+                gemm_consts(cb4, 1, (1, 1, 1), None, Input::Buffer).to_vec(),
             ),
         };
         let dispatches = |texture: Option<&InputTexture>| -> Result<()> {
@@ -844,7 +865,9 @@ impl Gpu {
             )
         };
         match variant {
-            GemmVariant::Texture(_) => self.with_texture(x, |t| dispatches(Some(t))),
+            GemmVariant::Pixels(_, Input::Texture) | GemmVariant::Rows(_, Input::Texture) => {
+                self.with_texture(x, |t| dispatches(Some(t)))
+            }
             _ => dispatches(None),
         }
     }
@@ -910,11 +933,13 @@ impl Gpu {
                     let c4_in = s.c4_in() as u64;
                     let segs = |r: usize| (chunk.images * s.out_h * s.out_w.div_ceil(r)) as u64;
                     let (needed, inner) = match variant {
-                        GemmVariant::Pixels(px) | GemmVariant::Texture(px) => (
+                        GemmVariant::Pixels(px, _) => (
                             u64::from(p.total).div_ceil(px as u64).div_ceil(WG),
                             taps * (1 + c4_in),
                         ),
-                        GemmVariant::Rows(r) => (segs(r).div_ceil(WG), s.f_h as u64 * (1 + c4_in)),
+                        GemmVariant::Rows(r, _) => {
+                            (segs(r).div_ceil(WG), s.f_h as u64 * (1 + c4_in))
+                        }
                         // Per tile: each tap, each step of 4 input vec4s: 4 loads, up to
                         // 2 filter rows, up to 4 vec4s of FMAs.
                         GemmVariant::Tiled => (
@@ -939,18 +964,21 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for cb4 in 1..=GEMM_CB4 {
         for spread in [None, Some(4), Some(8), Some(32)] {
             for px in pixel_variants(cb4) {
-                for tex in [false, true] {
-                    let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, tex);
-                    let kernel = if tex { GEMM_TEX } else { GEMM };
+                for (input, kernel) in [(Input::Buffer, GEMM), (Input::Texture, GEMM_TEX)] {
+                    let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, input);
                     out.push((kernel, consts.to_vec()));
                 }
             }
             for r in row_variants(cb4) {
                 for fw in [1, 2, 3, 4, 7] {
                     for c4_in in 1..=ROWS_C4_MAX as u32 {
-                        let consts =
-                            gemm_consts(cb4 as u32, 1, (r as u32, fw, c4_in), spread, false);
-                        out.push((GEMM_ROWS, consts.to_vec()));
+                        for (input, kernel) in
+                            [(Input::Buffer, GEMM_ROWS), (Input::Texture, GEMM_ROWS_TEX)]
+                        {
+                            let consts =
+                                gemm_consts(cb4 as u32, 1, (r as u32, fw, c4_in), spread, input);
+                            out.push((kernel, consts.to_vec()));
+                        }
                     }
                 }
             }
@@ -958,7 +986,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         if TILED_PIXELS.is_multiple_of(cb4) {
             out.push((
                 GEMM_TILED,
-                gemm_consts(cb4 as u32, 1, (1, 1, 1), None, false).to_vec(),
+                gemm_consts(cb4 as u32, 1, (1, 1, 1), None, Input::Buffer).to_vec(),
             ));
         }
         for filter in [
