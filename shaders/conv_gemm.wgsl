@@ -17,8 +17,10 @@
 // subgroup of SG read SG different rows and subgroupBroadcast hands each row to all of them: the
 // same values, summed in the same order, with SG times fewer loads. Each thread keeps PX pixels x CB4 vec4 accumulators (4*CB4 output
 // channels) in registers and reads its activations as vec4 along channels, so one storage load
-// feeds 4*CB4 vec4 FMAs. Long reductions are split over windows and accumulated in order
-// (`accumulate`): deterministic, no atomics.
+// feeds 4*CB4 vec4 FMAs. Long reductions are split over windows: a window after the first
+// (`accumulate`) starts its sums from what the one before stored, and the last adds the bias,
+// so the sum runs over all the taps in one chain, as in one window (WTEX) or the CPU
+// reference: deterministic, no atomics, the same bits however the taps are cut.
 //
 // With relu = 1 (set on the dispatch of the last window) the epilogue applies ReLU: the fused
 // conv + bias + ReLU of `Gpu::conv_relu_forward` writes A = max(0, Z) and never Z.
@@ -47,8 +49,18 @@ override SGON: u32 = 0u;
 // copied into in order (texture.rs), instead of the buffer `x`; x_off then counts from the
 // first image of X.
 override TEX: u32 = 0u;
+// WTEX = 1 (with TEX = 1): conv_gemm also reads the packed filter from a texture, `wt` (its
+// window w at texture row w), and takes all the taps in one dispatch: no window limits its
+// taps, so no later dispatch adds to what an earlier one stored.
+override WTEX: u32 = 0u;
 
 @group(0) @binding(8) var xt: texture_2d<f32>;
+@group(0) @binding(9) var wt: texture_2d<f32>;
+
+// Row i of the packed filter from the texture.
+fn w_tex(i: u32) -> vec4<f32> {
+    return textureLoad(wt, vec2<u32>(i & 4095u, i >> 12u), 0);
+}
 
 // X's vec4 i from the texture: texel (i % 4096, i / 4096).
 fn x_tex(i: u32) -> vec4<f32> {
@@ -76,19 +88,22 @@ fn conv_gemm(
         let ow{i} = pix{i} % p.out_w; // @unroll(PX)
         let oh{i} = (pix{i} / p.out_w) % p.out_h; // @unroll(PX)
         let im{i} = pix{i} / (p.out_w * p.out_h); // @unroll(PX)
-        var acc{i} = vec4<f32>(0.0); // @unroll(PX*CB4)
+        var acc{i} = load_z(first + lid + {i/CB4}u * WG, {i%CB4}u); // @unroll(PX*CB4)
         var dh = p.tap_begin / p.f_w;
         var dw = p.tap_begin % p.f_w;
         var wrow = 0u;
         for (var t = p.tap_begin; t < p.tap_end; t++) {
+            wrow = (p.win0 + t / p.tpw) * UBO_VEC4 + (t % p.tpw) * p.c4_in * 4u * CB4; // @unroll(WTEX)
             let h{i} = i32(oh{i} * p.s_h + dh) - p.top; // @unroll(PX)
             let w{i} = i32(ow{i} * p.s_w + dw) - p.left; // @unroll(PX)
             let in{i} = h{i} >= 0 && w{i} >= 0 && u32(h{i}) < p.in_h && u32(w{i}) < p.in_w; // @unroll(PX)
             let base{i} = index_x4(im{i}, u32(select(0, h{i}, in{i})), u32(select(0, w{i}, in{i})), 0u); // @unroll(PX)
             for (var k4 = 0u; k4 < p.c4_in; k4++) {
                 // Weights of 4 input channels x 4*CB4 output channels, read once for PX pixels.
-                let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4*(1-SGON))
-                let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG))
+                let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4*(1-SGON)*(1-WTEX))
+                let wt{i} = w_tex(wrow + {i}u); // @unroll(4*CB4*(1-SGON)*WTEX)
+                let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG)*(1-WTEX))
+                let wl{i} = w_tex(wrow + min({i*SG}u + sl, {4*CB4-1}u)); // @unroll(SGON*((4*CB4+SG-1)/SG)*WTEX)
                 let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
                 let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX*(1-TEX))
                 let a{i} = select(vec4<f32>(0.0), x_tex(base{i} + k4), in{i}); // @unroll(PX*TEX)
@@ -174,7 +189,7 @@ fn conv_gemm_tiled(
         let ow = lp % p.out_w;
         let oh = (lp / p.out_w) % p.out_h;
         let im = lp / (p.out_w * p.out_h);
-        var acc{i} = vec4<f32>(0.0); // @unroll(CB4)
+        var acc{i} = load_z(first + mine + {i}u, q); // @unroll(CB4)
         for (var t = p.tap_begin; t < p.tap_end; t++) {
             let h = i32(oh * p.s_h + t / p.f_w) - p.top;
             let w = i32(ow * p.s_w + t % p.f_w) - p.left;
@@ -205,8 +220,24 @@ fn conv_gemm_tiled(
     }
 }
 
+// Where a window's sums start: 0, or after the first window (`accumulate`) what the one
+// before stored for output vec4 q of pixel `pix` (0 past the last pixel or channel).
+fn load_z(pix: u32, q: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (p.accumulate != 0u && pix < p.total) {
+        let zbase = z_at(pix);
+        for (var e = 0u; e < 4u; e++) {
+            let c = p.c_begin + q * 4u + e;
+            if (c < p.c_out) {
+                v[e] = z[zbase + c];
+            }
+        }
+    }
+    return v;
+}
+
 // Stores one vec4 of output channels (those below c_out) of pixel `pix` (if it exists), adding
-// the bias or what is there.
+// the bias (set on the last window only).
 fn store_z(pix: u32, q: u32, v: vec4<f32>) {
     if (pix >= p.total) {
         return;
@@ -216,9 +247,7 @@ fn store_z(pix: u32, q: u32, v: vec4<f32>) {
         let c = p.c_begin + q * 4u + e;
         if (c < p.c_out) {
             var s = v[e];
-            if (p.accumulate != 0u) {
-                s += z[zbase + c];
-            } else if (p.has_bias != 0u) {
+            if (p.has_bias != 0u) {
                 s += bias[c];
             }
             if (p.relu != 0u) {

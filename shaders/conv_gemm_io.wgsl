@@ -23,8 +23,8 @@ struct Params {
     tap_begin: u32,   // taps of this window: tap_begin .. tap_end
     tap_end: u32,
     c_begin: u32,     // first output channel of the block
-    accumulate: u32,  // 0: start fresh (+ bias if has_bias); 1: add to what is there
-    has_bias: u32,
+    accumulate: u32,  // 0: start fresh; 1: start from what is there (conv_gemm.wgsl)
+    has_bias: u32,    // 1 on the last window: add the bias
     x_off: u32,       // element offset of the chunk's first image in x
     z_off: u32,       // element offset of the chunk's first image in z
     relu: u32,        // 1 on the last window of a fused conv + ReLU: z = max(0, z)
@@ -40,6 +40,10 @@ struct Params {
     // conv_lanes with POOL = 1: the pool's strides.
     pool_sh: u32,
     pool_sw: u32,
+    // conv_gemm with WTEX = 1: taps per window of the packed filter, and this block's first
+    // window (the filter's rows are read from a texture, all taps in one dispatch).
+    tpw: u32,
+    win0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -11,9 +11,10 @@ use ndarray::ArrayD;
 use wgpu_cnn::{ConvGeometry, ConvParams, Gpu, GpuOptions, Padding};
 
 /// At least the largest number of variants of any op (the split filter kernel has up to 10: 8
-/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 16:
-/// pixel counts and row segments reading the buffer or a texture, the tiles, the lanes).
-const VARIANTS: usize = 16;
+/// tilings, the channel-lane kernel and the workgroup-memory tiles; the implicit GEMM up to 17:
+/// pixel counts and row segments reading the buffer or a texture, pixels reading the filter
+/// through a texture too, the tiles, the lanes).
+const VARIANTS: usize = 17;
 
 /// Runs every variant on each of `cases` (input, weights, params) with a `Gpu` whose storage
 /// bindings hold at most `max_binding_bytes`, and compares with the CPU reference.

@@ -254,6 +254,13 @@ fn dims4(s: [usize; 4]) -> String {
     format!("{}x{}x{}x{}", s[0], s[1], s[2], s[3])
 }
 
+/// Device bytes held before an op: tensors and the input textures already made (an op's peak
+/// counts the texture it makes, not those that earlier ops left for reuse).
+fn held(gpu: &Gpu) -> u64 {
+    let m = gpu.memory();
+    m.live_bytes + m.texture_bytes
+}
+
 /// The roofline: peak FMA rate and copy bandwidth of the adapter, and the floor of one dispatch
 /// (the copy probe's kernel on 16 bytes: one workgroup, one thread with work), as three
 /// records; the rates come from the fastest run of each probe (a peak), the times printed are
@@ -336,7 +343,7 @@ pub fn conv_forward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
         tw,
         tb,
     } = upload_conv(gpu, c)?;
-    let before = gpu.memory().live_bytes;
+    let before = held(gpu);
     gpu.reset_peak();
     let (z, _) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
     let bytes = gpu.memory().peak_bytes - before;
@@ -383,7 +390,7 @@ pub fn conv_backward(gpu: &Gpu, c: &ConvCase, o: &Options) -> Result<Record> {
     let dz = test_array(g.output_shape(), 4);
     let tdz = gpu.upload(&dz)?;
     let (_, cache) = gpu.conv_forward(&tx, &tw, &tb, c.params)?;
-    let before = gpu.memory().live_bytes;
+    let before = held(gpu);
     gpu.reset_peak();
     let grads = gpu.conv_backward(&tdz, &cache)?;
     let bytes = gpu.memory().peak_bytes - before;
@@ -464,7 +471,7 @@ pub fn pool_forward(
     let g = PoolGeometry::new(c.input, params)?;
     let x = test_array(c.input, 5);
     let tx = gpu.upload(&x)?;
-    let before = gpu.memory().live_bytes;
+    let before = held(gpu);
     gpu.reset_peak();
     let (a, cache) = gpu.pool_forward(&tx, params)?;
     let bytes = gpu.memory().peak_bytes - before;
@@ -509,7 +516,7 @@ pub fn pool_backward(
     let tx = gpu.upload(&x)?;
     let tda = gpu.upload(&da)?;
     let (_, cache) = gpu.pool_forward(&tx, params)?;
-    let before = gpu.memory().live_bytes;
+    let before = held(gpu);
     gpu.reset_peak();
     let dx = gpu.pool_backward(&tda, &cache)?;
     let bytes = gpu.memory().peak_bytes - before;
@@ -555,7 +562,7 @@ fn memory_record(
     o: &Options,
     mut record: impl FnMut() -> Result<()>,
 ) -> Result<Record> {
-    let before = gpu.memory().live_bytes;
+    let before = held(gpu);
     gpu.reset_peak();
     record()?;
     gpu.synchronize()?;

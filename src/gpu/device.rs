@@ -140,7 +140,10 @@ pub(crate) struct Quirks {
     /// the lanes (a bounds check and a branch per component), a texel with straight-line code.
     /// On lavapipe, medians of 15 calls alternated in one process: deep's forward 33.8 ->
     /// 31.4 ms (the copy included), its data gradient 36.8 -> 33.1 ms; stride-2 `down` 17.6
-    /// either way. Under the autotune's 10% margin, hence a quirk.
+    /// either way. Under the autotune's 10% margin, hence a quirk. Where the filter's taps take
+    /// several windows, reading the filter through a texture too comes first: all taps in one
+    /// dispatch, no window starting from what the one before stored (deep: 12 dispatches -> 4;
+    /// medians of 11 alternated calls, forward 36.7 -> 24.1 ms, data gradient 38.6 -> 26.8).
     pub texture_first: bool,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time

@@ -30,10 +30,11 @@ pub(crate) struct InputTexture {
     texture: wgpu::Texture,
 }
 
-/// The input textures of one `Gpu`, one per height, made on first use and kept.
+/// The input textures of one `Gpu`, one per height and slot (the tensors one dispatch reads
+/// through textures at once: its input, its filter), made on first use and kept.
 #[derive(Default)]
 pub(crate) struct Textures {
-    map: Mutex<HashMap<u32, Arc<InputTexture>>>,
+    map: Mutex<HashMap<(u32, u8), Arc<InputTexture>>>,
 }
 
 /// Bytes of an input texture of `rows` rows.
@@ -42,7 +43,7 @@ fn texture_bytes(rows: u32) -> u64 {
 }
 
 impl Gpu {
-    fn textures(&self) -> MutexGuard<'_, HashMap<u32, Arc<InputTexture>>> {
+    fn textures(&self) -> MutexGuard<'_, HashMap<(u32, u8), Arc<InputTexture>>> {
         self.inner
             .textures
             .map
@@ -54,7 +55,7 @@ impl Gpu {
     /// texture when nothing uses it); returns their bytes.
     pub(crate) fn trim_textures(&self) -> u64 {
         let mut map = self.textures();
-        let bytes = map.keys().map(|&rows| texture_bytes(rows)).sum();
+        let bytes = map.keys().map(|&(rows, _)| texture_bytes(rows)).sum();
         self.inner.pool.retire(map.drain().map(|(_, t)| t.id));
         self.inner.pool.texture(bytes, false);
         bytes
@@ -70,8 +71,10 @@ impl Gpu {
     }
 
     /// Records a copy of `x` (read as vec4s: its length a multiple of 4) into the input texture
-    /// of its size, in order with the ops around it, then `dispatches`, which record the work
-    /// that reads the texture. The texture is this `Gpu`'s for that size: the texture's lock,
+    /// of its size and `slot`, in order with the ops around it, then `dispatches`, which record
+    /// the work that reads the texture. The texture is this `Gpu`'s for that size and slot (a
+    /// dispatch that reads two tensors through textures takes slots 0 and 1, in that order, so
+    /// that no two threads wait on each other's): the texture's lock,
     /// held from the copy to the last dispatch, keeps another thread's copy of another tensor of
     /// that size from landing between them.
     ///
@@ -81,16 +84,17 @@ impl Gpu {
     pub(crate) fn with_texture(
         &self,
         x: &Tensor,
+        slot: u8,
         dispatches: impl FnOnce(&InputTexture) -> Result<()>,
     ) -> Result<()> {
-        let texture = self.texture_of(x)?;
+        let texture = self.texture_of(x, slot)?;
         let _busy = texture.busy.lock().unwrap_or_else(|p| p.into_inner());
         self.copy_to_texture(x, &texture);
         dispatches(&texture)
     }
 
-    /// The input texture for `x`, made on first use.
-    fn texture_of(&self, x: &Tensor) -> Result<Arc<InputTexture>> {
+    /// The input texture of `slot` for `x`, made on first use.
+    fn texture_of(&self, x: &Tensor, slot: u8) -> Result<Arc<InputTexture>> {
         let vec4s = x.len() / 4;
         let rows = self
             .texture_rows(vec4s)
@@ -103,7 +107,7 @@ impl Gpu {
             })?;
         let _serial = self.inner.device.serial();
         let mut map = self.textures();
-        if let Some(t) = map.get(&rows) {
+        if let Some(t) = map.get(&(rows, slot)) {
             return Ok(Arc::clone(t));
         }
         let texture = self
@@ -131,7 +135,7 @@ impl Gpu {
             busy: Mutex::default(),
             texture,
         });
-        map.insert(rows, Arc::clone(&t));
+        map.insert((rows, slot), Arc::clone(&t));
         Ok(t)
     }
 

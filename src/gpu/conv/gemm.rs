@@ -43,6 +43,8 @@ uniform! {
         o_rw: u32,
         pool_sh: u32,
         pool_sw: u32,
+        tpw: u32,
+        win0: u32,
     }
 }
 
@@ -73,6 +75,17 @@ const TEX_BINDINGS: &[(u32, Access)] = &[
 
 /// `conv_gemm` reading X through a texture.
 pub(crate) const GEMM_TEX: Kernel = GEMM.entry("conv_gemm", TEX_BINDINGS);
+
+/// `conv_gemm` reading X and the packed filter through textures (`WTEX`).
+pub(crate) const GEMM_TEX2: Kernel = GEMM.entry(
+    "conv_gemm",
+    &[
+        (8, Access::Texture),
+        (9, Access::Texture),
+        (2, Access::Read),
+        (3, Access::Write),
+    ],
+);
 
 /// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
 /// width, one window of taps).
@@ -432,11 +445,13 @@ pub(crate) enum GemmVariant {
 }
 
 /// Where `conv_gemm` and `conv_gemm_rows` read X: its buffer, or the texture it is copied
-/// into (`texture.rs`).
+/// into (`texture.rs`); `Textures`: `conv_gemm` reads the packed filter through a texture
+/// too, all taps in one dispatch per block of output channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Input {
     Buffer,
     Texture,
+    Textures,
 }
 
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
@@ -462,7 +477,7 @@ fn gemm_consts(
     (r, fw, c4_in): (u32, u32, u32),
     spread: Option<u32>,
     input: Input,
-) -> [(&'static str, u32); 8] {
+) -> [(&'static str, u32); 9] {
     [
         ("CB4", cb4),
         ("PX", px),
@@ -471,7 +486,8 @@ fn gemm_consts(
         ("C4IN", c4_in),
         ("SG", spread.unwrap_or(1)),
         ("SGON", u32::from(spread.is_some())),
-        ("TEX", u32::from(input == Input::Texture)),
+        ("TEX", u32::from(input != Input::Buffer)),
+        ("WTEX", u32::from(input == Input::Textures)),
     ]
 }
 
@@ -577,11 +593,15 @@ fn variants(
         .iter()
         .map(|&px| GemmVariant::Pixels(px, Input::Buffer))
         .collect();
-    // The default pixel count reading X through a texture, where X fits one: first where
-    // `texture` says so (`Quirks::texture_first`).
+    // The default pixel count reading X through a texture, where X fits one, and where the
+    // filter's taps take several windows, reading the filter through a texture too (all taps
+    // in one dispatch): first where `texture` says so (`Quirks::texture_first`).
     if let Some(first) = texture {
         let at = if first { 0 } else { v.len() };
         v.insert(at, GemmVariant::Pixels(pixels[0], Input::Texture));
+        if win.n_tc > 1 {
+            v.insert(at, GemmVariant::Pixels(pixels[0], Input::Textures));
+        }
     }
     // Tiles through workgroup memory: thread groups of CB4 threads split the 64 pixels.
     if TILED_PIXELS.is_multiple_of(win.cb4) {
@@ -807,10 +827,10 @@ impl Gpu {
         let spread = self.quirks().spread_windows;
         let (kernel, consts) = match variant {
             GemmVariant::Pixels(px, input) => (
-                if input == Input::Texture {
-                    &GEMM_TEX
-                } else {
-                    &GEMM
+                match input {
+                    Input::Buffer => &GEMM,
+                    Input::Texture => &GEMM_TEX,
+                    Input::Textures => &GEMM_TEX2,
                 },
                 gemm_consts(cb4, px as u32, (1, 1, 1), spread, input).to_vec(),
             ),
@@ -851,29 +871,32 @@ impl Gpu {
                 gemm_consts(cb4, 1, (1, 1, 1), None, Input::Buffer).to_vec(),
             ),
         };
-        let dispatches = |texture: Option<&InputTexture>| -> Result<()> {
+        let dispatches = |texture: Option<&InputTexture>, filter: Option<&InputTexture>| {
             self.gemm_dispatches(
                 s,
                 win,
                 variant,
                 (kernel, &consts),
-                x,
-                texture,
+                (x, texture),
+                (packed, filter),
                 epilogue,
-                packed,
                 out,
             )
         };
         match variant {
             GemmVariant::Pixels(_, Input::Texture) | GemmVariant::Rows(_, Input::Texture) => {
-                self.with_texture(x, |t| dispatches(Some(t)))
+                self.with_texture(x, 0, |t| dispatches(Some(t), None))
             }
-            _ => dispatches(None),
+            GemmVariant::Pixels(_, Input::Textures) => self.with_texture(x, 0, |t| {
+                self.with_texture(packed, 1, |f| dispatches(Some(t), Some(f)))
+            }),
+            _ => dispatches(None, None),
         }
     }
 
     /// The dispatches of [`Gpu::gemm_launches`]: `kernel` with `consts`, reading X from
-    /// `texture` where given.
+    /// `texture` and the packed filter from `filter` where given (then all taps in one
+    /// dispatch per block of output channels).
     #[allow(clippy::too_many_arguments)]
     fn gemm_dispatches(
         &self,
@@ -881,37 +904,47 @@ impl Gpu {
         win: &Windows,
         variant: GemmVariant,
         (kernel, consts): (&Kernel, &[(&'static str, u32)]),
-        x: &Tensor,
-        texture: Option<&InputTexture>,
+        (x, texture): (&Tensor, Option<&InputTexture>),
+        (packed, filter): (&Tensor, Option<&InputTexture>),
         epilogue: Epilogue,
-        packed: &Tensor,
         out: &Tensor,
     ) -> Result<()> {
         let per_image = s.out_h * s.out_w;
         let aux = epilogue.bias.unwrap_or(packed);
+        // Through the filter's texture, all taps in one dispatch (one "window" of all taps).
+        let (n_tc, per_window) = match filter {
+            Some(_) => (1, s.taps()),
+            None => (win.n_tc, win.taps_per_window),
+        };
         for cb in 0..win.n_cb {
-            for tc in 0..win.n_tc {
-                let tap_begin = tc * win.taps_per_window;
-                let tap_end = (tap_begin + win.taps_per_window).min(s.taps());
+            for tc in 0..n_tc {
+                let tap_begin = tc * per_window;
+                let tap_end = (tap_begin + per_window).min(s.taps());
                 let offset = ((cb * win.n_tc + tc) as u64) * WINDOW_BYTES;
                 let base = GemmParams {
                     tap_begin: tap_begin as u32,
                     tap_end: tap_end as u32,
                     c_begin: (cb * win.cb4 * 4) as u32,
                     accumulate: u32::from(tc > 0),
-                    has_bias: u32::from(epilogue.bias.is_some()),
-                    relu: u32::from(epilogue.relu && tc + 1 == win.n_tc),
+                    has_bias: u32::from(epilogue.bias.is_some() && tc + 1 == n_tc),
+                    relu: u32::from(epilogue.relu && tc + 1 == n_tc),
+                    tpw: win.taps_per_window as u32,
+                    win0: (cb * win.n_tc) as u32,
                     ..s.base
                 };
-                let mut args = vec![
-                    match texture {
-                        Some(t) => Arg::Texture(x, t),
-                        None => Arg::Batched(x),
-                    },
-                    Arg::Whole(aux),
-                    Arg::Batched(out),
-                    Arg::Window(packed, offset),
-                ];
+                let input = match texture {
+                    Some(t) => Arg::Texture(x, t),
+                    None => Arg::Batched(x),
+                };
+                let mut args = match filter {
+                    Some(f) => vec![input, Arg::Texture(packed, f), Arg::Whole(aux)],
+                    None => vec![input, Arg::Whole(aux)],
+                };
+                let z_arg = args.len();
+                args.push(Arg::Batched(out));
+                if filter.is_none() {
+                    args.push(Arg::Window(packed, offset));
+                }
                 if matches!(variant, GemmVariant::Lanes(..)) {
                     args.push(Arg::Batched(out)); // zf, unwritten without POOL
                     args.push(Arg::Batched(x)); // xs4
@@ -925,7 +958,7 @@ impl Gpu {
                     let p = GemmParams {
                         total: count(chunk.images * per_image)?,
                         x_off,
-                        z_off: chunk.offset(2),
+                        z_off: chunk.offset(z_arg),
                         ..base
                     };
                     // (workgroups that cover the work, loop iterations per workgroup item)
@@ -964,7 +997,11 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for cb4 in 1..=GEMM_CB4 {
         for spread in [None, Some(4), Some(8), Some(32)] {
             for px in pixel_variants(cb4) {
-                for (input, kernel) in [(Input::Buffer, GEMM), (Input::Texture, GEMM_TEX)] {
+                for (input, kernel) in [
+                    (Input::Buffer, GEMM),
+                    (Input::Texture, GEMM_TEX),
+                    (Input::Textures, GEMM_TEX2),
+                ] {
                     let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, input);
                     out.push((kernel, consts.to_vec()));
                 }
