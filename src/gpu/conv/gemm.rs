@@ -580,13 +580,14 @@ fn row_variants(cb4: usize) -> impl Iterator<Item = usize> {
 /// fixed subgroup size, if it has subgroup operations; `lanes_first`: the channel-lane kernel
 /// as the default where it applies (`Gpu::lanes_first`); `texture`: where X fits a texture,
 /// whether `conv_gemm` reading it there comes before the same kernel reading the buffer (the
-/// rows kernel reads it there too, after the buffer's).
+/// rows kernel reads it there too, after the buffer's), and whether the packed filter fits one
+/// too.
 fn variants(
     s: &GemmShape,
     win: &Windows,
     subgroup: Option<u32>,
     lanes_first: bool,
-    texture: Option<bool>,
+    texture: Option<(bool, bool)>,
 ) -> Vec<GemmVariant> {
     let pixels = pixel_variants(win.cb4);
     let mut v: Vec<GemmVariant> = pixels
@@ -596,10 +597,10 @@ fn variants(
     // The default pixel count reading X through a texture, where X fits one, and where the
     // filter's taps take several windows, reading the filter through a texture too (all taps
     // in one dispatch): first where `texture` says so (`Quirks::texture_first`).
-    if let Some(first) = texture {
+    if let Some((first, filter_fits)) = texture {
         let at = if first { 0 } else { v.len() };
         v.insert(at, GemmVariant::Pixels(pixels[0], Input::Texture));
-        if win.n_tc > 1 {
+        if win.n_tc > 1 && filter_fits {
             v.insert(at, GemmVariant::Pixels(pixels[0], Input::Textures));
         }
     }
@@ -708,9 +709,12 @@ impl Gpu {
             self.gemm_launches(s, win, v, &input, epilogue, &packed, out)
         };
         let macs = (s.m * s.out_h * s.out_w * s.c_out * s.taps() * s.k_real) as f64;
+        let filter_fits = self
+            .texture_rows(win.n_cb * win.n_tc * WINDOW_VEC4)
+            .is_some();
         let texture = self
             .texture_rows(s.m * s.in_h * s.in_w * s.c4_in())
-            .map(|_| self.quirks().texture_first);
+            .map(|_| (self.quirks().texture_first, filter_fits));
         let candidates = variants(s, win, self.quirks().subgroup, self.lanes_first(), texture);
         let v = self.pick(s.tune_key(), macs, &candidates, run)?;
         run(v)?;
