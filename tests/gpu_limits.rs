@@ -279,59 +279,60 @@ fn gpu_and_tensor_are_send_and_sync() {
     assert_send_sync::<wgpu_cnn::PoolCache>();
 }
 
+/// Runs `work(t)` for `t` in `0..n` on `n` threads at once; fails with the first error any
+/// thread returns.
+fn on_threads(n: usize, work: impl Fn(usize) -> Result<(), String> + Sync) {
+    std::thread::scope(|scope| {
+        let work = &work;
+        let workers: Vec<_> = (0..n).map(|t| scope.spawn(move || work(t))).collect();
+        for worker in workers {
+            ok(worker.join().expect("no panic"));
+        }
+    });
+}
+
 /// Four threads share one `Gpu`, each running its own convolutions (forward and backward),
 /// poolings and paddings and reading back its own results, at the same time. Each thread keeps
 /// one shape per op, so after the first round nothing waits for the device but the downloads.
 #[test]
 fn ops_from_four_threads_on_one_gpu_match_cpu_reference() {
     let g = gpu();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4usize)
-            .map(|t| {
-                scope.spawn(move || {
-                    let shape = [1 + t, 9 + t, 11, 3 + t];
-                    let c_out = 4 + 3 * t;
-                    let params = ConvParams::new(1 + t % 2, 1);
-                    let pool = PoolParams::new(2, 1 + t % 2, PoolMode::Max);
-                    for round in 0..18u32 {
-                        let mut rng = NumpyRng::seed(100 + 100 * t as u32 + round);
-                        let x = randn_f32(&mut rng, shape);
-                        let context = |e: String| format!("thread {t}, round {round}: {e}");
-                        match round % 3 {
-                            0 => {
-                                let wt = randn_f32(&mut rng, [3, 2, shape[3], c_out]);
-                                let b: ArrayD<f32> =
-                                    randn_f32(&mut rng, [1, 1, 1, c_out]).into_dyn();
-                                let (z_ref, _) = cpu::conv_forward(
-                                    to_f64(&x).view(),
-                                    to_f64(&wt).view(),
-                                    to_f64(&b).view(),
-                                    params,
-                                )
-                                .expect("CPU forward");
-                                let dz = randn_f32(&mut rng, dims4(z_ref.shape()));
-                                compare_conv(g, &x, &wt, &b, params, &dz).map_err(context)?;
-                            }
-                            1 => {
-                                let out = wgpu_cnn::PoolGeometry::new(shape, pool)
-                                    .expect("valid pool")
-                                    .output_shape();
-                                let da = randn_f32(&mut rng, out);
-                                compare_pool(g, &x, pool, &da).map_err(context)?;
-                            }
-                            _ => {
-                                compare_zero_pad(g, &x, Padding::explicit(t, 1, 2, t))
-                                    .map_err(context)?;
-                            }
-                        }
-                    }
-                    Ok::<(), String>(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            ok(worker.join().expect("no panic"));
+    on_threads(4, |t| {
+        let shape = [1 + t, 9 + t, 11, 3 + t];
+        let c_out = 4 + 3 * t;
+        let params = ConvParams::new(1 + t % 2, 1);
+        let pool = PoolParams::new(2, 1 + t % 2, PoolMode::Max);
+        for round in 0..18u32 {
+            let mut rng = NumpyRng::seed(100 + 100 * t as u32 + round);
+            let x = randn_f32(&mut rng, shape);
+            let context = |e: String| format!("thread {t}, round {round}: {e}");
+            match round % 3 {
+                0 => {
+                    let wt = randn_f32(&mut rng, [3, 2, shape[3], c_out]);
+                    let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, c_out]).into_dyn();
+                    let (z_ref, _) = cpu::conv_forward(
+                        to_f64(&x).view(),
+                        to_f64(&wt).view(),
+                        to_f64(&b).view(),
+                        params,
+                    )
+                    .expect("CPU forward");
+                    let dz = randn_f32(&mut rng, dims4(z_ref.shape()));
+                    compare_conv(g, &x, &wt, &b, params, &dz).map_err(context)?;
+                }
+                1 => {
+                    let out = wgpu_cnn::PoolGeometry::new(shape, pool)
+                        .expect("valid pool")
+                        .output_shape();
+                    let da = randn_f32(&mut rng, out);
+                    compare_pool(g, &x, pool, &da).map_err(context)?;
+                }
+                _ => {
+                    compare_zero_pad(g, &x, Padding::explicit(t, 1, 2, t)).map_err(context)?;
+                }
+            }
         }
+        Ok(())
     });
 }
 
@@ -342,27 +343,18 @@ fn ops_from_four_threads_on_one_gpu_match_cpu_reference() {
 #[test]
 fn four_threads_convolve_through_the_input_texture_of_one_size() {
     let g = gpu();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..4usize)
-            .map(|t| {
-                scope.spawn(move || {
-                    let params = ConvParams::new(1, 1);
-                    for round in 0..40u32 {
-                        let mut rng = NumpyRng::seed(5000 + 100 * t as u32 + round);
-                        let x = randn_f32(&mut rng, [2, 8, 8, 40]);
-                        let wt = randn_f32(&mut rng, [3, 3, 40, 8]);
-                        let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, 8]).into_dyn();
-                        let dz = randn_f32(&mut rng, [2, 8, 8, 8]);
-                        compare_conv(g, &x, &wt, &b, params, &dz)
-                            .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
-                    }
-                    Ok::<(), String>(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            ok(worker.join().expect("no panic"));
+    on_threads(4, |t| {
+        let params = ConvParams::new(1, 1);
+        for round in 0..40u32 {
+            let mut rng = NumpyRng::seed(5000 + 100 * t as u32 + round);
+            let x = randn_f32(&mut rng, [2, 8, 8, 40]);
+            let wt = randn_f32(&mut rng, [3, 3, 40, 8]);
+            let b: ArrayD<f32> = randn_f32(&mut rng, [1, 1, 1, 8]).into_dyn();
+            let dz = randn_f32(&mut rng, [2, 8, 8, 8]);
+            compare_conv(g, &x, &wt, &b, params, &dz)
+                .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
         }
+        Ok(())
     });
 }
 
@@ -373,23 +365,14 @@ fn four_threads_convolve_through_the_input_texture_of_one_size() {
 fn ops_from_eight_threads_on_one_split_gpu_read_back_their_own_results() {
     let g = gpu_with_binding_limit(4096);
     let g = &g;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..8usize)
-            .map(|t| {
-                scope.spawn(move || {
-                    for round in 0..300u32 {
-                        let mut rng = NumpyRng::seed(1000 + 1000 * t as u32 + round);
-                        let m = if t % 2 == 0 { 60 } else { 1 + t % 3 };
-                        let x = randn_f32(&mut rng, [m, 7, 5, 3]);
-                        compare_zero_pad(g, &x, Padding::explicit(1, t % 3, 2, 0))
-                            .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
-                    }
-                    Ok::<(), String>(())
-                })
-            })
-            .collect();
-        for worker in workers {
-            ok(worker.join().expect("no panic"));
+    on_threads(8, |t| {
+        for round in 0..300u32 {
+            let mut rng = NumpyRng::seed(1000 + 1000 * t as u32 + round);
+            let m = if t % 2 == 0 { 60 } else { 1 + t % 3 };
+            let x = randn_f32(&mut rng, [m, 7, 5, 3]);
+            compare_zero_pad(g, &x, Padding::explicit(1, t % 3, 2, 0))
+                .map_err(|e| format!("thread {t}, round {round}: {e}"))?;
         }
+        Ok(())
     });
 }

@@ -28,7 +28,7 @@ pub(crate) enum Arg<'a> {
     /// A 64 KiB uniform window starting at this byte offset (a multiple of the device's uniform
     /// offset alignment; tensors carry that much slack at their end).
     Window(&'a Tensor, u64),
-    /// The texture that a tensor was copied into ([`Gpu::texture_of`]), bound whole.
+    /// The texture that a tensor was copied into ([`Gpu::with_texture`]), bound whole.
     Texture(&'a Tensor, &'a InputTexture),
 }
 
@@ -334,21 +334,18 @@ impl Gpu {
             let bindings: Vec<Binding> = args
                 .iter()
                 .zip(ranges)
-                .map(|(arg, &(offset, size))| match arg {
-                    Arg::Texture(t, texture) => Binding {
-                        buffer: t.buffer(),
-                        id: texture.id,
-                        offset,
-                        size,
-                        view: Some(&texture.view),
-                    },
-                    _ => Binding {
+                .map(|(arg, &(offset, size))| {
+                    let (id, view) = match arg {
+                        Arg::Texture(_, texture) => (texture.id, Some(&texture.view)),
+                        _ => (arg.tensor().buffer_id(), None),
+                    };
+                    Binding {
                         buffer: arg.tensor().buffer(),
-                        id: arg.tensor().buffer_id(),
+                        id,
                         offset,
                         size,
-                        view: None,
-                    },
+                        view,
+                    }
                 })
                 .collect();
             recorder.dispatch(

@@ -129,22 +129,21 @@ impl Pool {
     /// A buffer of at least `bytes` for a tensor, and whether it is fresh (zero-filled).
     pub fn tensor(self: &Arc<Self>, device: &wgpu::Device, bytes: u64) -> (Block, bool) {
         let (block, fresh) = self.take(device, bytes, false);
-        let live = self.live.fetch_add(block.class, Ordering::Relaxed) + block.class;
-        self.peak.fetch_max(
-            live + self.textures.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.live.fetch_add(block.class, Ordering::Relaxed);
+        self.peak.fetch_max(self.held(), Ordering::Relaxed);
         (block, fresh)
+    }
+
+    /// Bytes held now: tensors' buffers and input textures (what the peak tracks).
+    fn held(&self) -> u64 {
+        self.live.load(Ordering::Relaxed) + self.textures.load(Ordering::Relaxed)
     }
 
     /// Counts a texture of `bytes` made (`held`) or let go of.
     pub fn texture(&self, bytes: u64, held: bool) {
         if held {
-            let textures = self.textures.fetch_add(bytes, Ordering::Relaxed) + bytes;
-            self.peak.fetch_max(
-                self.live.load(Ordering::Relaxed) + textures,
-                Ordering::Relaxed,
-            );
+            self.textures.fetch_add(bytes, Ordering::Relaxed);
+            self.peak.fetch_max(self.held(), Ordering::Relaxed);
         } else {
             self.textures.fetch_sub(bytes, Ordering::Relaxed);
         }
@@ -227,10 +226,7 @@ impl Pool {
     }
 
     pub fn reset_peak(&self) {
-        self.peak.store(
-            self.live.load(Ordering::Relaxed) + self.textures.load(Ordering::Relaxed),
-            Ordering::Relaxed,
-        );
+        self.peak.store(self.held(), Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> MemoryStats {

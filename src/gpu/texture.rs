@@ -74,9 +74,9 @@ impl Gpu {
     /// of its size and `slot`, in order with the ops around it, then `dispatches`, which record
     /// the work that reads the texture. The texture is this `Gpu`'s for that size and slot (a
     /// dispatch that reads two tensors through textures takes slots 0 and 1, in that order, so
-    /// that no two threads wait on each other's): the texture's lock,
-    /// held from the copy to the last dispatch, keeps another thread's copy of another tensor of
-    /// that size from landing between them.
+    /// that no two threads wait on each other's): the texture's lock, held from the copy to the
+    /// last dispatch, keeps another thread's copy of another tensor of that size from landing
+    /// between them.
     ///
     /// # Errors
     /// [`Error::TooLarge`] when `x` does not fit a texture of this device; what `dispatches`

@@ -454,6 +454,26 @@ pub(crate) enum Input {
     Textures,
 }
 
+impl Input {
+    /// `conv_gemm` reading X (and the filter) from here.
+    fn pixels_kernel(self) -> &'static Kernel {
+        match self {
+            Input::Buffer => &GEMM,
+            Input::Texture => &GEMM_TEX,
+            Input::Textures => &GEMM_TEX2,
+        }
+    }
+
+    /// `conv_gemm_rows` reading X from here (never offered with the filter's texture: its taps
+    /// take one window).
+    fn rows_kernel(self) -> &'static Kernel {
+        match self {
+            Input::Buffer => &GEMM_ROWS,
+            Input::Texture | Input::Textures => &GEMM_ROWS_TEX,
+        }
+    }
+}
+
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
 pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
     let default = (GEMM_ACC / cb4.max(1)).clamp(1, GEMM_PX_MAX);
@@ -831,19 +851,11 @@ impl Gpu {
         let spread = self.quirks().spread_windows;
         let (kernel, consts) = match variant {
             GemmVariant::Pixels(px, input) => (
-                match input {
-                    Input::Buffer => &GEMM,
-                    Input::Texture => &GEMM_TEX,
-                    Input::Textures => &GEMM_TEX2,
-                },
+                input.pixels_kernel(),
                 gemm_consts(cb4, px as u32, (1, 1, 1), spread, input).to_vec(),
             ),
             GemmVariant::Rows(r, input) => (
-                if input == Input::Texture {
-                    &GEMM_ROWS_TEX
-                } else {
-                    &GEMM_ROWS
-                },
+                input.rows_kernel(),
                 gemm_consts(
                     cb4,
                     1,
@@ -1001,24 +1013,18 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for cb4 in 1..=GEMM_CB4 {
         for spread in [None, Some(4), Some(8), Some(32)] {
             for px in pixel_variants(cb4) {
-                for (input, kernel) in [
-                    (Input::Buffer, GEMM),
-                    (Input::Texture, GEMM_TEX),
-                    (Input::Textures, GEMM_TEX2),
-                ] {
+                for input in [Input::Buffer, Input::Texture, Input::Textures] {
                     let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, input);
-                    out.push((kernel, consts.to_vec()));
+                    out.push((*input.pixels_kernel(), consts.to_vec()));
                 }
             }
             for r in row_variants(cb4) {
                 for fw in [1, 2, 3, 4, 7] {
                     for c4_in in 1..=ROWS_C4_MAX as u32 {
-                        for (input, kernel) in
-                            [(Input::Buffer, GEMM_ROWS), (Input::Texture, GEMM_ROWS_TEX)]
-                        {
+                        for input in [Input::Buffer, Input::Texture] {
                             let consts =
                                 gemm_consts(cb4 as u32, 1, (r as u32, fw, c4_in), spread, input);
-                            out.push((kernel, consts.to_vec()));
+                            out.push((*input.rows_kernel(), consts.to_vec()));
                         }
                     }
                 }
