@@ -486,24 +486,32 @@ pub(crate) fn pixel_variants(cb4: usize) -> Vec<usize> {
     v
 }
 
+/// Whether `conv_gemm_rows` sums `s` in vec3s: one output vec4 (`win.cb4 == 1`) of 3 channels,
+/// as an RGB input's data gradient has.
+fn rows_v3(s: &GemmShape, win: &Windows) -> bool {
+    win.cb4 == 1 && s.c_out == 3
+}
+
 /// The override constants of `conv_gemm.wgsl`: channel vec4s per thread, pixels per thread
-/// (`conv_gemm`), row-segment pixels, filter width and input vec4s (`conv_gemm_rows`; 1 for the
-/// other kernels, which do not read them), and the subgroup size that spreads the window reads
+/// (`conv_gemm`), row-segment pixels, filter width, input vec4s and whether the one output vec4
+/// holds 3 channels (`conv_gemm_rows`; 1, 1, 1 and no for the other kernels, which do not read
+/// them), and the subgroup size that spreads the window reads
 /// of `conv_gemm` and `conv_gemm_rows` (`Quirks::spread_windows`); `input`: where those two
 /// read X.
 fn gemm_consts(
     cb4: u32,
     px: u32,
-    (r, fw, c4_in): (u32, u32, u32),
+    (r, fw, c4_in, v3): (u32, u32, u32, bool),
     spread: Option<u32>,
     input: Input,
-) -> [(&'static str, u32); 9] {
+) -> [(&'static str, u32); 10] {
     [
         ("CB4", cb4),
         ("PX", px),
         ("R", r),
         ("FW", fw),
         ("C4IN", c4_in),
+        ("V3", u32::from(v3)),
         ("SG", spread.unwrap_or(1)),
         ("SGON", u32::from(spread.is_some())),
         ("TEX", u32::from(input != Input::Buffer)),
@@ -852,14 +860,14 @@ impl Gpu {
         let (kernel, consts) = match variant {
             GemmVariant::Pixels(px, input) => (
                 input.pixels_kernel(),
-                gemm_consts(cb4, px as u32, (1, 1, 1), spread, input).to_vec(),
+                gemm_consts(cb4, px as u32, (1, 1, 1, false), spread, input).to_vec(),
             ),
             GemmVariant::Rows(r, input) => (
                 input.rows_kernel(),
                 gemm_consts(
                     cb4,
                     1,
-                    (r as u32, s.f_w as u32, s.c4_in() as u32),
+                    (r as u32, s.f_w as u32, s.c4_in() as u32, rows_v3(s, win)),
                     spread,
                     input,
                 )
@@ -884,7 +892,7 @@ impl Gpu {
             }
             GemmVariant::Tiled => (
                 &GEMM_TILED,
-                gemm_consts(cb4, 1, (1, 1, 1), None, Input::Buffer).to_vec(),
+                gemm_consts(cb4, 1, (1, 1, 1, false), None, Input::Buffer).to_vec(),
             ),
         };
         let dispatches = |texture: Option<&InputTexture>, filter: Option<&InputTexture>| {
@@ -1014,7 +1022,8 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         for spread in [None, Some(4), Some(8), Some(32)] {
             for px in pixel_variants(cb4) {
                 for input in [Input::Buffer, Input::Texture, Input::Textures] {
-                    let consts = gemm_consts(cb4 as u32, px as u32, (1, 1, 1), spread, input);
+                    let consts =
+                        gemm_consts(cb4 as u32, px as u32, (1, 1, 1, false), spread, input);
                     out.push((*input.pixels_kernel(), consts.to_vec()));
                 }
             }
@@ -1022,9 +1031,11 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 for fw in [1, 2, 3, 4, 7] {
                     for c4_in in 1..=ROWS_C4_MAX as u32 {
                         for input in [Input::Buffer, Input::Texture] {
-                            let consts =
-                                gemm_consts(cb4 as u32, 1, (r as u32, fw, c4_in), spread, input);
-                            out.push((*input.rows_kernel(), consts.to_vec()));
+                            for v3 in [false, true].into_iter().take(1 + usize::from(cb4 == 1)) {
+                                let rows = (r as u32, fw, c4_in, v3);
+                                let consts = gemm_consts(cb4 as u32, 1, rows, spread, input);
+                                out.push((*input.rows_kernel(), consts.to_vec()));
+                            }
                         }
                     }
                 }
@@ -1033,7 +1044,7 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         if TILED_PIXELS.is_multiple_of(cb4) {
             out.push((
                 GEMM_TILED,
-                gemm_consts(cb4 as u32, 1, (1, 1, 1), None, Input::Buffer).to_vec(),
+                gemm_consts(cb4 as u32, 1, (1, 1, 1, false), None, Input::Buffer).to_vec(),
             ));
         }
         for filter in [
