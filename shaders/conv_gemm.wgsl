@@ -57,13 +57,18 @@ override TEX: u32 = 0u;
 // taps, so no later dispatch adds to what an earlier one stored.
 override WTEX: u32 = 0u;
 
-@group(0) @binding(8) var xt: texture_2d<f32>;
-@group(0) @binding(9) var wt: texture_2d<f32>;
+@group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var wt: texture_storage_2d<rgba32float, read>;
 
-// vec4 i of a tensor copied into texture `t` (X: `xt`, the packed filter: `wt`): texel
-// (i % 4096, i / 4096).
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i & 4095u, i >> 12u), 0);
+// vec4 i of X (`x_texel`) or of the packed filter (`w_texel`), copied into its texture:
+// texel (i % 4096, i / 4096). (Two functions, not one taking the texture: GLSL does not take an
+// image as a function parameter.)
+fn x_texel(i: u32) -> vec4<f32> {
+    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
+}
+
+fn w_texel(i: u32) -> vec4<f32> {
+    return textureLoad(wt, vec2<u32>(i & 4095u, i >> 12u));
 }
 
 // conv_gemm_tiled: input vec4s per tile step.
@@ -100,12 +105,12 @@ fn conv_gemm(
             for (var k4 = 0u; k4 < p.c4_in; k4++) {
                 // Weights of 4 input channels x 4*CB4 output channels, read once for PX pixels.
                 let wt{i} = win[wrow + {i}u]; // @unroll(4*CB4*(1-SGON)*(1-WTEX))
-                let wt{i} = texel(wt, wrow + {i}u); // @unroll(4*CB4*(1-SGON)*WTEX)
+                let wt{i} = w_texel(wrow + {i}u); // @unroll(4*CB4*(1-SGON)*WTEX)
                 let wl{i} = win[wrow + min({i*SG}u + sl, {4*CB4-1}u)]; // @unroll(SGON*((4*CB4+SG-1)/SG)*(1-WTEX))
-                let wl{i} = texel(wt, wrow + min({i*SG}u + sl, {4*CB4-1}u)); // @unroll(SGON*((4*CB4+SG-1)/SG)*WTEX)
+                let wl{i} = w_texel(wrow + min({i*SG}u + sl, {4*CB4-1}u)); // @unroll(SGON*((4*CB4+SG-1)/SG)*WTEX)
                 let wt{i} = subgroupBroadcast(wl{i/SG}, {i%SG}u); // @unroll(SGON*4*CB4)
                 let a{i} = select(vec4<f32>(0.0), x[base{i} + k4], in{i}); // @unroll(PX*(1-TEX))
-                let a{i} = select(vec4<f32>(0.0), texel(xt, base{i} + k4), in{i}); // @unroll(PX*TEX)
+                let a{i} = select(vec4<f32>(0.0), x_texel(base{i} + k4), in{i}); // @unroll(PX*TEX)
                 // Per accumulator its input vec4's 4 channels in a row (one load and one store
                 // of a spilled accumulator per 4 FMAs), output vec4 q = i / PX outer so that q's
                 // 4 weight rows serve the PX pixels in turn; each sum runs over x, y, z, w as ever.
@@ -150,7 +155,7 @@ fn conv_gemm_rows(
             // The row's R + FW - 1 input columns, C4IN vec4s each: a[col * C4IN + k4].
             let in{i} = h_in && c0 + {i} >= 0 && c0 + {i} < i32(p.in_w); // @unroll(R+FW-1)
             let a{i} = select(vec4<f32>(0.0), x[index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)], in{i/C4IN}); // @unroll((R+FW-1)*C4IN*(1-TEX))
-            let a{i} = select(vec4<f32>(0.0), texel(xt, index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)), in{i/C4IN}); // @unroll((R+FW-1)*C4IN*TEX)
+            let a{i} = select(vec4<f32>(0.0), x_texel(index_x4(im, hc, u32(select(0, c0 + {i/C4IN}, in{i/C4IN})), {i%C4IN}u)), in{i/C4IN}); // @unroll((R+FW-1)*C4IN*TEX)
             let wb = dh * FW * C4IN * 4u * CB4;
             // The row of taps' FW * C4IN * 4 * CB4 filter rows (see conv_gemm for SGON).
             let wt{i} = win[wb + {i}u]; // @unroll(FW*C4IN*4*CB4*(1-SGON))

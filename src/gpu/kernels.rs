@@ -25,8 +25,8 @@ pub(crate) enum Access {
     Write,
     /// `var<uniform>` window of 64 KiB of a tensor.
     Window,
-    /// `texture_2d<f32>` of `rgba32float`: a tensor's vec4s copied into a texture, read with
-    /// `textureLoad` (see `texture.rs`).
+    /// `texture_storage_2d<rgba32float, read>`: a tensor's vec4s copied into a texture, read
+    /// with `textureLoad` (see `texture.rs`).
     Texture,
 }
 
@@ -207,10 +207,10 @@ impl KernelCache {
                     return wgpu::BindGroupLayoutEntry {
                         binding,
                         visibility: wgpu::ShaderStages::COMPUTE,
-                        ty: wgpu::BindingType::Texture {
-                            sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        ty: wgpu::BindingType::StorageTexture {
+                            access: wgpu::StorageTextureAccess::ReadOnly,
+                            format: wgpu::TextureFormat::Rgba32Float,
                             view_dimension: wgpu::TextureViewDimension::D2,
-                            multisampled: false,
                         },
                         count: None,
                     }
@@ -390,10 +390,7 @@ mod tests {
                             naga::TypeInner::Image {
                                 dim: naga::ImageDimension::D2,
                                 arrayed: false,
-                                class: naga::ImageClass::Sampled {
-                                    kind: naga::ScalarKind::Float,
-                                    multi: false
-                                },
+                                class: naga::ImageClass::Storage { .. },
                             }
                         )
                 }
