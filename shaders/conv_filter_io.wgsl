@@ -35,6 +35,20 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> db_out: array<f32>;
 @group(0) @binding(6) var<storage, read> dz: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> part: array<f32>;
+// conv_filter_lanes with TEX = 1: A_prev's and dZ's (channels padded to 4) vec4s copied in
+// order into textures (texture.rs).
+@group(0) @binding(10) var xt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var dt: texture_storage_2d<rgba32float, read>;
+
+// vec4 i of A_prev (`x_texel`) or of dZ (`dz_texel`), copied into its texture: texel
+// (i % 4096, i / 4096).
+fn x_texel(i: u32) -> vec4<f32> {
+    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
+}
+
+fn dz_texel(i: u32) -> vec4<f32> {
+    return textureLoad(dt, vec2<u32>(i & 4095u, i >> 12u));
+}
 
 // vec4 index of X[i, h, w, 4*k4 .. 4*k4+3].
 fn index_x4(i: u32, h: u32, w: u32, k4: u32) -> u32 {

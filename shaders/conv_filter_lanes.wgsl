@@ -36,6 +36,11 @@ override V4: u32 = 0u;
 override S0: u32 = 0u;
 override MV: u32 = 0u;
 override CPL: u32 = 1u;
+// TEX = 1 (with V4): the runs' rows and dZ are read from the textures that A_prev's vec4s and
+// dZ4's (channels padded to 4) were copied into (`xt`, `dt`; conv_filter_io.wgsl): a lane
+// fetches its pixels' vec4 of dZ (CPL = 4: its channels; else the vec4 holding them, and picks
+// its channel). The pixels after the last run of a row read the buffers.
+override TEX: u32 = 0u;
 
 @group(0) @binding(8) var<storage, read> dzs: array<f32>;
 @group(0) @binding(9) var<storage, read> xs4: array<vec4<f32>>;
@@ -75,9 +80,14 @@ fn conv_filter_lanes(
                 // a{...}: the rows of taps, loaded once per subgroup (lanes_rows.wgsl).
                 // @splice(lanes_rows.wgsl)
                 // CPL = 4: the lane's channels are one vec4 of dZ (binding 6, the same buffer).
-                let d4_{i} = dz[(n + {i}u) * c4_out + lid]; // @unroll(R*(CPL/4))
+                let d4_{i} = dz[(n + {i}u) * c4_out + lid]; // @unroll(R*(CPL/4)*(1-TEX))
+                let d4_{i} = dz_texel((n + {i}u) * c4_out + lid); // @unroll(R*(CPL/4)*TEX)
                 let d{i} = d4_{i/4}[{i%4}]; // @unroll(R*(CPL/4)*4)
-                let d{i} = dzs[(n + {i/CPL}u) * c_pad + ch{i%CPL}]; // @unroll(R*CPL*(1-CPL/4))
+                let d{i} = dzs[(n + {i/CPL}u) * c_pad + ch{i%CPL}]; // @unroll(R*CPL*(1-CPL/4)*(1-TEX))
+                // TEX, CPL < 4: the vec4 holding the lane's channels lid * CPL + j (a lane past
+                // c_out reads the padding's zeros and stores nothing), and channel j of it.
+                let dv{i} = dz_texel((n + {i}u) * c4_out + lid * CPL / 4u); // @unroll(R*(1-CPL/4)*TEX)
+                let d{i} = pick(dv{i/CPL}, (lid * CPL + {i%CPL}u) % 4u); // @unroll(R*CPL*(1-CPL/4)*TEX)
                 // Line i: sum (t, k) = i / (R*CPL) of channel j = i % CPL over pixel
                 // r = (i / CPL) % R, pixels in order; acc{(t, k) * CPL + j}.
                 acc{(i/(R*CPL))*CPL + i%CPL} = fma(a{((i/(CPL*R*K*FW))*(R+FW-1) + (i/CPL)%R + (i/(CPL*R*K))%FW)*K + (i/(CPL*R))%K}, d{((i/CPL)%R)*CPL + i%CPL}, acc{(i/(R*CPL))*CPL + i%CPL}); // @unroll(FH*FW*K*R*CPL)
@@ -103,6 +113,11 @@ fn conv_filter_lanes(
         put_part(base + ({(i/CPL)/K}u * p.k_real + {(i/CPL)%K}u) * p.c_out + lid * CPL + {i%CPL}u, live{i%CPL}, acc{i}); // @unroll(FH*FW*K*CPL)
         put_part(base + p.taps * p.k_real * p.c_out + lid * CPL + {i}u, live{i}, db{i}); // @unroll(CPL)
     }
+}
+
+// Component e of v, without indexing a vector by a lane's value (a select per component).
+fn pick(v: vec4<f32>, e: u32) -> f32 {
+    return select(select(select(v.x, v.y, e == 1u), v.z, e == 2u), v.w, e == 3u);
 }
 
 fn put_part(at: u32, live: bool, v: f32) {

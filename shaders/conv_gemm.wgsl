@@ -57,16 +57,10 @@ override TEX: u32 = 0u;
 // taps, so no later dispatch adds to what an earlier one stored.
 override WTEX: u32 = 0u;
 
-@group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
+// The packed filter's texture (X's, `xt`, and `x_texel` are in conv_gemm_io.wgsl).
 @group(0) @binding(9) var wt: texture_storage_2d<rgba32float, read>;
 
-// vec4 i of X (`x_texel`) or of the packed filter (`w_texel`), copied into its texture:
-// texel (i % 4096, i / 4096). (Two functions, not one taking the texture: GLSL does not take an
-// image as a function parameter.)
-fn x_texel(i: u32) -> vec4<f32> {
-    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
-}
-
+// vec4 i of the packed filter, copied into its texture (see `x_texel`).
 fn w_texel(i: u32) -> vec4<f32> {
     return textureLoad(wt, vec2<u32>(i & 4095u, i >> 12u));
 }

@@ -53,6 +53,14 @@ struct Params {
 @group(0) @binding(4) var<uniform> win: array<vec4<f32>, UBO_VEC4>;
 // conv_lanes reads the input unpadded: (m, in_h, in_w, k_real) floats.
 @group(0) @binding(5) var<storage, read> xs: array<f32>;
+// TEX = 1: X's vec4s copied in order into a texture (texture.rs).
+@group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
+
+// vec4 i of X copied into its texture: texel (i % 4096, i / 4096). (A function per texture, not
+// one taking the texture: GLSL takes no image as a function parameter.)
+fn x_texel(i: u32) -> vec4<f32> {
+    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
+}
 
 // Element offset in z of output pixel `pix` (counted over the chunk's out_h x out_w grids):
 // pixels along a row are o_sw * c_out floats apart.

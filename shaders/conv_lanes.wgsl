@@ -57,6 +57,9 @@ override V4: u32 = 0u;
 override S0: u32 = 0u;
 override MV: u32 = 0u;
 override CPL: u32 = 1u;
+// TEX = 1 (with V4): the rows are read from the texture that X's vec4s were copied into
+// (x_texel, conv_gemm_io.wgsl); x_off then counts from X's first image.
+override TEX: u32 = 0u;
 
 @group(0) @binding(7) var<storage, read> xs4: array<vec4<f32>>;
 

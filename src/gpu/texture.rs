@@ -19,6 +19,13 @@
 //! load is inline. On lavapipe (alternated runs): deep's forward 21.3-22.1 -> 17.5-17.9 ms, the
 //! stride-2 forward of `down` 17.9-18.6 -> 15.2-15.6 ms, seed 001's first data gradient
 //! (`conv_gemm_rows`) 8.9 -> 7.1-7.3 ms, the stem's 2.24 -> 1.84 ms.
+//!
+//! The channel-lane kernels read their rows of input vec4s through X's texture too (`TEX` in
+//! `conv_lanes.wgsl`, `lanes_rows.wgsl`), and `conv_filter_lanes` also dZ: medians of 25
+//! alternated calls on lavapipe, the copies included: seed 001's first forward 6.45 -> 5.74 ms,
+//! cifar's 10.75 -> 9.77, seed 001's second 0.43 -> 0.32; the first layer's conv + ReLU + max
+//! pool of training 4.15 -> 3.44 ms (same bits); its filter gradient 7.7 -> 6.5 ms (cifar's no
+//! faster: the autotune keeps the buffers there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -200,9 +200,9 @@ mod tests {
     #[test]
     fn splice_writes_the_snippet_in_place_and_refuses_unknown_ones() {
         let t = "fn f() {\n    // @splice(lanes_rows.wgsl)\n}\n";
-        let consts: Vec<(&str, u32)> = ["R", "FW", "FH", "K", "SG", "V4", "S0", "MV"]
+        let consts: Vec<(&str, u32)> = ["R", "FW", "FH", "K", "SG", "V4", "S0", "MV", "TEX"]
             .into_iter()
-            .zip([1, 1, 1, 1, 1, 0, 0, 0])
+            .zip([1, 1, 1, 1, 1, 0, 0, 0, 0])
             .collect();
         let out = unroll(t, &consts).unwrap();
         assert!(out.starts_with("fn f() {\n// The rows of taps"), "{out}");

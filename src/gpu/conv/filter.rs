@@ -6,7 +6,7 @@ use super::super::kernels::{uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
-use super::gemm::{row_shift, row_vec4s, LANES_K_MAX, LANES_LINES_MAX, LANES_TAPS_MAX};
+use super::gemm::{row_shift, row_vec4s, Input, LANES_K_MAX, LANES_LINES_MAX, LANES_TAPS_MAX};
 use super::pack::Padded;
 use super::plan::KernelGeometry;
 use crate::error::Result;
@@ -101,16 +101,30 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
     ],
 );
 
+/// `conv_filter_lanes` reading A_prev's rows and dZ through textures (`TEX`; `texture.rs`).
+pub(crate) const FILTER_LANES_TEX: Kernel = FILTER_LANES.entry(
+    "conv_filter_lanes",
+    &[
+        (2, Access::Read),
+        (8, Access::Read),
+        (7, Access::Write),
+        (10, Access::Texture),
+        (11, Access::Texture),
+    ],
+);
+
 /// Pixels of a row that `conv_filter_lanes` takes at once.
 const LANES_PIXELS: usize = 8;
 
 /// A variant of the split filter gradient: `Tiled((taps per lane, workgroup size, channel
 /// vec4s per lane))`, `conv_filter_split`; `Lanes(pixels at once, subgroup size,
-/// output channels per lane)`, `conv_filter_lanes`; `Shared`, `conv_filter_split_tiled`.
+/// output channels per lane, input)`, `conv_filter_lanes` reading A_prev and dZ from their
+/// buffers (`Input::Buffer`) or through textures (`Input::Textures`); `Shared`,
+/// `conv_filter_split_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SplitVariant {
     Tiled((usize, usize, usize)),
-    Lanes(usize, u32, u32),
+    Lanes(usize, u32, u32, Input),
     Shared,
 }
 
@@ -293,10 +307,11 @@ impl Gpu {
                 .map(SplitVariant::Tiled)
                 .collect();
             let (one, wide) = self.filter_lanes_variants(k, split);
+            let no_one = one.is_empty();
             offer_lanes(&mut candidates, one, self.lanes_first());
             // With 2 or 4 output channels a lane: the default where the one-channel kernel
             // does not apply (on CPU adapters; they won every timing there).
-            offer_lanes(&mut candidates, wide, self.lanes_first() && one.is_none());
+            offer_lanes(&mut candidates, wide, self.lanes_first() && no_one);
             if self.within_loop_budget(1 + shared_iterations(split.1)) {
                 candidates.push(SplitVariant::Shared);
             }
@@ -406,9 +421,9 @@ impl Gpu {
         &self,
         k: &KernelGeometry,
         (slices, run): (usize, usize),
-    ) -> (Option<SplitVariant>, Vec<SplitVariant>) {
+    ) -> (Vec<SplitVariant>, Vec<SplitVariant>) {
         let Some(sg) = self.quirks().subgroup else {
-            return (None, Vec::new());
+            return (Vec::new(), Vec::new());
         };
         let c_pad = (k.c_out as usize).div_ceil(4) * 4;
         let taps = (k.f_h * k.f_w) as usize;
@@ -422,11 +437,28 @@ impl Gpu {
                 && wg.is_multiple_of(sg as usize)
                 && self.within_loop_budget(iterations)
         };
-        let one = (k.c_in <= 4 && fits(LANES_PIXELS, 1)).then_some(SplitVariant::Lanes(
-            LANES_PIXELS,
-            sg,
-            1,
-        ));
+        // Each variant reading A_prev's rows as vec4s also through textures, where A_prev and
+        // dZ fit one, after its twin (the autotune takes it where it is clearly faster: seed
+        // 001's first layer on lavapipe, 7.7 -> 6.5 ms in alternated calls, the copies
+        // included; cifar's and seed 001's second layer's were no faster or slower).
+        let pixels = k.m * (k.out_h * k.out_w) as usize;
+        let x_vec4s = k.m * (k.in_h * k.in_w * k.c_in) as usize / 4;
+        let textures =
+            self.texture_rows(x_vec4s).is_some() && self.texture_rows(pixels * c_pad / 4).is_some();
+        let with_textures = |(r, cpl): (usize, usize)| {
+            let buffer = SplitVariant::Lanes(r, sg, cpl as u32, Input::Buffer);
+            let texture = SplitVariant::Lanes(r, sg, cpl as u32, Input::Textures);
+            if textures && lanes_s0(k, run, r).is_some() {
+                vec![buffer, texture]
+            } else {
+                vec![buffer]
+            }
+        };
+        let one = if k.c_in <= 4 && fits(LANES_PIXELS, 1) {
+            with_textures((LANES_PIXELS, 1))
+        } else {
+            Vec::new()
+        };
         // (output channels a lane, pixels at once), as `gemm::variants` lists them.
         let wide = [(4, 4), (2, 4), (2, 8)]
             .into_iter()
@@ -435,7 +467,7 @@ impl Gpu {
                     && taps * k.c_in as usize * r * cpl <= LANES_LINES_MAX
                     && fits(r, cpl)
             })
-            .map(|(cpl, r)| SplitVariant::Lanes(r, sg, cpl as u32))
+            .flat_map(|(cpl, r)| with_textures((r, cpl)))
             .collect();
         (one, wide)
     }
@@ -501,25 +533,36 @@ impl Gpu {
                 self.launch(&FILTER_SPLIT_TILED, &consts, 1, &args, |_| Ok((p, wgs)))?;
                 (64, consts)
             }
-            SplitVariant::Lanes(r, sg, cpl) => {
-                let u = |v: usize| v as u32;
-                // Vec4 rows where every run of r pixels starts at a multiple of 4 floats.
-                let s0 = ((k.in_w * k.c_in).is_multiple_of(4)
-                    && k.out_w.is_multiple_of(4)
-                    && run.is_multiple_of(4)
-                    && (u(r) * k.c_in).is_multiple_of(4))
-                .then(|| row_shift(i64::from(k.left), k.c_in as usize));
+            SplitVariant::Lanes(r, sg, cpl, input) => {
+                let s0 = lanes_s0(k, run, r);
                 let filter = (k.f_h, k.f_w, k.c_in);
-                let consts = lanes_consts(filter, u(c4_out * 4) / cpl, cpl, u(r), sg, s0);
+                let tex = input != Input::Buffer;
+                let wg = (c4_out * 4) as u32 / cpl;
+                let consts = lanes_consts(filter, wg, cpl, r as u32, sg, s0, tex);
                 let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);
-                let args = [
-                    Arg::Whole(x.x),
-                    Arg::Whole(dz4),
-                    Arg::Whole(&part),
-                    Arg::Whole(x.x),
-                    Arg::Whole(dz4),
-                ];
-                self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
+                if tex {
+                    self.with_texture(x.x, 0, |tx| {
+                        self.with_texture(dz4, 1, |td| {
+                            let args = [
+                                Arg::Whole(x.x),
+                                Arg::Whole(dz4),
+                                Arg::Whole(&part),
+                                Arg::Texture(x.x, tx),
+                                Arg::Texture(dz4, td),
+                            ];
+                            self.launch(&FILTER_LANES_TEX, &consts, 1, &args, |_| Ok((base, wgs)))
+                        })
+                    })?;
+                } else {
+                    let args = [
+                        Arg::Whole(x.x),
+                        Arg::Whole(dz4),
+                        Arg::Whole(&part),
+                        Arg::Whole(x.x),
+                        Arg::Whole(dz4),
+                    ];
+                    self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
+                }
                 let wgf = 64;
                 (wgf, filter_consts((1, wgf, 1), None))
             }
@@ -555,23 +598,46 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
     for (f_h, f_w, k) in [(4, 4, 3), (2, 2, 4), (3, 3, 1), (1, 7, 2)] {
         for (wg, sg) in [(8, 8), (16, 8), (32, 8), (16, 16), (32, 32), (4, 4)] {
             for s0 in [None, Some(0), Some(3)] {
-                let consts = lanes_consts((f_h, f_w, k), wg, 1, LANES_PIXELS as u32, sg, s0);
+                let consts = lanes_consts((f_h, f_w, k), wg, 1, LANES_PIXELS as u32, sg, s0, false);
                 out.push((FILTER_LANES, consts.to_vec()));
+                if s0.is_some() {
+                    let consts =
+                        lanes_consts((f_h, f_w, k), wg, 1, LANES_PIXELS as u32, sg, s0, true);
+                    out.push((FILTER_LANES_TEX, consts.to_vec()));
+                }
             }
         }
     }
     // 4 and 2 output channels a lane (cifar's layer: 16 input channels, 32 outputs).
     for (wg, cpl, r, s0) in [(8, 4, 4, None), (16, 2, 4, Some(0)), (16, 2, 8, Some(2))] {
-        let consts = lanes_consts((3, 3, 16), wg, cpl, r, 8, s0);
-        out.push((FILTER_LANES, consts.to_vec()));
+        for tex in [false, true]
+            .into_iter()
+            .take(1 + usize::from(s0.is_some()))
+        {
+            let consts = lanes_consts((3, 3, 16), wg, cpl, r, 8, s0, tex);
+            let kernel = if tex { FILTER_LANES_TEX } else { FILTER_LANES };
+            out.push((kernel, consts.to_vec()));
+        }
     }
     out
+}
+
+/// Where `conv_filter_lanes` reads `k`'s rows as vec4s, taking `r` pixels at once in slices
+/// of `run` pixels: every run of pixels starts at a multiple of 4 floats. The row's first
+/// float's place in its vec4 (`S0`).
+fn lanes_s0(k: &KernelGeometry, run: usize, r: usize) -> Option<u32> {
+    ((k.in_w * k.c_in).is_multiple_of(4)
+        && k.out_w.is_multiple_of(4)
+        && run.is_multiple_of(4)
+        && (r as u32 * k.c_in).is_multiple_of(4))
+    .then(|| row_shift(i64::from(k.left), k.c_in as usize))
 }
 
 /// The override constants of `conv_filter_lanes.wgsl` for an `f_h x f_w` filter over `k` input
 /// channels: workgroups of `wg` lanes, `cpl` output channels a lane, `r` pixels at once,
 /// subgroups of `sg`; `s0`: the rows read as vec4s, each row's first float `s0` floats into its
-/// vec4 (`V4`, `MV` as `conv_lanes.wgsl`'s).
+/// vec4 (`V4`, `MV` as `conv_lanes.wgsl`'s); `tex`: those rows and dZ read through textures
+/// (`TEX`, with `s0` only).
 fn lanes_consts(
     (f_h, f_w, k): (u32, u32, u32),
     wg: u32,
@@ -579,7 +645,8 @@ fn lanes_consts(
     r: u32,
     sg: u32,
     s0: Option<u32>,
-) -> [(&'static str, u32); 10] {
+    tex: bool,
+) -> [(&'static str, u32); 11] {
     [
         ("WG", wg),
         ("CPL", cpl),
@@ -591,5 +658,6 @@ fn lanes_consts(
         ("V4", u32::from(s0.is_some())),
         ("S0", s0.unwrap_or(0)),
         ("MV", s0.map_or(0, |s0| row_vec4s(s0, (r, f_w, k), sg))),
+        ("TEX", u32::from(tex && s0.is_some())),
     ]
 }

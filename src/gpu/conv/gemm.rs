@@ -122,6 +122,19 @@ pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
     ],
 );
 
+/// `conv_lanes` reading its input rows through X's texture (`TEX`; see `texture.rs`).
+pub(crate) const LANES_TEX: Kernel = LANES.entry(
+    "conv_lanes",
+    &[
+        (5, Access::Read),
+        (2, Access::Read),
+        (3, Access::Write),
+        (4, Access::Window),
+        (6, Access::Write),
+        (8, Access::Texture),
+    ],
+);
+
 /// Output channel vec4s per thread (at most).
 pub(crate) const GEMM_CB4: usize = 8;
 /// Accumulators per thread (pixels x channel vec4s) that the default pixel count aims at: each
@@ -433,14 +446,14 @@ pub(crate) const LANES_LINES_MAX: usize = 4096;
 
 /// A variant of the GEMM kernel: `Pixels(px, input)`, `conv_gemm` with `px` pixels per thread
 /// spread over the grid; `Rows(r, input)`, `conv_gemm_rows` with `r` adjacent pixels of a row
-/// per thread; `Lanes(r, sg, cpl)`, `conv_lanes` with `r` adjacent pixels of a row per
-/// workgroup, subgroups of `sg` lanes and `cpl` output channels per lane; `Tiled`,
-/// `conv_gemm_tiled`.
+/// per thread; `Lanes(r, sg, cpl, input)`, `conv_lanes` with `r` adjacent pixels of a row per
+/// workgroup, subgroups of `sg` lanes and `cpl` output channels per lane, reading its rows from
+/// X's buffer or texture; `Tiled`, `conv_gemm_tiled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemmVariant {
     Pixels(usize, Input),
     Rows(usize, Input),
-    Lanes(usize, u32, u32),
+    Lanes(usize, u32, u32, Input),
     Tiled,
 }
 
@@ -524,7 +537,7 @@ fn gemm_consts(
 /// pixels per segment, subgroups of `sg`; `pool`: the max pool of `(h, w)` windows with an
 /// output grid `(pool_oh, pool_ow)` (`POOL`, with `cpl` 1), `r / w` windows side by side; `s0`:
 /// the input read as vec4s, each row's first float `s0` floats into its vec4 (`V4`; see
-/// [`vec4_rows`]).
+/// [`vec4_rows`]), through X's texture where `tex` (`TEX`, with `s0` only).
 #[allow(clippy::too_many_arguments)]
 fn lanes_consts(
     (f_h, f_w, k): (usize, usize, usize),
@@ -535,7 +548,8 @@ fn lanes_consts(
     pool: Option<[u32; 4]>,
     s0: Option<u32>,
     cpl: u32,
-) -> [(&'static str, u32); 18] {
+    tex: bool,
+) -> [(&'static str, u32); 19] {
     let u = |v: usize| v as u32;
     let [ph, pw, poh, pow] = pool.unwrap_or([1, r, 1, 1]);
     let mv = s0.map_or(0, |s0| row_vec4s(s0, (r, u(f_w), u(k)), sg));
@@ -558,6 +572,7 @@ fn lanes_consts(
         ("S0", s0.unwrap_or(0)),
         ("MV", mv),
         ("CPL", cpl),
+        ("TEX", u32::from(tex && s0.is_some())),
     ]
 }
 
@@ -658,7 +673,11 @@ fn variants(
                 && s.taps() * s.c4_in() * 4 <= LANES_WEIGHTS_MAX
                 && s.taps() * s.k_real * r <= LANES_LINES_MAX
             {
-                offer_lanes(&mut v, [GemmVariant::Lanes(r, sg, 1)], lanes_first);
+                offer_lanes(
+                    &mut v,
+                    [GemmVariant::Lanes(r, sg, 1, Input::Buffer)],
+                    lanes_first,
+                );
                 // Where the input rows are whole vec4s but r pixels of them are not: segments
                 // that are, so that the rows load as vec4s (about half the cost of floats on
                 // lavapipe; more pixels of the last segment may fall past the row).
@@ -668,7 +687,7 @@ fn variants(
                     && s.taps() * s.k_real * r4 <= LANES_LINES_MAX
                 {
                     let at = if lanes_first { 1 } else { v.len() };
-                    v.insert(at, GemmVariant::Lanes(r4, sg, 1));
+                    v.insert(at, GemmVariant::Lanes(r4, sg, 1, Input::Buffer));
                 }
             }
         }
@@ -687,13 +706,31 @@ fn variants(
                         && wg.is_multiple_of(sg)
                         && s.taps() * s.k_real * r * cpl as usize <= LANES_LINES_MAX
                 })
-                .map(|(cpl, r)| GemmVariant::Lanes(r, sg, cpl))
+                .map(|(cpl, r)| GemmVariant::Lanes(r, sg, cpl, Input::Buffer))
                 .collect();
             let one = v.iter().any(|c| matches!(c, GemmVariant::Lanes(..)));
             offer_lanes(&mut v, wide, lanes_first && !one);
         }
     }
-    v
+    // Each channel-lane variant whose rows are vec4s also reading them through X's texture,
+    // where X fits one: ahead of its twin where `texture` says so.
+    match texture {
+        Some((first, _)) => v
+            .into_iter()
+            .flat_map(|c| match c {
+                GemmVariant::Lanes(r, sg, cpl, _) if vec4_rows(s, r).is_some() => {
+                    let t = GemmVariant::Lanes(r, sg, cpl, Input::Texture);
+                    if first {
+                        vec![t, c]
+                    } else {
+                        vec![c, t]
+                    }
+                }
+                c => vec![c],
+            })
+            .collect(),
+        None => v,
+    }
 }
 
 impl Gpu {
@@ -765,7 +802,7 @@ impl Gpu {
         variants(s, win, self.quirks().subgroup, true, None)
             .into_iter()
             .find_map(|v| match v {
-                GemmVariant::Lanes(_, sg, 1) => Some(sg),
+                GemmVariant::Lanes(_, sg, 1, _) => Some(sg),
                 _ => None,
             })
     }
@@ -804,7 +841,24 @@ impl Gpu {
         // Segments start at multiples of (r / pw) * pool_sw columns.
         let s0 = vec4_rows(s, nw as usize * pool.s_w);
         let r = nw * pw;
-        let consts = lanes_consts(filter, grid, win.cb4 as u32, r, sg, Some(pool_grid), s0, 1);
+        // The rows through X's texture, where they are vec4s and X fits one (CPU adapters).
+        // Not autotuned: on CPU adapters (`Quirks::texture_first`; seed 001's first layer,
+        // alternated calls on lavapipe, the copy included: 4.15 -> 3.44 ms).
+        let tex = self.quirks().texture_first
+            && s0.is_some()
+            && x.len().is_multiple_of(4)
+            && self.texture_rows(x.len() / 4).is_some();
+        let consts = lanes_consts(
+            filter,
+            grid,
+            win.cb4 as u32,
+            r,
+            sg,
+            Some(pool_grid),
+            s0,
+            1,
+            tex,
+        );
         let groups = pool.out_h * pool.out_w / nw as usize;
         for cb in 0..win.n_cb {
             let base = GemmParams {
@@ -819,24 +873,44 @@ impl Gpu {
                 ..s.base
             };
             let offset = (cb * win.n_tc) as u64 * WINDOW_BYTES;
-            let args = [
-                Arg::Batched(x),
-                Arg::Whole(bias),
-                Arg::Batched(out),
-                Arg::Window(&packed, offset),
-                Arg::Batched(first),
-                Arg::Batched(x),
-            ];
-            self.launch(&LANES, &consts, s.m, &args, |chunk| {
-                let p = GemmParams {
-                    total: count(chunk.images * groups)?,
-                    x_off: chunk.offset(0),
-                    z_off: chunk.offset(2),
-                    ..base
+            let launch = |texture: Option<&InputTexture>| {
+                let args = [
+                    Arg::Batched(x),
+                    Arg::Whole(bias),
+                    Arg::Batched(out),
+                    Arg::Window(&packed, offset),
+                    Arg::Batched(first),
+                    match texture {
+                        Some(t) => Arg::Texture(x, t),
+                        None => Arg::Batched(x),
+                    },
+                ];
+                let kernel = if texture.is_some() {
+                    &LANES_TEX
+                } else {
+                    &LANES
                 };
-                // A workgroup per group of windows; no inner loops (all unrolled).
-                Ok((p, self.window_workgroups(u64::from(p.total), 0)))
-            })?;
+                self.launch(kernel, &consts, s.m, &args, |chunk| {
+                    let x_off = match texture {
+                        // The texture holds all of X: the chunk's first image's offset.
+                        Some(_) => count(chunk.first * s.in_h * s.in_w * s.k_real)?,
+                        None => chunk.offset(0),
+                    };
+                    let p = GemmParams {
+                        total: count(chunk.images * groups)?,
+                        x_off,
+                        z_off: chunk.offset(2),
+                        ..base
+                    };
+                    // A workgroup per group of windows; no inner loops (all unrolled).
+                    Ok((p, self.window_workgroups(u64::from(p.total), 0)))
+                })
+            };
+            if tex {
+                self.with_texture(x, 0, |t| launch(Some(t)))?;
+            } else {
+                launch(None)?;
+            }
         }
         Ok(())
     }
@@ -873,10 +947,14 @@ impl Gpu {
                 )
                 .to_vec(),
             ),
-            GemmVariant::Lanes(r, sg, cpl) => {
+            GemmVariant::Lanes(r, sg, cpl, input) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (
-                    &LANES,
+                    if input == Input::Buffer {
+                        &LANES
+                    } else {
+                        &LANES_TEX
+                    },
                     lanes_consts(
                         filter,
                         (s.out_h, s.out_w),
@@ -886,6 +964,7 @@ impl Gpu {
                         None,
                         vec4_rows(s, r),
                         cpl,
+                        input != Input::Buffer,
                     )
                     .to_vec(),
                 )
@@ -908,7 +987,9 @@ impl Gpu {
             )
         };
         match variant {
-            GemmVariant::Pixels(_, Input::Texture) | GemmVariant::Rows(_, Input::Texture) => {
+            GemmVariant::Pixels(_, Input::Texture)
+            | GemmVariant::Rows(_, Input::Texture)
+            | GemmVariant::Lanes(.., Input::Texture) => {
                 self.with_texture(x, 0, |t| dispatches(Some(t), None))
             }
             GemmVariant::Pixels(_, Input::Textures) => self.with_texture(x, 0, |t| {
@@ -956,10 +1037,13 @@ impl Gpu {
                     win0: (cb * win.n_tc) as u32,
                     ..s.base
                 };
-                let input = match texture {
+                // The channel-lane kernel binds the texture last, after its float view of X.
+                let lanes = matches!(variant, GemmVariant::Lanes(..));
+                let x_arg = match texture {
                     Some(t) => Arg::Texture(x, t),
                     None => Arg::Batched(x),
                 };
+                let input = if lanes { Arg::Batched(x) } else { x_arg };
                 let mut args = match filter {
                     Some(f) => vec![input, Arg::Texture(packed, f), Arg::Whole(aux)],
                     None => vec![input, Arg::Whole(aux)],
@@ -969,14 +1053,16 @@ impl Gpu {
                 if filter.is_none() {
                     args.push(Arg::Window(packed, offset));
                 }
-                if matches!(variant, GemmVariant::Lanes(..)) {
+                if lanes {
                     args.push(Arg::Batched(out)); // zf, unwritten without POOL
-                    args.push(Arg::Batched(x)); // xs4
+                    args.push(x_arg); // xs4, or X's texture
                 }
+                // Floats of X per pixel: the channel-lane kernel reads them unpadded.
+                let per_pixel = if lanes { s.k_real } else { s.c4_in() * 4 };
                 self.launch(kernel, consts, s.m, &args, |chunk| {
                     let x_off = match texture {
                         // The texture holds all of X: the chunk's first image's offset.
-                        Some(_) => count(chunk.first * s.in_h * s.in_w * s.c4_in() * 4)?,
+                        Some(_) => count(chunk.first * s.in_h * s.in_w * per_pixel)?,
                         None => chunk.offset(0),
                     };
                     let p = GemmParams {
@@ -1060,19 +1146,21 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         ] {
             for sg in [4, 8, 16, 32] {
                 if (4 * cb4).is_multiple_of(sg as usize) {
-                    let lanes = |r: u32, pool, s0, cpl: usize| {
+                    let lanes = |r: u32, pool, s0, cpl: usize, tex: bool| {
+                        let cpl = cpl as u32;
                         let consts =
-                            lanes_consts(filter, (16, 16), cb4 as u32, r, sg, pool, s0, cpl as u32);
-                        (LANES, consts.to_vec())
+                            lanes_consts(filter, (16, 16), cb4 as u32, r, sg, pool, s0, cpl, tex);
+                        (if tex { LANES_TEX } else { LANES }, consts.to_vec())
                     };
                     let r = lanes_pixels(filter.1, sg) as u32;
-                    out.push(lanes(r, None, None, 1));
+                    out.push(lanes(r, None, None, 1, false));
                     // The vec4-row segments (the default's where its r pixels are whole
                     // vec4s, else the widest that are).
                     let r4 = vec4_segment(filter.2, sg) as u32;
                     for s0 in [0, 1, 2, 3] {
                         for r in [r, r4] {
-                            out.push(lanes(r, None, Some(s0), 1));
+                            out.push(lanes(r, None, Some(s0), 1, false));
+                            out.push(lanes(r, None, Some(s0), 1, true));
                         }
                     }
                     // 2 and 4 output channels per lane.
@@ -1081,13 +1169,19 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                             && 4 * cb4 >= cpl * sg as usize
                         {
                             for s0 in [None, Some(2)] {
-                                out.push(lanes(4, None, s0, cpl));
+                                out.push(lanes(4, None, s0, cpl, false));
+                                if s0.is_some() {
+                                    out.push(lanes(4, None, s0, cpl, true));
+                                }
                             }
                         }
                     }
                     for (ph, pw, nw) in [(8, 8, 2), (8, 8, 1), (4, 4, 2), (2, 2, 1), (3, 2, 2)] {
                         for s0 in [None, Some(0), Some(1), Some(3)] {
-                            out.push(lanes(pw * nw, Some([ph, pw, 2, 2]), s0, 1));
+                            out.push(lanes(pw * nw, Some([ph, pw, 2, 2]), s0, 1, false));
+                            if s0.is_some() {
+                                out.push(lanes(pw * nw, Some([ph, pw, 2, 2]), s0, 1, true));
+                            }
                         }
                     }
                 }
