@@ -40,14 +40,15 @@ struct Params {
 @group(0) @binding(10) var xt: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(11) var dt: texture_storage_2d<rgba32float, read>;
 
-// vec4 i of A_prev (`x_texel`) or of dZ (`dz_texel`), copied into its texture: texel
-// (i % 4096, i / 4096).
+// @splice(texel.wgsl)
+
+// vec4 i of A_prev (`x_texel`) or of dZ (`dz_texel`), copied into its texture.
 fn x_texel(i: u32) -> vec4<f32> {
-    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
+    return textureLoad(xt, texel_at(i));
 }
 
 fn dz_texel(i: u32) -> vec4<f32> {
-    return textureLoad(dt, vec2<u32>(i & 4095u, i >> 12u));
+    return textureLoad(dt, texel_at(i));
 }
 
 // vec4 index of X[i, h, w, 4*k4 .. 4*k4+3].

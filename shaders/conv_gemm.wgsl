@@ -62,7 +62,7 @@ override WTEX: u32 = 0u;
 
 // vec4 i of the packed filter, copied into its texture (see `x_texel`).
 fn w_texel(i: u32) -> vec4<f32> {
-    return textureLoad(wt, vec2<u32>(i & 4095u, i >> 12u));
+    return textureLoad(wt, texel_at(i));
 }
 
 // conv_gemm_tiled: input vec4s per tile step.

@@ -56,10 +56,12 @@ struct Params {
 // TEX = 1: X's vec4s copied in order into a texture (texture.rs).
 @group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
 
-// vec4 i of X copied into its texture: texel (i % 4096, i / 4096). (A function per texture, not
-// one taking the texture: GLSL takes no image as a function parameter.)
+// @splice(texel.wgsl)
+
+// vec4 i of X copied into its texture. (A function per texture, not one taking the texture:
+// GLSL takes no image as a function parameter.)
 fn x_texel(i: u32) -> vec4<f32> {
-    return textureLoad(xt, vec2<u32>(i & 4095u, i >> 12u));
+    return textureLoad(xt, texel_at(i));
 }
 
 // Element offset in z of output pixel `pix` (counted over the chunk's out_h x out_w grids):

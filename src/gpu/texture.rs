@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::{Gpu, Tensor};
 use crate::error::{Error, Result};
 
-/// Texels per row of an input texture (the kernels' `& 4095u` and `>> 12u`).
+/// Texels per row of an input texture (`texel_at` in `shaders/texel.wgsl`: `& 4095u`, `>> 12u`).
 pub(crate) const TEXTURE_WIDTH: u32 = 4096;
 
 /// A texture that tensors are copied into; `id` keys its bind groups like a buffer's id;

@@ -7,16 +7,19 @@
 //! WGSL; the same constants reach the shader as `override` values (see `kernels.rs`).
 //! An unknown name, a division by zero or a malformed expression is an error, not a zero.
 //!
-//! Unrolled code that two kernels share lives in one file (`SNIPPETS`), written into each
-//! kernel's function body where a line is `// @splice(FILE)`, before the unrolling.
+//! Code that two kernels' sources share lives in one file (`SNIPPETS`), written in where a line
+//! is `// @splice(FILE)` (in a function body, or at the top level), before the unrolling.
 
 use crate::error::{Error, Result};
 
 /// The files that `// @splice(FILE)` lines name.
-const SNIPPETS: &[(&str, &str)] = &[(
-    "lanes_rows.wgsl",
-    include_str!("../../shaders/lanes_rows.wgsl"),
-)];
+const SNIPPETS: &[(&str, &str)] = &[
+    (
+        "lanes_rows.wgsl",
+        include_str!("../../shaders/lanes_rows.wgsl"),
+    ),
+    ("texel.wgsl", include_str!("../../shaders/texel.wgsl")),
+];
 
 /// `source` with each `// @splice(FILE)` line replaced by that snippet's lines.
 fn splice(source: &str) -> Result<String> {

@@ -540,28 +540,26 @@ impl Gpu {
                 let wg = (c4_out * 4) as u32 / cpl;
                 let consts = lanes_consts(filter, wg, cpl, r as u32, sg, s0, tex);
                 let (wgs, _) = self.lanes_workgroups(k, (slices, run), r);
-                if tex {
-                    self.with_texture(x.x, 0, |tx| {
-                        self.with_texture(dz4, 1, |td| {
-                            let args = [
-                                Arg::Whole(x.x),
-                                Arg::Whole(dz4),
-                                Arg::Whole(&part),
-                                Arg::Texture(x.x, tx),
-                                Arg::Texture(dz4, td),
-                            ];
-                            self.launch(&FILTER_LANES_TEX, &consts, 1, &args, |_| Ok((base, wgs)))
-                        })
-                    })?;
-                } else {
+                // The last two bindings: A_prev as vec4s and dZ4, from their buffers or textures.
+                let launch = |kernel: &Kernel, rows: Arg, dz: Arg| {
                     let args = [
                         Arg::Whole(x.x),
                         Arg::Whole(dz4),
                         Arg::Whole(&part),
-                        Arg::Whole(x.x),
-                        Arg::Whole(dz4),
+                        rows,
+                        dz,
                     ];
-                    self.launch(&FILTER_LANES, &consts, 1, &args, |_| Ok((base, wgs)))?;
+                    self.launch(kernel, &consts, 1, &args, |_| Ok((base, wgs)))
+                };
+                if tex {
+                    self.with_texture(x.x, 0, |tx| {
+                        self.with_texture(dz4, 1, |td| {
+                            let (rows, dz) = (Arg::Texture(x.x, tx), Arg::Texture(dz4, td));
+                            launch(&FILTER_LANES_TEX, rows, dz)
+                        })
+                    })?;
+                } else {
+                    launch(&FILTER_LANES, Arg::Whole(x.x), Arg::Whole(dz4))?;
                 }
                 let wgf = 64;
                 (wgf, filter_consts((1, wgf, 1), None))

@@ -485,6 +485,14 @@ impl Input {
             Input::Texture | Input::Textures => &GEMM_ROWS_TEX,
         }
     }
+
+    /// `conv_lanes` reading its rows of X from here (X's buffer, or its texture).
+    fn lanes_kernel(self) -> &'static Kernel {
+        match self {
+            Input::Buffer => &LANES,
+            Input::Texture | Input::Textures => &LANES_TEX,
+        }
+    }
 }
 
 /// Pixels per thread to try for `cb4` channel vec4s, default first.
@@ -885,12 +893,12 @@ impl Gpu {
                         None => Arg::Batched(x),
                     },
                 ];
-                let kernel = if texture.is_some() {
-                    &LANES_TEX
+                let input = if texture.is_some() {
+                    Input::Texture
                 } else {
-                    &LANES
+                    Input::Buffer
                 };
-                self.launch(kernel, &consts, s.m, &args, |chunk| {
+                self.launch(input.lanes_kernel(), &consts, s.m, &args, |chunk| {
                     let x_off = match texture {
                         // The texture holds all of X: the chunk's first image's offset.
                         Some(_) => count(chunk.first * s.in_h * s.in_w * s.k_real)?,
@@ -950,11 +958,7 @@ impl Gpu {
             GemmVariant::Lanes(r, sg, cpl, input) => {
                 let filter = (s.f_h, s.f_w, s.k_real);
                 (
-                    if input == Input::Buffer {
-                        &LANES
-                    } else {
-                        &LANES_TEX
-                    },
+                    input.lanes_kernel(),
                     lanes_consts(
                         filter,
                         (s.out_h, s.out_w),
