@@ -17,7 +17,9 @@
 // at each window's first maximum (for a pool whose input was never stored: conv_lanes with
 // POOL): read; 5 out (parts, FH*FW*K, C), 6 out_b (parts, C): write.
 // V4 = 1 (rows of x whole vec4s: in_w * K a multiple of 4): the patches' rows are read as vec4s
-// from binding 7 (the same x), about half the cost of their floats on lavapipe.
+// from binding 7 (the same x), about half the cost of their floats on lavapipe; with TEX = 1
+// too, from the texture that x's vec4s were copied into (binding 8, texture.rs), whose loads
+// lavapipe makes straight-line code where each lane's storage load is a loop over the lanes.
 // Overrides: the filter (FH, FW, K; unrolled), the channels C, the pool's output grid POH x POW
 // and its window width PFW: constant divisors, which compile to multiplies where a CPU adapter
 // would divide lane by lane.
@@ -31,8 +33,17 @@ override POH: u32;
 override POW: u32;
 override PFW: u32;
 override V4: u32 = 0u;
+override TEX: u32 = 0u;
 
 @group(0) @binding(7) var<storage, read> xs4: array<vec4<f32>>;
+@group(0) @binding(8) var xt: texture_storage_2d<rgba32float, read>;
+
+// @splice(texel.wgsl)
+
+// vec4 i of x, copied into its texture.
+fn x_texel(i: u32) -> vec4<f32> {
+    return textureLoad(xt, texel_at(i));
+}
 
 struct Params {
     windows: u32,    // m * POH * POW
@@ -101,7 +112,8 @@ fn filter_from_pool(
         let eq = select(e / 4, (e - 3) / 4, e < 0); // floor(e / 4)
         let sh = u32(e - 4 * eq);
         let rq{i} = i32((im * p.in_h + u32(clamp(y0 + {i}, 0, i32(p.in_h) - 1))) * p.in_w * K / 4u) + eq; // @unroll(FH*V4)
-        let q{i} = xs4[u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))]; // @unroll(FH*((FW*K+3)/4+1)*V4)
+        let q{i} = xs4[u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))]; // @unroll(FH*((FW*K+3)/4+1)*V4*(1-TEX))
+        let q{i} = x_texel(u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))); // @unroll(FH*((FW*K+3)/4+1)*V4*TEX)
         let v{i} = select(0.0, shifted(q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K))/4}[{(i%(FW*K))%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+1)/4}[{(i%(FW*K)+1)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+2)/4}[{(i%(FW*K)+2)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+3)/4}[{(i%(FW*K)+3)%4}], sh), yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K*V4)
         acc{i} = fma(v{i}, g, acc{i}); // @unroll(FH*FW*K)
     }

@@ -121,7 +121,8 @@ fn every_conv_kernel_variant_matches_cpu_reference_when_the_batch_is_split() {
 /// for the row-segment kernel); the filter gradient split over runs of pixels (its tilings, the
 /// channel-lane kernel, the workgroup-memory tiles) there, and by windows (tilings and
 /// workgroup-memory tiles) on a 512-channel input (2048 lanes: too many to split); the stride
-/// phases of a strided data gradient.
+/// phases of a strided data gradient. With each variant, `conv_backward` (one texture copy of
+/// dZ for both gradients) gives the bits of each gradient alone, and of dZ / 2 exactly half.
 #[test]
 fn every_conv_variant_gives_the_same_bits() {
     let cases = [
@@ -165,12 +166,40 @@ fn every_conv_variant_gives_the_same_bits() {
             let (tx, tw, tb) = common::upload_conv(&g, &x, &w, &b);
             let (z, _) = g.conv_relu_forward(&tx, &tw, &tb, params).unwrap();
             let (_, cache) = g.conv_forward(&tx, &tw, &tb, params).unwrap();
-            let grads = g.conv_backward(&g.upload(&dz).unwrap(), &cache).unwrap();
+            let tdz = g.upload(&dz).unwrap();
+            let grads = g.conv_backward(&tdz, &cache).unwrap();
+            // Then with dZ / 2 (every product and sum halves exactly): a texture still holding
+            // the first dZ, read again, would leave the gradients as they were.
+            let half = g.upload(&dz.mapv(|v| v * 0.5)).unwrap();
+            let halves = g.conv_backward(&half, &cache).unwrap();
             let got: [ArrayD<f32>; 4] =
                 [&z, &grads.da_prev, &grads.dw, &grads.db].map(|t| g.download(t).unwrap());
             let same = |a: &ArrayD<f32>, b: &ArrayD<f32>| {
                 a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits())
             };
+            for (name, (t, want)) in ["dA", "dW", "db"].iter().zip(
+                [&halves.da_prev, &halves.dw, &halves.db]
+                    .into_iter()
+                    .zip(&got[1..]),
+            ) {
+                assert!(
+                    same(&g.download(t).unwrap(), &want.mapv(|v| v * 0.5)),
+                    "case {case}, variant {variant}: {name} of dZ / 2 is not half of dZ's"
+                );
+            }
+            // conv_backward copies dZ into a texture once for both gradients where both read
+            // it there; each gradient alone makes its own copies: the same bits.
+            let da = g
+                .download(&g.conv_backward_data(&tdz, &cache).unwrap())
+                .unwrap();
+            let (dw, db) = g.conv_backward_filter(&tdz, &cache).unwrap();
+            let alone = [da, g.download(&dw).unwrap(), g.download(&db).unwrap()];
+            for (name, (a, b)) in ["dA", "dW", "db"].iter().zip(got[1..].iter().zip(&alone)) {
+                assert!(
+                    same(a, b),
+                    "case {case}, variant {variant}: conv_backward's {name} differs from the op alone"
+                );
+            }
             match &first {
                 None => first = Some(got),
                 Some(want) => {

@@ -16,6 +16,16 @@ use super::memory::Pool;
 use super::unroll::unroll;
 use crate::error::{Error, Result};
 
+/// `bindings` with its last one replaced by `last`: the list of a kernel's twin that reads one
+/// operand another way (through a texture where the other reads a buffer).
+pub(crate) const fn with_last<const N: usize>(
+    mut bindings: [(u32, Access); N],
+    last: (u32, Access),
+) -> [(u32, Access); N] {
+    bindings[N - 1] = last;
+    bindings
+}
+
 /// How an entry point uses one buffer binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

@@ -267,21 +267,25 @@ impl Gpu {
                 .insert(key, i);
             return Ok(candidates[i]);
         }
-        self.synchronize()?;
-        for &c in candidates {
-            run(c)?;
-        }
-        self.synchronize()?;
-        let mut rounds = vec![Vec::with_capacity(ROUNDS); candidates.len()];
-        for round in 0..ROUNDS {
-            for k in 0..candidates.len() {
-                let i = (k + round) % candidates.len();
-                let start = Instant::now();
-                run(candidates[i])?;
-                self.synchronize()?;
-                rounds[i].push(start.elapsed().as_secs_f64());
+        // Each variant timed with the texture copies it makes (none taken from an op before).
+        let rounds = self.not_sharing_textures(|| {
+            self.synchronize()?;
+            for &c in candidates {
+                run(c)?;
             }
-        }
+            self.synchronize()?;
+            let mut rounds = vec![Vec::with_capacity(ROUNDS); candidates.len()];
+            for round in 0..ROUNDS {
+                for k in 0..candidates.len() {
+                    let i = (k + round) % candidates.len();
+                    let start = Instant::now();
+                    run(candidates[i])?;
+                    self.synchronize()?;
+                    rounds[i].push(start.elapsed().as_secs_f64());
+                }
+            }
+            Ok(rounds)
+        })?;
         let chosen = decide(&rounds);
         if let Some(f) = &tuner.file {
             f.put(&key, format!("{:?}", candidates[chosen]));

@@ -334,11 +334,17 @@ impl GpuNet {
             });
         }
         let xt = self.input(x)?;
-        let (scores, caches) = self.forward(&xt, true)?;
-        let (loss, dscores) = self
-            .gpu
-            .softmax_loss(&scores, &Labels::Indices(labels.to_vec()))?;
-        let grads = self.backward(dscores, caches)?;
+        // Forward and backward write no tensor that they read through a texture (the
+        // parameters change after them): the filter gradient of seed 001's first layer reads
+        // the images through the copy that its forward made.
+        let gpu = self.gpu.clone();
+        let (loss, grads) = gpu.sharing_textures(|| {
+            let (scores, caches) = self.forward(&xt, true)?;
+            let (loss, dscores) = self
+                .gpu
+                .softmax_loss(&scores, &Labels::Indices(labels.to_vec()))?;
+            Ok((loss, self.backward(dscores, caches)?))
+        })?;
         for (i, d) in grads.iter().enumerate() {
             let (spec, Some(d)) = (&self.plan.params[i], d) else {
                 continue;

@@ -552,8 +552,10 @@ impl Gpu {
                     self.launch(kernel, &consts, 1, &args, |_| Ok((base, wgs)))
                 };
                 if tex {
-                    self.with_texture(x.x, 0, |tx| {
-                        self.with_texture(dz4, 1, |td| {
+                    // dZ4 in slot 0, where the data gradient reads it: in `conv_backward`
+                    // (a texture-sharing scope) this takes the copy that one made.
+                    self.with_texture(dz4, 0, |td| {
+                        self.with_texture(x.x, 1, |tx| {
                             let (rows, dz) = (Arg::Texture(x.x, tx), Arg::Texture(dz4, td));
                             launch(&FILTER_LANES_TEX, rows, dz)
                         })

@@ -310,42 +310,46 @@ impl Gpu {
         da_prev: Option<&mut Tensor>,
         filter: Option<(&mut Tensor, &mut Tensor)>,
     ) -> Result<()> {
-        let plan = &cache.plan;
-        // Pad channels (copies) only for the fast paths that read them.
-        let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm { .. });
-        let filter_windowed =
-            filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
-        let needs_dz4 = data_gemm || filter_windowed;
-        let dz4 = if needs_dz4 {
-            Some(self.pad_channels(dz)?)
-        } else {
-            None
-        };
-        if let Some(da_prev) = da_prev {
-            match (&dz4, &plan.backward_data) {
-                (Some(dz4), Path::Gemm { products, fill }) => {
-                    if *fill {
-                        self.clear(da_prev);
+        // Both gradients, and each stride phase of the data gradient, read dZ (none writes
+        // it; nor A_prev): one texture copy of it serves them all.
+        self.sharing_textures(|| {
+            let plan = &cache.plan;
+            // Pad channels (copies) only for the fast paths that read them.
+            let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm { .. });
+            let filter_windowed =
+                filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
+            let needs_dz4 = data_gemm || filter_windowed;
+            let dz4 = if needs_dz4 {
+                Some(self.pad_channels(dz)?)
+            } else {
+                None
+            };
+            if let Some(da_prev) = da_prev {
+                match (&dz4, &plan.backward_data) {
+                    (Some(dz4), Path::Gemm { products, fill }) => {
+                        if *fill {
+                            self.clear(da_prev);
+                        }
+                        let x = Padded::new(dz, Some(dz4));
+                        for (s, win) in products {
+                            self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), da_prev)?;
+                        }
                     }
-                    let x = Padded::new(dz, Some(dz4));
-                    for (s, win) in products {
-                        self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), da_prev)?;
-                    }
+                    _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
                 }
-                _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }
-        }
-        let Some((dw, db)) = filter else {
-            return Ok(());
-        };
-        match (&dz4, plan.backward_filter) {
-            (Some(dz4), FilterPath::Windowed(pixels)) => {
-                let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
-                self.gemm_filter(&plan.kernel, pixels, &x, dz4, dw, db)?;
+            let Some((dw, db)) = filter else {
+                return Ok(());
+            };
+            match (&dz4, plan.backward_filter) {
+                (Some(dz4), FilterPath::Windowed(pixels)) => {
+                    let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
+                    self.gemm_filter(&plan.kernel, pixels, &x, dz4, dw, db)?;
+                }
+                _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
             }
-            _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 

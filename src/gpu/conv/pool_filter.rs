@@ -4,7 +4,7 @@
 //! keeps its windows' first maxima (`shaders/conv_filter_pool.wgsl`): one term per window and
 //! channel instead of one per pixel.
 
-use super::super::kernels::{uniform, Access, Kernel};
+use super::super::kernels::{uniform, with_last, Access, Kernel};
 use super::super::launch::to_u32;
 use super::super::pool::{keeps_first_maxima, PoolCache};
 use super::super::{Arg, Gpu, Tensor};
@@ -32,20 +32,33 @@ uniform! {
     }
 }
 
+/// The bindings of `filter_from_pool`: x, the first maxima, the pool's output gradient, the
+/// activation (or the pool's output), the partial sums, the partial bias sums, x's rows as
+/// vec4s.
+const POOL_FILTER_BINDINGS: [(u32, Access); 7] = [
+    (1, Access::Read),
+    (2, Access::Read),
+    (3, Access::Read),
+    (4, Access::Read),
+    (5, Access::Write),
+    (6, Access::Write),
+    (7, Access::Read),
+];
+
 pub(crate) const FILTER_FROM_POOL: Kernel = Kernel::new::<PoolFilterParams>(
     "conv_filter_pool.wgsl",
     include_str!("../../../shaders/conv_filter_pool.wgsl"),
     "filter_from_pool",
-    &[
-        (1, Access::Read),
-        (2, Access::Read),
-        (3, Access::Read),
-        (4, Access::Read),
-        (5, Access::Write),
-        (6, Access::Write),
-        (7, Access::Read),
-    ],
+    &POOL_FILTER_BINDINGS,
 );
+
+/// The same bindings, x's rows from the texture its vec4s were copied into.
+const POOL_FILTER_TEX_BINDINGS: [(u32, Access); 7] =
+    with_last(POOL_FILTER_BINDINGS, (8, Access::Texture));
+
+/// `filter_from_pool` reading x's rows through the texture that its vec4s were copied into.
+pub(crate) const FILTER_FROM_POOL_TEX: Kernel =
+    FILTER_FROM_POOL.entry("filter_from_pool", &POOL_FILTER_TEX_BINDINGS);
 
 /// Most filter taps times input channels a thread keeps in registers (`FH * FW * K`).
 const MAX_TERMS: usize = 64;
@@ -65,7 +78,14 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
         (4, 4, 4),
         (1, 8, 8),
     ] {
-        for (pooled, v4) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        for (pooled, v4, tex) in [
+            (0, 0, 0),
+            (1, 0, 0),
+            (0, 1, 0),
+            (1, 1, 0),
+            (0, 1, 1),
+            (1, 1, 1),
+        ] {
             let consts = vec![
                 ("FH", fh),
                 ("FW", fw),
@@ -76,8 +96,14 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
                 ("POW", 8),
                 ("PFW", 8),
                 ("V4", v4),
+                ("TEX", tex),
             ];
-            out.push((FILTER_FROM_POOL, consts));
+            let kernel = if tex == 1 {
+                FILTER_FROM_POOL_TEX
+            } else {
+                FILTER_FROM_POOL
+            };
+            out.push((kernel, consts));
         }
     }
     out
@@ -383,6 +409,11 @@ impl Gpu {
         };
         let partial = self.alloc("pool filter partial sums", &[parts, terms * g.c_out], false)?;
         let partial_b = self.alloc("pool filter partial bias", &[parts, g.c_out], false)?;
+        let v4 = (g.in_w * g.c_in).is_multiple_of(4);
+        // Rows through x's texture where they are vec4s, on CPU adapters, as the fused forward
+        // reads them (see `Quirks::texture_first`); in a texture-sharing scope (a training
+        // step) the copy that forward made.
+        let tex = v4 && self.quirks().texture_first && self.texture_rows(x.len() / 4).is_some();
         let consts = [
             ("FH", g.f_h as u32),
             ("FW", g.f_w as u32),
@@ -392,20 +423,28 @@ impl Gpu {
             ("POH", u("pool output height", pg.out_h)?),
             ("POW", u("pool output width", pg.out_w)?),
             ("PFW", u("pool window width", pg.f_w)?),
-            ("V4", u32::from((g.in_w * g.c_in).is_multiple_of(4))),
+            ("V4", u32::from(v4)),
+            ("TEX", u32::from(tex)),
         ];
-        let args = [
-            Arg::Whole(x),
-            Arg::Whole(first),
-            Arg::Whole(dp),
-            Arg::Whole(act),
-            Arg::Whole(&partial),
-            Arg::Whole(&partial_b),
-            Arg::Whole(x),
-        ];
-        self.launch(&FILTER_FROM_POOL, &consts, 1, &args, |_| {
-            Ok((p, u64::from(p.threads).div_ceil(64)))
-        })?;
+        let launch = |kernel: &Kernel, rows: Arg| {
+            let args = [
+                Arg::Whole(x),
+                Arg::Whole(first),
+                Arg::Whole(dp),
+                Arg::Whole(act),
+                Arg::Whole(&partial),
+                Arg::Whole(&partial_b),
+                rows,
+            ];
+            self.launch(kernel, &consts, 1, &args, |_| {
+                Ok((p, u64::from(p.threads).div_ceil(64)))
+            })
+        };
+        if tex {
+            self.with_texture(x, 0, |t| launch(&FILTER_FROM_POOL_TEX, Arg::Texture(x, t)))?;
+        } else {
+            launch(&FILTER_FROM_POOL, Arg::Whole(x))?;
+        }
         let dw = self.alloc("conv_backward dW", &g.weight_shape(), false)?;
         self.row_sums(
             &partial,
