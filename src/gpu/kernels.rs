@@ -16,13 +16,14 @@ use super::memory::Pool;
 use super::unroll::unroll;
 use crate::error::{Error, Result};
 
-/// `bindings` with its last one replaced by `last`: the list of a kernel's twin that reads one
-/// operand another way (through a texture where the other reads a buffer).
-pub(crate) const fn with_last<const N: usize>(
+/// `bindings` with the one at `at` replaced by `binding`: the list of a kernel's twin that reads
+/// an operand another way (through a texture where the other reads a buffer).
+pub(crate) const fn replacing<const N: usize>(
     mut bindings: [(u32, Access); N],
-    last: (u32, Access),
+    at: usize,
+    binding: (u32, Access),
 ) -> [(u32, Access); N] {
-    bindings[N - 1] = last;
+    bindings[at] = binding;
     bindings
 }
 

@@ -2,7 +2,7 @@
 //! one pass over `dZ`, window after window, accumulated in order.
 
 use super::super::device::WINDOW_BYTES;
-use super::super::kernels::{uniform, Access, Kernel};
+use super::super::kernels::{replacing, uniform, Access, Kernel};
 use super::super::launch::count;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
 use super::super::{Arg, Gpu, Tensor};
@@ -92,26 +92,29 @@ pub(crate) const FILTER_LANES: Kernel = Kernel::new::<FilterParams>(
         include_str!("../../../shaders/conv_filter_io.wgsl")
     ),
     "conv_filter_lanes",
-    &[
-        (2, Access::Read),
-        (8, Access::Read),
-        (7, Access::Write),
-        (9, Access::Read),
-        (6, Access::Read),
-    ],
+    &FILTER_LANES_BINDINGS,
+);
+
+/// The bindings of `conv_filter_lanes`: A_prev's floats, dZ4's floats (dZ, channels padded to
+/// 4), the partial sums, A_prev's vec4s, dZ4's vec4s.
+const FILTER_LANES_BINDINGS: [(u32, Access); 5] = [
+    (2, Access::Read),
+    (8, Access::Read),
+    (7, Access::Write),
+    (9, Access::Read),
+    (6, Access::Read),
+];
+
+/// The same, the last two from their textures.
+const FILTER_LANES_TEX_BINDINGS: [(u32, Access); 5] = replacing(
+    replacing(FILTER_LANES_BINDINGS, 3, (10, Access::Texture)),
+    4,
+    (11, Access::Texture),
 );
 
 /// `conv_filter_lanes` reading A_prev's rows and dZ through textures (`TEX`; `texture.rs`).
-pub(crate) const FILTER_LANES_TEX: Kernel = FILTER_LANES.entry(
-    "conv_filter_lanes",
-    &[
-        (2, Access::Read),
-        (8, Access::Read),
-        (7, Access::Write),
-        (10, Access::Texture),
-        (11, Access::Texture),
-    ],
-);
+pub(crate) const FILTER_LANES_TEX: Kernel =
+    FILTER_LANES.entry("conv_filter_lanes", &FILTER_LANES_TEX_BINDINGS);
 
 /// Pixels of a row that `conv_filter_lanes` takes at once.
 const LANES_PIXELS: usize = 8;

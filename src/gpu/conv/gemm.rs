@@ -2,7 +2,7 @@
 //! data pass as forward convolutions over `dZ` with the flipped filter (one per stride phase).
 
 use super::super::device::WINDOW_BYTES;
-use super::super::kernels::{uniform, Access, Kernel};
+use super::super::kernels::{replacing, uniform, Access, Kernel};
 use super::super::launch::{count, WG};
 use super::super::texture::InputTexture;
 use super::super::tune::{offer_lanes, TuneKey, TunedOp};
@@ -48,7 +48,8 @@ uniform! {
     }
 }
 
-const GEMM_BINDINGS: &[(u32, Access)] = &[
+/// The bindings of the GEMM kernels: X, the bias, Z, the filter's window.
+const GEMM_BINDINGS: [(u32, Access); 4] = [
     (1, Access::Read),
     (2, Access::Read),
     (3, Access::Write),
@@ -62,19 +63,14 @@ pub(crate) const GEMM: Kernel = Kernel::new::<GemmParams>(
         include_str!("../../../shaders/conv_gemm_io.wgsl")
     ),
     "conv_gemm",
-    GEMM_BINDINGS,
+    &GEMM_BINDINGS,
 );
 
 /// The bindings of the kernels that read X through a texture (`TEX`; see `texture.rs`).
-const TEX_BINDINGS: &[(u32, Access)] = &[
-    (8, Access::Texture),
-    (2, Access::Read),
-    (3, Access::Write),
-    (4, Access::Window),
-];
+const TEX_BINDINGS: [(u32, Access); 4] = replacing(GEMM_BINDINGS, 0, (8, Access::Texture));
 
 /// `conv_gemm` reading X through a texture.
-pub(crate) const GEMM_TEX: Kernel = GEMM.entry("conv_gemm", TEX_BINDINGS);
+pub(crate) const GEMM_TEX: Kernel = GEMM.entry("conv_gemm", &TEX_BINDINGS);
 
 /// `conv_gemm` reading X and the packed filter through textures (`WTEX`).
 pub(crate) const GEMM_TEX2: Kernel = GEMM.entry(
@@ -89,14 +85,14 @@ pub(crate) const GEMM_TEX2: Kernel = GEMM.entry(
 
 /// `conv_gemm_rows`: the same product, a row segment of pixels per thread (stride 1 along the
 /// width, one window of taps).
-pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", GEMM_BINDINGS);
+pub(crate) const GEMM_ROWS: Kernel = GEMM.entry("conv_gemm_rows", &GEMM_BINDINGS);
 
 /// `conv_gemm_rows` reading X through a texture.
-pub(crate) const GEMM_ROWS_TEX: Kernel = GEMM.entry("conv_gemm_rows", TEX_BINDINGS);
+pub(crate) const GEMM_ROWS_TEX: Kernel = GEMM.entry("conv_gemm_rows", &TEX_BINDINGS);
 
 /// `conv_gemm_tiled`: the same product tiled through workgroup memory (64 pixels x all the
 /// window's channels per workgroup; the GPU-shaped variant).
-pub(crate) const GEMM_TILED: Kernel = GEMM.entry("conv_gemm_tiled", GEMM_BINDINGS);
+pub(crate) const GEMM_TILED: Kernel = GEMM.entry("conv_gemm_tiled", &GEMM_BINDINGS);
 
 /// Pixels per workgroup of `conv_gemm_tiled`.
 const TILED_PIXELS: usize = 64;
@@ -112,28 +108,25 @@ pub(crate) const LANES: Kernel = Kernel::new::<GemmParams>(
         include_str!("../../../shaders/conv_gemm_io.wgsl")
     ),
     "conv_lanes",
-    &[
-        (5, Access::Read),
-        (2, Access::Read),
-        (3, Access::Write),
-        (4, Access::Window),
-        (6, Access::Write),
-        (7, Access::Read),
-    ],
+    &LANES_BINDINGS,
 );
 
+/// The bindings of `conv_lanes`: X's floats, the bias, Z, the filter's window, Z again (`zf`,
+/// the pooled output with `POOL`), X's vec4s.
+const LANES_BINDINGS: [(u32, Access); 6] = [
+    (5, Access::Read),
+    (2, Access::Read),
+    (3, Access::Write),
+    (4, Access::Window),
+    (6, Access::Write),
+    (7, Access::Read),
+];
+
+/// The same, X's vec4s from its texture.
+const LANES_TEX_BINDINGS: [(u32, Access); 6] = replacing(LANES_BINDINGS, 5, (8, Access::Texture));
+
 /// `conv_lanes` reading its input rows through X's texture (`TEX`; see `texture.rs`).
-pub(crate) const LANES_TEX: Kernel = LANES.entry(
-    "conv_lanes",
-    &[
-        (5, Access::Read),
-        (2, Access::Read),
-        (3, Access::Write),
-        (4, Access::Window),
-        (6, Access::Write),
-        (8, Access::Texture),
-    ],
-);
+pub(crate) const LANES_TEX: Kernel = LANES.entry("conv_lanes", &LANES_TEX_BINDINGS);
 
 /// Output channel vec4s per thread (at most).
 pub(crate) const GEMM_CB4: usize = 8;

@@ -303,6 +303,8 @@ impl Gpu {
     }
 
     /// Records the backward kernels: `dA_prev` when asked for, then `dW` and `db` when asked for.
+    /// Both gradients, and each stride phase of the data gradient, read dZ (none writes it, nor
+    /// A_prev): in one texture-sharing scope, one texture copy of it serves them all.
     fn conv_backward_kernels(
         &self,
         dz: &Tensor,
@@ -310,46 +312,53 @@ impl Gpu {
         da_prev: Option<&mut Tensor>,
         filter: Option<(&mut Tensor, &mut Tensor)>,
     ) -> Result<()> {
-        // Both gradients, and each stride phase of the data gradient, read dZ (none writes
-        // it; nor A_prev): one texture copy of it serves them all.
-        self.sharing_textures(|| {
-            let plan = &cache.plan;
-            // Pad channels (copies) only for the fast paths that read them.
-            let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm { .. });
-            let filter_windowed =
-                filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
-            let needs_dz4 = data_gemm || filter_windowed;
-            let dz4 = if needs_dz4 {
-                Some(self.pad_channels(dz)?)
-            } else {
-                None
-            };
-            if let Some(da_prev) = da_prev {
-                match (&dz4, &plan.backward_data) {
-                    (Some(dz4), Path::Gemm { products, fill }) => {
-                        if *fill {
-                            self.clear(da_prev);
-                        }
-                        let x = Padded::new(dz, Some(dz4));
-                        for (s, win) in products {
-                            self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), da_prev)?;
-                        }
+        self.sharing_textures(|| self.conv_backward_passes(dz, cache, da_prev, filter))
+    }
+
+    /// The passes of [`Gpu::conv_backward_kernels`].
+    fn conv_backward_passes(
+        &self,
+        dz: &Tensor,
+        cache: &ConvCache,
+        da_prev: Option<&mut Tensor>,
+        filter: Option<(&mut Tensor, &mut Tensor)>,
+    ) -> Result<()> {
+        let plan = &cache.plan;
+        // Pad channels (copies) only for the fast paths that read them.
+        let data_gemm = da_prev.is_some() && matches!(plan.backward_data, Path::Gemm { .. });
+        let filter_windowed =
+            filter.is_some() && matches!(plan.backward_filter, FilterPath::Windowed(_));
+        let needs_dz4 = data_gemm || filter_windowed;
+        let dz4 = if needs_dz4 {
+            Some(self.pad_channels(dz)?)
+        } else {
+            None
+        };
+        if let Some(da_prev) = da_prev {
+            match (&dz4, &plan.backward_data) {
+                (Some(dz4), Path::Gemm { products, fill }) => {
+                    if *fill {
+                        self.clear(da_prev);
                     }
-                    _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
+                    let x = Padded::new(dz, Some(dz4));
+                    for (s, win) in products {
+                        self.gemm_conv(s, win, &x, &cache.w, Epilogue::default(), da_prev)?;
+                    }
                 }
+                _ => self.direct_backward_data(&plan.kernel, &cache.w, dz, da_prev)?,
             }
-            let Some((dw, db)) = filter else {
-                return Ok(());
-            };
-            match (&dz4, plan.backward_filter) {
-                (Some(dz4), FilterPath::Windowed(pixels)) => {
-                    let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
-                    self.gemm_filter(&plan.kernel, pixels, &x, dz4, dw, db)?;
-                }
-                _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
+        }
+        let Some((dw, db)) = filter else {
+            return Ok(());
+        };
+        match (&dz4, plan.backward_filter) {
+            (Some(dz4), FilterPath::Windowed(pixels)) => {
+                let x = Padded::new(&cache.a_prev, cache.x4.as_ref());
+                self.gemm_filter(&plan.kernel, pixels, &x, dz4, dw, db)?;
             }
-            Ok(())
-        })
+            _ => self.direct_backward_filter(&plan.kernel, &cache.a_prev, dz, dw, db)?,
+        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! keeps its windows' first maxima (`shaders/conv_filter_pool.wgsl`): one term per window and
 //! channel instead of one per pixel.
 
-use super::super::kernels::{uniform, with_last, Access, Kernel};
+use super::super::kernels::{replacing, uniform, Access, Kernel};
 use super::super::launch::to_u32;
 use super::super::pool::{keeps_first_maxima, PoolCache};
 use super::super::{Arg, Gpu, Tensor};
@@ -54,7 +54,7 @@ pub(crate) const FILTER_FROM_POOL: Kernel = Kernel::new::<PoolFilterParams>(
 
 /// The same bindings, x's rows from the texture its vec4s were copied into.
 const POOL_FILTER_TEX_BINDINGS: [(u32, Access); 7] =
-    with_last(POOL_FILTER_BINDINGS, (8, Access::Texture));
+    replacing(POOL_FILTER_BINDINGS, 6, (8, Access::Texture));
 
 /// `filter_from_pool` reading x's rows through the texture that its vec4s were copied into.
 pub(crate) const FILTER_FROM_POOL_TEX: Kernel =
