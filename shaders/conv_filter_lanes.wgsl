@@ -115,10 +115,7 @@ fn conv_filter_lanes(
     }
 }
 
-// Component e of v, without indexing a vector by a lane's value (a select per component).
-fn pick(v: vec4<f32>, e: u32) -> f32 {
-    return select(select(select(v.x, v.y, e == 1u), v.z, e == 2u), v.w, e == 3u);
-}
+// @splice(pick.wgsl)
 
 fn put_part(at: u32, live: bool, v: f32) {
     if (live) {

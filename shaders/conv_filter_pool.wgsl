@@ -114,7 +114,7 @@ fn filter_from_pool(
         let rq{i} = i32((im * p.in_h + u32(clamp(y0 + {i}, 0, i32(p.in_h) - 1))) * p.in_w * K / 4u) + eq; // @unroll(FH*V4)
         let q{i} = xs4[u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))]; // @unroll(FH*((FW*K+3)/4+1)*V4*(1-TEX))
         let q{i} = x_texel(u32(max(rq{i/((FW*K+3)/4+1)} + {i%((FW*K+3)/4+1)}, 0))); // @unroll(FH*((FW*K+3)/4+1)*V4*TEX)
-        let v{i} = select(0.0, shifted(q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K))/4}[{(i%(FW*K))%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+1)/4}[{(i%(FW*K)+1)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+2)/4}[{(i%(FW*K)+2)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+3)/4}[{(i%(FW*K)+3)%4}], sh), yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K*V4)
+        let v{i} = select(0.0, pick(vec4<f32>(q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K))/4}[{(i%(FW*K))%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+1)/4}[{(i%(FW*K)+1)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+2)/4}[{(i%(FW*K)+2)%4}], q{(i/(FW*K))*((FW*K+3)/4+1) + (i%(FW*K)+3)/4}[{(i%(FW*K)+3)%4}]), sh), yok{i/(FW*K)} && xok{(i/K)%FW}); // @unroll(FH*FW*K*V4)
         acc{i} = fma(v{i}, g, acc{i}); // @unroll(FH*FW*K)
     }
     let o = part * FH * FW * K * C + c;
@@ -122,7 +122,5 @@ fn filter_from_pool(
     out_b[part * C + c] = bias;
 }
 
-// The value `sh` (0..3) places past `a` in a row of floats a, b, c, d.
-fn shifted(a: f32, b: f32, c: f32, d: f32, sh: u32) -> f32 {
-    return select(select(a, b, sh == 1u), select(c, d, sh == 3u), sh >= 2u);
-}
+// The float `sh` (0..3) places past the first of four in a row: pick(vec4(a, b, c, d), sh).
+// @splice(pick.wgsl)

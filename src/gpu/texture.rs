@@ -120,6 +120,16 @@ impl Gpu {
             .filter(|&r| r <= side && TEXTURE_WIDTH <= side)
     }
 
+    /// Whether a kernel that is not autotuned reads `x`'s vec4s through a texture: on CPU
+    /// adapters (`Quirks::texture_first`), where `x` is whole vec4s that fit one. The fused
+    /// conv + ReLU + max pool and its filter gradient from the pool both ask this of the
+    /// layer's input, so that in a training step the second reads the copy the first made.
+    pub(crate) fn texture_untuned(&self, x: &Tensor) -> bool {
+        self.quirks().texture_first
+            && x.len().is_multiple_of(4)
+            && self.texture_rows(x.len() / 4).is_some()
+    }
+
     /// Records a copy of `x` (read as vec4s: its length a multiple of 4) into the input texture
     /// of its size and `slot`, in order with the ops around it, then `dispatches`, which record
     /// the work that reads the texture. The texture is this `Gpu`'s for that size and slot (a

@@ -19,6 +19,7 @@ const SNIPPETS: &[(&str, &str)] = &[
         include_str!("../../shaders/lanes_rows.wgsl"),
     ),
     ("texel.wgsl", include_str!("../../shaders/texel.wgsl")),
+    ("pick.wgsl", include_str!("../../shaders/pick.wgsl")),
 ];
 
 /// `source` with each `// @splice(FILE)` line replaced by that snippet's lines.

@@ -842,13 +842,10 @@ impl Gpu {
         // Segments start at multiples of (r / pw) * pool_sw columns.
         let s0 = vec4_rows(s, nw as usize * pool.s_w);
         let r = nw * pw;
-        // The rows through X's texture, where they are vec4s and X fits one (CPU adapters).
-        // Not autotuned: on CPU adapters (`Quirks::texture_first`; seed 001's first layer,
-        // alternated calls on lavapipe, the copy included: 4.15 -> 3.44 ms).
-        let tex = self.quirks().texture_first
-            && s0.is_some()
-            && x.len().is_multiple_of(4)
-            && self.texture_rows(x.len() / 4).is_some();
+        // The rows through X's texture, where they are vec4s, on CPU adapters (not autotuned;
+        // seed 001's first layer, alternated calls on lavapipe, the copy included: 4.15 ->
+        // 3.44 ms).
+        let tex = s0.is_some() && self.texture_untuned(x);
         let consts = lanes_consts(
             filter,
             grid,

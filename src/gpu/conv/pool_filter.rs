@@ -410,10 +410,9 @@ impl Gpu {
         let partial = self.alloc("pool filter partial sums", &[parts, terms * g.c_out], false)?;
         let partial_b = self.alloc("pool filter partial bias", &[parts, g.c_out], false)?;
         let v4 = (g.in_w * g.c_in).is_multiple_of(4);
-        // Rows through x's texture where they are vec4s, on CPU adapters, as the fused forward
-        // reads them (see `Quirks::texture_first`); in a texture-sharing scope (a training
-        // step) the copy that forward made.
-        let tex = v4 && self.quirks().texture_first && self.texture_rows(x.len() / 4).is_some();
+        // Rows through x's texture where they are vec4s, as the fused forward reads them; in a
+        // texture-sharing scope (a training step) the copy that forward made.
+        let tex = v4 && self.texture_untuned(x);
         let consts = [
             ("FH", g.f_h as u32),
             ("FW", g.f_w as u32),
