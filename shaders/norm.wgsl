@@ -200,3 +200,22 @@ fn norm_dx(
         }
     }
 }
+
+// dbeta[c] = sum over the images of src[i * C + c], dgamma[c] of aux (group norm's per-image
+// channel sums, group_norm.wgsl's t1 and t2), in image order: `rows` images, one item a channel.
+@compute @workgroup_size(WG)
+fn channel_sums(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG; // as in finish_stats
+    for (var c = linear_id(wid, nwg, lid); c < p.total; c += grid) {
+        var acc = vec2<f32>(0.0);
+        for (var i = 0u; i < p.rows; i++) {
+            acc += vec2<f32>(src[i * p.c + c], aux[i * p.c + c]);
+        }
+        dst[c] = acc.x;
+        dst2[c] = acc.y;
+    }
+}

@@ -188,6 +188,9 @@ fn norms_match_the_cpu_reference_when_threads_loop_over_pixels_and_images() {
     for (shape, groups) in [
         ([20, 64, 64, 8], 0),
         ([20, 64, 64, 8], 2),
+        // 2 and 1 channels a group (on CPU adapters: one thread per image and vec4 of channels).
+        ([16, 32, 32, 12], 6),
+        ([9, 16, 16, 4], 4),
         ([140_000, 1, 1, 8], 2),
         // Group norm's per-channel sums over 7000 images: partial sums too many for one
         // thread's loop on llvmpipe (folded first), then 7000 terms a channel.
@@ -459,6 +462,10 @@ fn every_kernel_with_a_reduction_is_bitwise_deterministic() {
         .unwrap();
     let b = Array1::<f32>::zeros(10);
     let gamma = Array1::<f32>::ones(6);
+    let x8 = randn(&mut rng, &[5, 9, 7, 8])
+        .into_dimensionality::<Ix4>()
+        .unwrap();
+    let gamma8 = randn(&mut rng, &[8]).into_dimensionality::<Ix1>().unwrap();
     let run = || {
         let g = gpu();
         let (out, ac) = g.affine_forward(&up(&x), &up(&w), &up(&b)).unwrap();
@@ -481,8 +488,14 @@ fn every_kernel_with_a_reduction_is_bitwise_deterministic() {
             .spatial_groupnorm_forward(&up(&x), &up(&gamma), &up(&gamma), GroupNorm::new(3))
             .unwrap();
         let gg = g.spatial_groupnorm_backward(&z, &gc).unwrap();
+        // Channels a multiple of 4, 2 a group (one dispatch each way on CPU adapters).
+        let (z4, gc4) = g
+            .spatial_groupnorm_forward(&up(&x8), &up(&gamma8), &up(&gamma8), GroupNorm::new(4))
+            .unwrap();
+        let gg4 = g.spatial_groupnorm_backward(&z4, &gc4).unwrap();
         [
             loss, ag.dx, ag.dw, ag.db, y, bg.dx, bg.dgamma, bg.dbeta, gg.dx, gg.dgamma, gg.dbeta,
+            z4, gg4.dx, gg4.dgamma, gg4.dbeta,
         ]
         .iter()
         .map(down)

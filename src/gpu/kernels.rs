@@ -302,8 +302,15 @@ mod tests {
             super::super::norm::INV_STD_OF,
             super::super::norm::APPLY,
             super::super::norm::NORM_DX,
+            super::super::norm::CHANNEL_SUMS,
         ] {
             all.push((k, vec![]));
+        }
+        for k in [
+            super::super::norm::GROUP_NORM_FORWARD,
+            super::super::norm::GROUP_NORM_BACKWARD,
+        ] {
+            all.push((k, vec![("WG", 8)]));
         }
         for k in [super::super::norm::APPLY4, super::super::norm::NORM_DX4] {
             for grouped in [0, 1] {

@@ -12,6 +12,12 @@
 //! pass -> `finish_grads`: `dbeta`, `dgamma`, and the sums per statistic weighted by `gamma`
 //! -> `dx` element by element.
 //!
+//! Group norm on CPU adapters, where each vec4 of channels holds whole groups (1, 2 or 4
+//! channels a group), is one dispatch each way instead (`shaders/group_norm.wgsl`): a thread per
+//! image and vec4 of channels sums its pixels, computes its groups' statistics as
+//! `finish_stats` does, then runs the element-wise pass over the same pixels (the backward pass
+//! also writes its per-image channel sums, which `channel_sums` adds over the images).
+//!
 //! On CPU adapters the reduction leaves a few rows of partial sums per channel (its last pass
 //! is a serial fold, see `Gpu::partial_sums`); `finish_stats` and `finish_grads` add them in
 //! the fold's order themselves, so each norm pass is three dispatches where it was six to
@@ -91,6 +97,37 @@ pub(crate) const APPLY4: Kernel = Kernel::new::<NormParams>(
 );
 pub(crate) const NORM_DX4: Kernel = APPLY4.entry("norm_dx4", DX_BINDINGS);
 pub(crate) const NORM_DX: Kernel = INV_STD_OF.entry("norm_dx", DX_BINDINGS);
+/// The bindings of `channel_sums`: t1, t2 (per image and channel); dbeta, dgamma.
+pub(crate) const CHANNEL_SUMS: Kernel =
+    INV_STD_OF.entry("channel_sums", &[(1, R), (2, R), (3, W), (4, W)]);
+/// Group norm in one dispatch (CPU adapters, see [`Gpu::group_norm_fused`]); the bindings of
+/// `group_norm_forward`: x, gamma, beta; y, mean, inv_std.
+pub(crate) const GROUP_NORM_FORWARD: Kernel = Kernel::new::<NormParams>(
+    "group_norm.wgsl",
+    include_str!("../../shaders/group_norm.wgsl"),
+    "group_norm_forward",
+    &[(1, R), (6, R), (7, R), (3, W), (4, W), (5, W)],
+);
+/// Threads in a workgroup of `group_norm.wgsl`: one SIMD group of lavapipe, so that the few
+/// threads (images times vec4s of channels: 128 for seed 001's first activations) make enough
+/// workgroups for every core (16 there, against 2 of 64 threads; no faster on a 2-core
+/// machine, 2.3-2.5 against 2.3-2.4 ms forward in alternated runs).
+const GROUP_NORM_WG: u64 = 8;
+/// The bindings of `group_norm_backward`: dout, x, mean, inv_std, gamma; dx, t1, t2 (the sums
+/// of dout and dout * xhat per image and channel).
+pub(crate) const GROUP_NORM_BACKWARD: Kernel = GROUP_NORM_FORWARD.entry(
+    "group_norm_backward",
+    &[
+        (1, R),
+        (11, R),
+        (12, R),
+        (10, R),
+        (6, R),
+        (3, W),
+        (4, W),
+        (5, W),
+    ],
+);
 
 /// The running statistics of a batch norm layer, on the GPU: `None` until the first
 /// train-mode pass, which starts them at zeros (as cs231n does).
@@ -251,6 +288,35 @@ impl Gpu {
     ) -> Result<()> {
         let args: Vec<Arg> = args.iter().map(|t| Arg::Whole(t)).collect();
         self.launch(k, consts, 1, &args, |_| Ok((p, workgroups)))
+    }
+
+    /// Whether group norm of layout `l` runs in one dispatch each way (`group_norm.wgsl`, one
+    /// thread per image and vec4 of channels): on adapters that want it
+    /// (`Quirks::group_norm_threads`), channels a multiple of 4 with 1, 2 or 4 per group (a
+    /// vec4 holds whole groups), and every thread's loops within the loop budget. A choice by
+    /// shape and adapter, never by timing: the two paths add in different orders, and a
+    /// tensor's result may not depend on a tuning cache.
+    fn group_norm_fused(&self, l: &Layout) -> bool {
+        if !self.quirks().group_norm_threads
+            || l.groups == 0
+            || !l.c.is_multiple_of(4)
+            || !4usize.is_multiple_of(l.cg)
+        {
+            return false;
+        }
+        let threads = (l.m * l.c / 4) as u64;
+        let per_thread = threads.div_ceil(self.group_norm_workgroups(l) * GROUP_NORM_WG);
+        // Two passes over the image's pixels, and a few short loops.
+        self.within_loop_budget(per_thread * (2 * l.pixels as u64 + 12))
+            && self.within_loop_budget(l.m as u64 + 1)
+    }
+
+    /// Workgroups of the one-dispatch group norm, [`GROUP_NORM_WG`] threads each: a thread per
+    /// image and vec4 of channels.
+    fn group_norm_workgroups(&self, l: &Layout) -> u64 {
+        ((l.m * l.c / 4) as u64)
+            .div_ceil(GROUP_NORM_WG)
+            .min(self.quirks().grid_cap)
     }
 
     /// Checks `x`, `gamma`, `beta` and returns the layout for `groups` (0: batch norm).
@@ -459,8 +525,23 @@ impl Gpu {
         }
         let l = self.norm_layout(x, gamma, beta, gn.groups, "spatial_groupnorm_forward input")?;
         let y = self.alloc("groupnorm output", x.shape(), false)?;
-        let (mean, inv_std) = self.normalise(x, &l, gn.eps, None)?;
-        self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
+        let (mean, inv_std) = if self.group_norm_fused(&l) {
+            let mean = self.alloc("norm mean", &[l.stats], false)?;
+            let inv_std = self.alloc("norm inv_std", &[l.stats], false)?;
+            let p = NormParams {
+                eps: gn.eps as f32,
+                ..l.params(l.m * l.c / 4)?
+            };
+            let args = [x, gamma, beta, &y, &mean, &inv_std];
+            let workgroups = self.group_norm_workgroups(&l);
+            let consts = [("WG", GROUP_NORM_WG as u32)];
+            self.norm_dispatch(&GROUP_NORM_FORWARD, &consts, p, workgroups, &args)?;
+            (mean, inv_std)
+        } else {
+            let (mean, inv_std) = self.normalise(x, &l, gn.eps, None)?;
+            self.norm_apply(x, &mean, &inv_std, gamma, beta, &l, &y)?;
+            (mean, inv_std)
+        };
         Ok((
             y,
             NormCache {
@@ -508,6 +589,9 @@ impl Gpu {
         // gamma stands in for beta (same shape): the backward needs only the layout.
         let gamma = &cache.gamma;
         let l = self.norm_layout(x_like, gamma, gamma, cache.groups, "norm backward")?;
+        if self.group_norm_fused(&l) {
+            return self.group_norm_fused_backward(dout, cache, &l);
+        }
         // Per-channel sums of dout and dout * xhat: over everything (batch norm), per sample
         // (group norm).
         let per_image = cache.groups != 0;
@@ -557,5 +641,67 @@ impl Gpu {
             self.norm_launch(&NORM_DX, p, &args)?;
         }
         Ok(NormGrads { dx, dgamma, dbeta })
+    }
+
+    /// Group norm's backward pass, one workgroup per image (see [`Gpu::group_norm_fused`]):
+    /// each image's channel sums of `dout` and `dout * xhat`, its `dx`, and the sums per image
+    /// and channel, which `channel_sums` adds over the images into `dbeta` and `dgamma`.
+    fn group_norm_fused_backward(
+        &self,
+        dout: &Tensor,
+        cache: &NormCache,
+        l: &Layout,
+    ) -> Result<NormGrads> {
+        let dx = self.alloc("norm dx", cache.x.shape(), false)?;
+        let t1 = self.alloc("group norm sums of dout", &[l.m, l.c], false)?;
+        let t2 = self.alloc("group norm sums of dout * xhat", &[l.m, l.c], false)?;
+        let (x, mean, inv_std, gamma) = (&cache.x, &cache.mean, &cache.inv_std, &cache.gamma);
+        let args = [dout, x, mean, inv_std, gamma, &dx, &t1, &t2];
+        let (p, workgroups) = (l.params(l.m * l.c / 4)?, self.group_norm_workgroups(l));
+        let consts = [("WG", GROUP_NORM_WG as u32)];
+        self.norm_dispatch(&GROUP_NORM_BACKWARD, &consts, p, workgroups, &args)?;
+        let dbeta = self.alloc("norm dbeta", &[l.c], false)?;
+        let dgamma = self.alloc("norm dgamma", &[l.c], false)?;
+        let p = NormParams {
+            rows: count(l.m)?,
+            ..l.params(l.c)?
+        };
+        self.norm_launch_inner(&CHANNEL_SUMS, p, l.m, &[&t1, &t2, &dbeta, &dgamma])?;
+        Ok(NormGrads { dx, dgamma, dbeta })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The one-dispatch group norm is the path that the GPU-against-CPU tests exercise on CPU
+    /// adapters wherever a vec4 holds whole groups, and only there.
+    #[test]
+    fn group_norm_is_one_dispatch_each_way_where_a_vec4_holds_whole_groups() {
+        let gpu = Gpu::new().expect("an adapter");
+        if !gpu.quirks().group_norm_threads {
+            eprintln!("skipped: this adapter runs group norm as statistics, then element-wise");
+            return;
+        }
+        let fused = |shape: [usize; 4], groups: usize| {
+            let x = gpu.zeros(&shape).unwrap();
+            let gamma = gpu.zeros(&[shape[3]]).unwrap();
+            let l = gpu.norm_layout(&x, &gamma, &gamma, groups, "test").unwrap();
+            gpu.group_norm_fused(&l)
+        };
+        // Seed 001's first activations in 2 groups; 4, 2 and 1 channels a group.
+        assert!(fused([64, 64, 64, 8], 2));
+        assert!(fused([2, 3, 3, 12], 3));
+        assert!(fused([2, 3, 3, 12], 6));
+        assert!(fused([2, 3, 3, 12], 12));
+        // Groups across vec4s, channels not a multiple of 4, batch norm.
+        assert!(!fused([2, 3, 3, 12], 1));
+        assert!(!fused([2, 3, 3, 6], 3));
+        assert!(!fused([2, 3, 3, 12], 0));
+        if gpu.loop_budget().is_some() {
+            // The per-channel sums over 140000 images would outrun the loop budget.
+            assert!(!fused([140_000, 1, 1, 8], 2));
+        }
     }
 }

@@ -1,0 +1,169 @@
+// Group norm in one dispatch on CPU adapters: one thread per image and vec4 of channels, which
+// holds whole groups (channels per group 1, 2 or 4), computes their statistics in one pass over
+// the image and then its element-wise pass, with no workgroup memory and no barrier (llvmpipe
+// runs a kernel with barriers about twice as slowly). A SIMD group's lanes then stream a few
+// images, each read twice while it is still in the core's cache (see `Gpu::group_norm_fused`).
+//   group_norm_forward:  per channel, the sums of d = x - shift and d^2 over the pixels (the shift
+//                        of each statistic its first element, as reduce.wgsl's MODE 3), per group
+//                        its channels' sums in channel order and, as norm.wgsl's finish_stats,
+//                        mean = shift + S1 / n, var = max(S2 / n - (S1 / n)^2, 0),
+//                        inv_std = 1 / sqrt(var + eps); then y = gamma * xhat + beta as apply4
+//   group_norm_backward: per channel, the sums of dout (t1) and dout * xhat (t2) as reduce.wgsl's
+//                        MODE 4, written per image and channel (dbeta and dgamma are their sums
+//                        over the images: norm.wgsl's channel_sums); per group
+//                        sd = sum gamma * t1, sdx = sum gamma * t2 (fma in channel order, as
+//                        finish_grads); then dx as norm_dx4 (train mode)
+// Bindings: 0 params; forward: 1 x, 6 gamma, 7 beta: read; 3 y, 4 mean, 5 inv_std: write.
+// Backward: 1 dout, 6 gamma, 10 inv_std, 11 x, 12 mean: read; 3 dx, 4 t1, 5 t2: write.
+
+override WG: u32 = 64u;
+
+struct Params {
+    total: u32,      // threads: images * C / 4
+    c: u32,
+    per_image: u32,  // H * W * C
+    groups: u32,
+    cg: u32,         // 1, 2 or 4
+    n: f32,          // elements per statistic: H * W * cg
+    eps: f32,
+    momentum: f32,
+    update: u32,
+    train: u32,
+    rows: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> dst: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> dst2: array<f32>;
+@group(0) @binding(5) var<storage, read_write> dst3: array<f32>;
+@group(0) @binding(6) var<storage, read> gamma: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> beta: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> inv: array<f32>;
+@group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> mean: array<f32>;
+
+// A thread's image and vec4 of channels: image-major, so that neighbouring lanes read
+// neighbouring channels of one pixel.
+struct Item {
+    img: u32,
+    col: u32,
+    base: u32,  // the image's first vec4
+    c4: u32,
+}
+
+fn item_of(t: u32) -> Item {
+    let c4 = p.c / 4u;
+    let img = t / c4;
+    return Item(img, t % c4, img * (p.per_image / 4u), c4);
+}
+
+// Per channel, the sum of its group's channels' v (the group's channels in order).
+fn group_sums(v: vec4<f32>) -> vec4<f32> {
+    if (p.cg == 1u) {
+        return v;
+    }
+    if (p.cg == 2u) {
+        let a = v.x + v.y;
+        let b = v.z + v.w;
+        return vec4<f32>(a, a, b, b);
+    }
+    return vec4<f32>(((v.x + v.y) + v.z) + v.w);
+}
+
+// Per channel, its group's sum of g * v, fma in channel order (as finish_grads).
+fn group_dots(g: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+    if (p.cg == 1u) {
+        return g * v;
+    }
+    if (p.cg == 2u) {
+        let a = fma(g.y, v.y, g.x * v.x);
+        let b = fma(g.w, v.w, g.z * v.z);
+        return vec4<f32>(a, a, b, b);
+    }
+    return vec4<f32>(fma(g.w, v.w, fma(g.z, v.z, fma(g.y, v.y, g.x * v.x))));
+}
+
+// The statistic of each of the item's channels.
+fn stats_of(it: Item) -> vec4<u32> {
+    let c = vec4<u32>(it.col * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    return vec4<u32>(it.img * p.groups) + c / vec4<u32>(p.cg);
+}
+
+@compute @workgroup_size(WG)
+fn group_norm_forward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    let pix = p.per_image / p.c;
+    for (var t = (wid.y * nwg.x + wid.x) * WG + lid; t < p.total; t += grid) {
+        let it = item_of(t);
+        // The shift of each channel: its group's first element (in this vec4 of pixel 0).
+        let v0 = src[it.base + it.col];
+        let f = (vec4<u32>(0u, 1u, 2u, 3u) / vec4<u32>(p.cg)) * vec4<u32>(p.cg);
+        let shift = vec4<f32>(v0[f.x], v0[f.y], v0[f.z], v0[f.w]);
+        var a = vec4<f32>(0.0);
+        var b = vec4<f32>(0.0);
+        for (var q = 0u; q < pix; q++) {
+            let d = src[it.base + q * it.c4 + it.col] - shift;
+            a += d;
+            b = fma(d, d, b);
+        }
+        let m1 = group_sums(a) / p.n;
+        let m = shift + m1;
+        let k = 1.0 / sqrt(max(group_sums(b) / p.n - m1 * m1, vec4<f32>(0.0)) + p.eps);
+        let s = stats_of(it);
+        for (var j = 0u; j < 4u; j += p.cg) {
+            dst2[s[j]] = m[j];
+            dst3[s[j]] = k[j];
+        }
+        let gm = gamma[it.col];
+        let bt = beta[it.col];
+        // Back from the last pixel: the first pass's last reads are the likeliest in cache.
+        for (var q = pix; q > 0u; q--) {
+            let i = it.base + (q - 1u) * it.c4 + it.col;
+            let xhat = (src[i] - m) * k;
+            dst[i] = fma(gm, xhat, bt);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn group_norm_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let grid = nwg.x * nwg.y * WG;
+    let pix = p.per_image / p.c;
+    for (var t = (wid.y * nwg.x + wid.x) * WG + lid; t < p.total; t += grid) {
+        let it = item_of(t);
+        let s = stats_of(it);
+        let m = vec4<f32>(mean[s.x], mean[s.y], mean[s.z], mean[s.w]);
+        let k = vec4<f32>(inv[s.x], inv[s.y], inv[s.z], inv[s.w]);
+        var a = vec4<f32>(0.0);
+        var b = vec4<f32>(0.0);
+        for (var q = 0u; q < pix; q++) {
+            let i = it.base + q * it.c4 + it.col;
+            let v = src[i];
+            a += v;
+            b = fma(v, (x4[i] - m) * k, b);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            dst2[it.img * p.c + it.col * 4u + j] = a[j];
+            dst3[it.img * p.c + it.col * 4u + j] = b[j];
+        }
+        let gm = gamma[it.col];
+        // dx = a * dout + k * xhat + b as norm_dx4's dx_terms (train mode).
+        let f = -k / p.n;
+        let ta = k * gm;
+        let tk = f * group_dots(gm, b);
+        let tb = f * group_dots(gm, a);
+        for (var q = pix; q > 0u; q--) { // (back, as in the forward pass)
+            let i = it.base + (q - 1u) * it.c4 + it.col;
+            dst[i] = fma(ta, src[i], fma(tk, (x4[i] - m) * k, tb));
+        }
+    }
+}
