@@ -202,7 +202,7 @@ fn norm_dx(
 }
 
 // dbeta[c] = sum over the images of src[i * C + c], dgamma[c] of aux (group norm's per-image
-// channel sums, group_norm.wgsl's t1 and t2), in image order: `rows` images, one item a channel.
+// channel sums, norm_images.wgsl's t1 and t2), in image order: `rows` images, one item a channel.
 @compute @workgroup_size(WG)
 fn channel_sums(
     @builtin(workgroup_id) wid: vec3<u32>,

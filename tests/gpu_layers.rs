@@ -188,9 +188,13 @@ fn norms_match_the_cpu_reference_when_threads_loop_over_pixels_and_images() {
     for (shape, groups) in [
         ([20, 64, 64, 8], 0),
         ([20, 64, 64, 8], 2),
-        // 2 and 1 channels a group (on CPU adapters: one thread per image and vec4 of channels).
+        // 2 and 1 channels a group (on CPU adapters: one thread per image and vec4 of channels,
+        // one dispatch each way), then batch norm and 8 channels a group with the sums taken
+        // image by image there.
         ([16, 32, 32, 12], 6),
         ([9, 16, 16, 4], 4),
+        ([64, 16, 16, 8], 0),
+        ([16, 8, 8, 16], 2),
         ([140_000, 1, 1, 8], 2),
         // Group norm's per-channel sums over 7000 images: partial sums too many for one
         // thread's loop on llvmpipe (folded first), then 7000 terms a channel.
@@ -466,6 +470,9 @@ fn every_kernel_with_a_reduction_is_bitwise_deterministic() {
         .into_dimensionality::<Ix4>()
         .unwrap();
     let gamma8 = randn(&mut rng, &[8]).into_dimensionality::<Ix1>().unwrap();
+    let x32 = randn(&mut rng, &[32, 3, 3, 8])
+        .into_dimensionality::<Ix4>()
+        .unwrap();
     let run = || {
         let g = gpu();
         let (out, ac) = g.affine_forward(&up(&x), &up(&w), &up(&b)).unwrap();
@@ -493,9 +500,38 @@ fn every_kernel_with_a_reduction_is_bitwise_deterministic() {
             .spatial_groupnorm_forward(&up(&x8), &up(&gamma8), &up(&gamma8), GroupNorm::new(4))
             .unwrap();
         let gg4 = g.spatial_groupnorm_backward(&z4, &gc4).unwrap();
+        // Enough images and vec4 channels for the sums image by image (CPU adapters).
+        let mut st32 = BatchNormState::new();
+        let (y32, bc32) = g
+            .spatial_batchnorm_forward(
+                &up(&x32),
+                &up(&gamma8),
+                &up(&gamma8),
+                &mut st32,
+                BatchNorm::train(),
+            )
+            .unwrap();
+        let bg32 = g.spatial_batchnorm_backward(&y32, &bc32).unwrap();
         [
-            loss, ag.dx, ag.dw, ag.db, y, bg.dx, bg.dgamma, bg.dbeta, gg.dx, gg.dgamma, gg.dbeta,
-            z4, gg4.dx, gg4.dgamma, gg4.dbeta,
+            loss,
+            ag.dx,
+            ag.dw,
+            ag.db,
+            y,
+            bg.dx,
+            bg.dgamma,
+            bg.dbeta,
+            gg.dx,
+            gg.dgamma,
+            gg.dbeta,
+            z4,
+            gg4.dx,
+            gg4.dgamma,
+            gg4.dbeta,
+            y32,
+            bg32.dx,
+            bg32.dgamma,
+            bg32.dbeta,
         ]
         .iter()
         .map(down)

@@ -148,16 +148,19 @@ pub(crate) struct Quirks {
     /// (not autotuned) reads its rows through X's texture (seed 001's first layer 4.15 -> 3.44
     /// ms).
     pub texture_first: bool,
-    /// Whether group norm runs one thread per image and vec4 of channels (`group_norm.wgsl`),
-    /// where that holds whole groups: the statistics and the element-wise pass in one
-    /// dispatch each way, no partial sums, no barrier. CPU adapters: a GPU wants far more
-    /// threads than images times vec4s of channels. On lavapipe, seed 001's first activations
-    /// (64x64x64x8, 2 groups), medians of 9 in 4 alternated pairs against the statistics,
-    /// then element-wise passes (three dispatches each way): forward 2.38-2.48 against
-    /// 2.75-3.20 ms, backward 3.92-4.28 against 4.40-4.95 ms (outside two slow spells of
-    /// the machine). A workgroup tree instead (one workgroup per image) ran at half the
-    /// speed: lavapipe runs kernels with barriers as coroutines.
-    pub group_norm_threads: bool,
+    /// Whether the norms run image by image (`norm_images.wgsl`): one thread per image and
+    /// vec4 of channels, no partial sums across threads, no barrier. Group norm, where the
+    /// vec4 holds whole groups, in one dispatch each way (statistics and element-wise pass);
+    /// elsewhere (batch norm, larger groups) the per-image sums take the reduction's place.
+    /// CPU adapters: a GPU wants far more threads than images times vec4s of channels. On
+    /// lavapipe, seed 001's first activations (64x64x64x8), medians of 9 in 4 alternated
+    /// pairs: group norm (2 groups) forward 2.38-2.48 against 2.75-3.20 ms, backward
+    /// 3.92-4.28 against 4.40-4.95 ms (three dispatches each way before; outside two slow
+    /// spells of the machine); batch norm's sums 0.83-0.86 against 1.06-1.08 ms (forward),
+    /// 1.59-1.63 against 1.86-1.96 ms (backward), the layer 2.50-2.62 against 2.72-2.79 and
+    /// 3.86-4.03 against 4.17-4.40 ms. A workgroup tree instead (one workgroup per image) ran
+    /// at half the speed: lavapipe runs kernels with barriers as coroutines.
+    pub norm_images: bool,
     /// On OpenGL, wgpu shares one context between threads and panics when a thread waits more
     /// than a few seconds for it (while another waits for the device, say): one thread at a time
     /// talks to the device, and waits are cut into 50 ms slices.
@@ -190,7 +193,7 @@ impl Quirks {
             uniform_windows: limits.max_uniform_buffer_binding_size >= WINDOW_BYTES,
             spread_windows: subgroup.filter(|_| cpu_adapter),
             texture_first: cpu_adapter,
-            group_norm_threads: cpu_adapter,
+            norm_images: cpu_adapter,
             serialize: info.backend == wgpu::Backend::Gl,
             subgroup,
             loop_budget: [&info.name, &info.driver]

@@ -309,6 +309,8 @@ mod tests {
         for k in [
             super::super::norm::GROUP_NORM_FORWARD,
             super::super::norm::GROUP_NORM_BACKWARD,
+            super::super::norm::IMAGE_SUMS_SHIFTED,
+            super::super::norm::IMAGE_SUMS_NORMALISED,
         ] {
             all.push((k, vec![("WG", 8)]));
         }

@@ -12,11 +12,13 @@
 //! pass -> `finish_grads`: `dbeta`, `dgamma`, and the sums per statistic weighted by `gamma`
 //! -> `dx` element by element.
 //!
-//! Group norm on CPU adapters, where each vec4 of channels holds whole groups (1, 2 or 4
-//! channels a group), is one dispatch each way instead (`shaders/group_norm.wgsl`): a thread per
-//! image and vec4 of channels sums its pixels, computes its groups' statistics as
-//! `finish_stats` does, then runs the element-wise pass over the same pixels (the backward pass
-//! also writes its per-image channel sums, which `channel_sums` adds over the images).
+//! On CPU adapters the norms run image by image (`shaders/norm_images.wgsl`, a thread per image
+//! and vec4 of channels, no barrier). Group norm, where each vec4 of channels holds whole
+//! groups (1, 2 or 4 channels a group), is one dispatch each way: each thread sums its pixels,
+//! computes its groups' statistics as `finish_stats` does, then runs the element-wise pass over
+//! the same pixels (the backward pass also writes its per-image channel sums, which
+//! `channel_sums` adds over the images). Elsewhere the per-image sums take the reduction's
+//! place, as the partial rows that `finish_stats` and `finish_grads` fold.
 //!
 //! On CPU adapters the reduction leaves a few rows of partial sums per channel (its last pass
 //! is a serial fold, see `Gpu::partial_sums`); `finish_stats` and `finish_grads` add them in
@@ -103,12 +105,20 @@ pub(crate) const CHANNEL_SUMS: Kernel =
 /// Group norm in one dispatch (CPU adapters, see [`Gpu::group_norm_fused`]); the bindings of
 /// `group_norm_forward`: x, gamma, beta; y, mean, inv_std.
 pub(crate) const GROUP_NORM_FORWARD: Kernel = Kernel::new::<NormParams>(
-    "group_norm.wgsl",
-    include_str!("../../shaders/group_norm.wgsl"),
+    "norm_images.wgsl",
+    include_str!("../../shaders/norm_images.wgsl"),
     "group_norm_forward",
     &[(1, R), (6, R), (7, R), (3, W), (4, W), (5, W)],
 );
-/// Threads in a workgroup of `group_norm.wgsl`: one SIMD group of lavapipe, so that the few
+/// The per-image sums of `norm_images.wgsl` (see [`Gpu::image_partials`]); bindings: x; t1, t2.
+pub(crate) const IMAGE_SUMS_SHIFTED: Kernel =
+    GROUP_NORM_FORWARD.entry("image_sums_shifted", &[(1, R), (4, W), (5, W)]);
+/// Bindings: dout, x, mean, inv_std; t1, t2.
+pub(crate) const IMAGE_SUMS_NORMALISED: Kernel = GROUP_NORM_FORWARD.entry(
+    "image_sums_normalised",
+    &[(1, R), (11, R), (12, R), (10, R), (4, W), (5, W)],
+);
+/// Threads in a workgroup of `norm_images.wgsl`: one SIMD group of lavapipe, so that the few
 /// threads (images times vec4s of channels: 128 for seed 001's first activations) make enough
 /// workgroups for every core (16 there, against 2 of 64 threads; no faster on a 2-core
 /// machine, 2.3-2.5 against 2.3-2.4 ms forward in alternated runs).
@@ -290,14 +300,14 @@ impl Gpu {
         self.launch(k, consts, 1, &args, |_| Ok((p, workgroups)))
     }
 
-    /// Whether group norm of layout `l` runs in one dispatch each way (`group_norm.wgsl`, one
+    /// Whether group norm of layout `l` runs in one dispatch each way (`norm_images.wgsl`, one
     /// thread per image and vec4 of channels): on adapters that want it
-    /// (`Quirks::group_norm_threads`), channels a multiple of 4 with 1, 2 or 4 per group (a
+    /// (`Quirks::norm_images`), channels a multiple of 4 with 1, 2 or 4 per group (a
     /// vec4 holds whole groups), and every thread's loops within the loop budget. A choice by
     /// shape and adapter, never by timing: the two paths add in different orders, and a
     /// tensor's result may not depend on a tuning cache.
     fn group_norm_fused(&self, l: &Layout) -> bool {
-        if !self.quirks().group_norm_threads
+        if !self.quirks().norm_images
             || l.groups == 0
             || !l.c.is_multiple_of(4)
             || !4usize.is_multiple_of(l.cg)
@@ -309,6 +319,54 @@ impl Gpu {
         // Two passes over the image's pixels, and a few short loops.
         self.within_loop_budget(per_thread * (2 * l.pixels as u64 + 12))
             && self.within_loop_budget(l.m as u64 + 1)
+    }
+
+    /// Whether the sums of a norm of layout `l` are taken per image and vec4 of channels
+    /// (`image_sums_*` of `norm_images.wgsl`, one thread each, no barrier) instead of by the
+    /// reduction: on the adapters of [`Gpu::group_norm_fused`], channels a multiple of 4,
+    /// threads enough for a few workgroups a core, and every thread's loop within the loop
+    /// budget. By shape and adapter, never by timing (the two add in different orders).
+    fn image_sums(&self, l: &Layout) -> bool {
+        if !self.quirks().norm_images || !l.c.is_multiple_of(4) {
+            return false;
+        }
+        let threads = (l.m * l.c / 4) as u64;
+        let per_thread = threads.div_ceil(self.group_norm_workgroups(l) * GROUP_NORM_WG);
+        threads >= 8 * GROUP_NORM_WG && self.within_loop_budget(per_thread * (l.pixels as u64 + 6))
+    }
+
+    /// The sums of the norm terms of `a` (`x` forward; `dout` backward, with the normalised
+    /// input's `x`, mean and `inv_std`) per image and channel, as the partial sums that
+    /// `finish_stats` and `finish_grads` fold: batch norm's `m` rows of one segment, group
+    /// norm's `m` segments of one row.
+    fn image_partials(
+        &self,
+        a: &Tensor,
+        normalised: Option<[&Tensor; 3]>,
+        l: &Layout,
+    ) -> Result<Partials> {
+        let t1 = self.alloc("norm sums per image", &[l.m, l.c], false)?;
+        let t2 = self.alloc("norm sums per image (second)", &[l.m, l.c], false)?;
+        let consts = [("WG", GROUP_NORM_WG as u32)];
+        let (p, workgroups) = (l.params(l.m * l.c / 4)?, self.group_norm_workgroups(l));
+        match normalised {
+            None => {
+                let args = [a, &t1, &t2];
+                self.norm_dispatch(&IMAGE_SUMS_SHIFTED, &consts, p, workgroups, &args)?;
+            }
+            Some([x, mean, inv_std]) => {
+                let args = [a, x, mean, inv_std, &t1, &t2];
+                self.norm_dispatch(&IMAGE_SUMS_NORMALISED, &consts, p, workgroups, &args)?;
+            }
+        }
+        let batch = l.groups == 0;
+        Ok(Partials {
+            first: t1,
+            second: Some(t2),
+            segments: if batch { 1 } else { l.m },
+            rows: if batch { l.m } else { 1 },
+            cols: l.c,
+        })
     }
 
     /// Workgroups of the one-dispatch group norm, [`GROUP_NORM_WG`] threads each: a thread per
@@ -382,7 +440,11 @@ impl Gpu {
             cg: l.cg,
         };
         let per_image = l.groups != 0;
-        let part = self.partial_sums(x, shifted, (l.m, l.pixels, l.c), per_image, None)?;
+        let part = if self.image_sums(l) {
+            self.image_partials(x, None, l)?
+        } else {
+            self.partial_sums(x, shifted, (l.m, l.pixels, l.c), per_image, None)?
+        };
         let part = self.foldable(part, |rows| l.cg * (rows + 1))?;
         let t2 = part.pair()?;
         let mean = self.alloc("norm mean", &[l.stats], false)?;
@@ -602,7 +664,12 @@ impl Gpu {
             groups: l.groups,
             cg: l.cg,
         };
-        let part = self.partial_sums(dout, normalised, (l.m, l.pixels, l.c), per_image, None)?;
+        let part = if self.image_sums(&l) {
+            let stats = [&cache.x, &cache.mean, &cache.inv_std];
+            self.image_partials(dout, Some(stats), &l)?
+        } else {
+            self.partial_sums(dout, normalised, (l.m, l.pixels, l.c), per_image, None)?
+        };
         // Serial iterations of an item: a statistic's channels, or a channel's images.
         let inner = |rows: usize| (rows + 1) * l.cg.max(if per_image { l.m } else { 1 });
         let part = self.foldable(part, inner)?;
@@ -675,33 +742,42 @@ impl Gpu {
 mod tests {
     use super::*;
 
-    /// The one-dispatch group norm is the path that the GPU-against-CPU tests exercise on CPU
-    /// adapters wherever a vec4 holds whole groups, and only there.
+    /// The paths that the GPU-against-CPU tests exercise on CPU adapters: group norm in one
+    /// dispatch each way wherever a vec4 holds whole groups, the sums image by image for batch
+    /// norm and larger groups where there are threads enough, the reduction elsewhere.
     #[test]
-    fn group_norm_is_one_dispatch_each_way_where_a_vec4_holds_whole_groups() {
+    fn the_norms_run_image_by_image_where_channels_are_vec4s() {
         let gpu = Gpu::new().expect("an adapter");
-        if !gpu.quirks().group_norm_threads {
-            eprintln!("skipped: this adapter runs group norm as statistics, then element-wise");
+        if !gpu.quirks().norm_images {
+            eprintln!("skipped: this adapter runs the norms as reduction, then element-wise");
             return;
         }
-        let fused = |shape: [usize; 4], groups: usize| {
+        // (one dispatch each way, sums image by image) for a shape and a group count.
+        let paths = |shape: [usize; 4], groups: usize| {
             let x = gpu.zeros(&shape).unwrap();
             let gamma = gpu.zeros(&[shape[3]]).unwrap();
             let l = gpu.norm_layout(&x, &gamma, &gamma, groups, "test").unwrap();
-            gpu.group_norm_fused(&l)
+            (gpu.group_norm_fused(&l), gpu.image_sums(&l))
         };
         // Seed 001's first activations in 2 groups; 4, 2 and 1 channels a group.
-        assert!(fused([64, 64, 64, 8], 2));
-        assert!(fused([2, 3, 3, 12], 3));
-        assert!(fused([2, 3, 3, 12], 6));
-        assert!(fused([2, 3, 3, 12], 12));
+        assert!(paths([64, 64, 64, 8], 2).0);
+        assert!(paths([2, 3, 3, 12], 3).0);
+        assert!(paths([2, 3, 3, 12], 6).0);
+        assert!(paths([2, 3, 3, 12], 12).0);
         // Groups across vec4s, channels not a multiple of 4, batch norm.
-        assert!(!fused([2, 3, 3, 12], 1));
-        assert!(!fused([2, 3, 3, 6], 3));
-        assert!(!fused([2, 3, 3, 12], 0));
+        assert!(!paths([2, 3, 3, 12], 1).0);
+        assert!(!paths([2, 3, 3, 6], 3).0);
+        assert!(!paths([2, 3, 3, 12], 0).0);
+        // Sums image by image: seed 001's first activations, batch norm; group norm with 8
+        // channels a group.
+        assert_eq!(paths([64, 64, 64, 8], 0), (false, true));
+        assert_eq!(paths([16, 8, 8, 16], 2), (false, true));
+        // Too few threads (images times vec4s of channels), channels not vec4s.
+        assert!(!paths([20, 64, 64, 8], 0).1);
+        assert!(!paths([64, 3, 3, 6], 0).1);
         if gpu.loop_budget().is_some() {
             // The per-channel sums over 140000 images would outrun the loop budget.
-            assert!(!fused([140_000, 1, 1, 8], 2));
+            assert!(!paths([140_000, 1, 1, 8], 2).0);
         }
     }
 }
