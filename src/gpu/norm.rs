@@ -102,8 +102,8 @@ pub(crate) const NORM_DX: Kernel = INV_STD_OF.entry("norm_dx", DX_BINDINGS);
 /// The bindings of `channel_sums`: t1, t2 (per image and channel); dbeta, dgamma.
 pub(crate) const CHANNEL_SUMS: Kernel =
     INV_STD_OF.entry("channel_sums", &[(1, R), (2, R), (3, W), (4, W)]);
-/// Group norm in one dispatch (CPU adapters, see [`Gpu::group_norm_fused`]); the bindings of
-/// `group_norm_forward`: x, gamma, beta; y, mean, inv_std.
+/// Group norm in one dispatch each way (CPU adapters, see [`Gpu::group_norm_fused`]); the
+/// bindings of `group_norm_forward`: x, gamma, beta; y, mean, inv_std.
 pub(crate) const GROUP_NORM_FORWARD: Kernel = Kernel::new::<NormParams>(
     "norm_images.wgsl",
     include_str!("../../shaders/norm_images.wgsl"),
@@ -118,11 +118,11 @@ pub(crate) const IMAGE_SUMS_NORMALISED: Kernel = GROUP_NORM_FORWARD.entry(
     "image_sums_normalised",
     &[(1, R), (11, R), (12, R), (10, R), (4, W), (5, W)],
 );
-/// Threads in a workgroup of `norm_images.wgsl`: one SIMD group of lavapipe, so that the few
+/// Threads in a workgroup of the `norm_images.wgsl` kernels: one SIMD group of lavapipe, so that the few
 /// threads (images times vec4s of channels: 128 for seed 001's first activations) make enough
 /// workgroups for every core (16 there, against 2 of 64 threads; no faster on a 2-core
 /// machine, 2.3-2.5 against 2.3-2.4 ms forward in alternated runs).
-const GROUP_NORM_WG: u64 = 8;
+const IMAGE_WG: u64 = 8;
 /// The bindings of `group_norm_backward`: dout, x, mean, inv_std, gamma; dx, t1, t2 (the sums
 /// of dout and dout * xhat per image and channel).
 pub(crate) const GROUP_NORM_BACKWARD: Kernel = GROUP_NORM_FORWARD.entry(
@@ -314,11 +314,8 @@ impl Gpu {
         {
             return false;
         }
-        let threads = (l.m * l.c / 4) as u64;
-        let per_thread = threads.div_ceil(self.group_norm_workgroups(l) * GROUP_NORM_WG);
-        // Two passes over the image's pixels, and a few short loops.
-        self.within_loop_budget(per_thread * (2 * l.pixels as u64 + 12))
-            && self.within_loop_budget(l.m as u64 + 1)
+        // Two passes over the image's pixels and a few short loops; channel_sums' images.
+        self.image_loops_fit(l, 2 * l.pixels as u64 + 12) && self.within_loop_budget(l.m as u64 + 1)
     }
 
     /// Whether the sums of a norm of layout `l` are taken per image and vec4 of channels
@@ -331,8 +328,16 @@ impl Gpu {
             return false;
         }
         let threads = (l.m * l.c / 4) as u64;
-        let per_thread = threads.div_ceil(self.group_norm_workgroups(l) * GROUP_NORM_WG);
-        threads >= 8 * GROUP_NORM_WG && self.within_loop_budget(per_thread * (l.pixels as u64 + 6))
+        threads >= 8 * IMAGE_WG && self.image_loops_fit(l, l.pixels as u64 + 6)
+    }
+
+    /// Whether a `norm_images.wgsl` kernel whose threads each run `per_image` loop iterations
+    /// for an image stays within the loop budget (a thread takes several images when the grid
+    /// is capped).
+    fn image_loops_fit(&self, l: &Layout, per_image: u64) -> bool {
+        let threads = (l.m * l.c / 4) as u64;
+        let per_thread = threads.div_ceil(self.image_workgroups(l) * IMAGE_WG);
+        self.within_loop_budget(per_thread * per_image)
     }
 
     /// The sums of the norm terms of `a` (`x` forward; `dout` backward, with the normalised
@@ -347,16 +352,12 @@ impl Gpu {
     ) -> Result<Partials> {
         let t1 = self.alloc("norm sums per image", &[l.m, l.c], false)?;
         let t2 = self.alloc("norm sums per image (second)", &[l.m, l.c], false)?;
-        let consts = [("WG", GROUP_NORM_WG as u32)];
-        let (p, workgroups) = (l.params(l.m * l.c / 4)?, self.group_norm_workgroups(l));
+        let p = l.params(l.m * l.c / 4)?;
         match normalised {
-            None => {
-                let args = [a, &t1, &t2];
-                self.norm_dispatch(&IMAGE_SUMS_SHIFTED, &consts, p, workgroups, &args)?;
-            }
+            None => self.image_dispatch(&IMAGE_SUMS_SHIFTED, l, p, &[a, &t1, &t2])?,
             Some([x, mean, inv_std]) => {
                 let args = [a, x, mean, inv_std, &t1, &t2];
-                self.norm_dispatch(&IMAGE_SUMS_NORMALISED, &consts, p, workgroups, &args)?;
+                self.image_dispatch(&IMAGE_SUMS_NORMALISED, l, p, &args)?;
             }
         }
         let batch = l.groups == 0;
@@ -369,12 +370,24 @@ impl Gpu {
         })
     }
 
-    /// Workgroups of the one-dispatch group norm, [`GROUP_NORM_WG`] threads each: a thread per
+    /// Workgroups of the `norm_images.wgsl` kernels, [`IMAGE_WG`] threads each: a thread per
     /// image and vec4 of channels.
-    fn group_norm_workgroups(&self, l: &Layout) -> u64 {
+    fn image_workgroups(&self, l: &Layout) -> u64 {
         ((l.m * l.c / 4) as u64)
-            .div_ceil(GROUP_NORM_WG)
+            .div_ceil(IMAGE_WG)
             .min(self.quirks().grid_cap)
+    }
+
+    /// One launch of a `norm_images.wgsl` kernel for layout `l` (`p.total`: its threads).
+    fn image_dispatch(
+        &self,
+        k: &Kernel,
+        l: &Layout,
+        p: NormParams,
+        args: &[&Tensor],
+    ) -> Result<()> {
+        let consts = [("WG", IMAGE_WG as u32)];
+        self.norm_dispatch(k, &consts, p, self.image_workgroups(l), args)
     }
 
     /// Checks `x`, `gamma`, `beta` and returns the layout for `groups` (0: batch norm).
@@ -595,9 +608,7 @@ impl Gpu {
                 ..l.params(l.m * l.c / 4)?
             };
             let args = [x, gamma, beta, &y, &mean, &inv_std];
-            let workgroups = self.group_norm_workgroups(&l);
-            let consts = [("WG", GROUP_NORM_WG as u32)];
-            self.norm_dispatch(&GROUP_NORM_FORWARD, &consts, p, workgroups, &args)?;
+            self.image_dispatch(&GROUP_NORM_FORWARD, &l, p, &args)?;
             (mean, inv_std)
         } else {
             let (mean, inv_std) = self.normalise(x, &l, gn.eps, None)?;
@@ -710,9 +721,10 @@ impl Gpu {
         Ok(NormGrads { dx, dgamma, dbeta })
     }
 
-    /// Group norm's backward pass, one workgroup per image (see [`Gpu::group_norm_fused`]):
-    /// each image's channel sums of `dout` and `dout * xhat`, its `dx`, and the sums per image
-    /// and channel, which `channel_sums` adds over the images into `dbeta` and `dgamma`.
+    /// Group norm's backward pass in one dispatch (a thread per image and vec4 of channels, see
+    /// [`Gpu::group_norm_fused`]): the sums of `dout` and `dout * xhat` over the image's pixels,
+    /// then its `dx`; the sums, written per image and channel, are added over the images into
+    /// `dbeta` and `dgamma` by `channel_sums`.
     fn group_norm_fused_backward(
         &self,
         dout: &Tensor,
@@ -724,9 +736,7 @@ impl Gpu {
         let t2 = self.alloc("group norm sums of dout * xhat", &[l.m, l.c], false)?;
         let (x, mean, inv_std, gamma) = (&cache.x, &cache.mean, &cache.inv_std, &cache.gamma);
         let args = [dout, x, mean, inv_std, gamma, &dx, &t1, &t2];
-        let (p, workgroups) = (l.params(l.m * l.c / 4)?, self.group_norm_workgroups(l));
-        let consts = [("WG", GROUP_NORM_WG as u32)];
-        self.norm_dispatch(&GROUP_NORM_BACKWARD, &consts, p, workgroups, &args)?;
+        self.image_dispatch(&GROUP_NORM_BACKWARD, l, l.params(l.m * l.c / 4)?, &args)?;
         let dbeta = self.alloc("norm dbeta", &[l.c], false)?;
         let dgamma = self.alloc("norm dgamma", &[l.c], false)?;
         let p = NormParams {
