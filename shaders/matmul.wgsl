@@ -10,8 +10,10 @@
 // neighbouring threads neighbouring elements), then read 4 times each from there. k runs in
 // order: the same bits on every run.
 // matmul_dot, for products too small to fill a GPU or to pay for barriers (a CPU adapter runs a
-// workgroup with barriers as coroutines): one thread per element of C, the same fma chain over k
-// in order and the same epilogue, so the same bits as matmul.
+// workgroup with barriers as coroutines): one thread per four columns of a row of C, which loads
+// the row's element of A once for the four (a CPU adapter loads lane by lane: 5 loads a step where
+// four threads made 8), each column the same fma chain over k in order and the same epilogue, so
+// the same bits as matmul.
 // Bindings: 0 params; 1 a, read; 2 b, read; 3 bias, read (any buffer when has_bias = 0); 4 c, write.
 
 const TM: u32 = 32u;
@@ -126,13 +128,22 @@ fn matmul_dot(
     @builtin(local_invocation_index) t: u32,
 ) {
     let grid = nwg.x * nwg.y * 64u;
-    for (var e = (wid.y * nwg.x + wid.x) * 64u + t; e < p.m * p.n; e += grid) {
-        let r = e / p.n;
-        let col = e % p.n;
-        var acc = 0.0;
+    let n4 = (p.n + 3u) / 4u;
+    for (var e = (wid.y * nwg.x + wid.x) * 64u + t; e < p.m * n4; e += grid) {
+        let r = e / n4;
+        let col0 = (e % n4) * 4u;
+        // The four columns' offsets in b, past the last column clamped to it (loaded, unused).
+        let last = p.n - 1u;
+        let cb = vec4<u32>(min(col0, last), min(col0 + 1u, last), min(col0 + 2u, last), min(col0 + 3u, last)) * p.sb_col + vec4<u32>(p.b_off);
+        var acc = vec4<f32>(0.0);
         for (var k = 0u; k < p.kk; k++) {
-            acc = fma(a[p.a_off + r * p.sa_row + k * p.sa_k], b[p.b_off + k * p.sb_k + col * p.sb_col], acc);
+            let av = a[p.a_off + r * p.sa_row + k * p.sa_k];
+            let kb = k * p.sb_k;
+            let bv = vec4<f32>(b[cb.x + kb], b[cb.y + kb], b[cb.z + kb], b[cb.w + kb]);
+            acc = fma(vec4<f32>(av), bv, acc);
         }
-        store(r, col, acc);
+        for (var j = 0u; j < min(4u, p.n - col0); j++) {
+            store(r, col0 + j, acc[j]);
+        }
     }
 }

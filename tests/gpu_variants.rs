@@ -219,9 +219,10 @@ fn every_conv_variant_gives_the_same_bits() {
 }
 
 /// The fully connected layer's two matrix-product kernels (the tiled one through workgroup
-/// memory, and one thread per element for small products) give the same bits, forward and
-/// backward, and the CPU reference's values: seed 001's layer (64 x 64 -> 6), ragged shapes
-/// that fill no tile, a bias that moves every sum.
+/// memory, and one thread per four columns of a row for small products) give the same bits,
+/// forward and backward, and the CPU reference's values: seed 001's layer (64 x 64 -> 6),
+/// ragged shapes that fill no tile (column counts not multiples of 4), a bias that moves every
+/// sum.
 #[test]
 fn every_matmul_variant_gives_the_same_bits() {
     for (case, (n, d, m)) in [(64, 64, 6), (5, 7, 3), (33, 17, 35)]

@@ -50,7 +50,7 @@ pub(crate) const MATMUL: Kernel = Kernel::new::<MatmulParams>(
     ],
 );
 
-/// One thread per element of the product, no workgroup memory: for products under
+/// One thread per four columns of a row of the product, no workgroup memory: for products under
 /// [`TUNE_MIN_MACS`] multiply-adds (seed 001's fully connected layer), where the tiled kernel's
 /// barriers cost more than its loads save. The same bits as [`MATMUL`].
 pub(crate) const MATMUL_DOT: Kernel = MATMUL.entry(
@@ -173,7 +173,8 @@ impl Gpu {
             let (kernel, threads, per_thread) = match product {
                 // Each thread: tiles x k-steps x (8 loads + 16 products) + 16 stores.
                 Product::Tiled => (&MATMUL, tiles as u64 * 64, kk.div_ceil(16) as u64 * 26 + 22),
-                Product::Dot => (&MATMUL_DOT, (m * n) as u64, kk as u64 + 4),
+                // Each thread: four columns of a row of C.
+                Product::Dot => (&MATMUL_DOT, (m * n.div_ceil(4)) as u64, kk as u64 + 4),
             };
             self.check_loops(
                 "matrix product",
