@@ -68,6 +68,16 @@ fn item_of(t: u32) -> Item {
     return Item(img, t % c4, img * (p.per_image / 4u), c4);
 }
 
+// The item's vec4 at pixel q of its image.
+fn at(it: Item, q: u32) -> u32 {
+    return it.base + q * it.c4 + it.col;
+}
+
+// The item's four channels.
+fn channels_of(it: Item) -> vec4<u32> {
+    return vec4<u32>(it.col * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+}
+
 // Per channel, the sum of its group's channels' v (the group's channels in order).
 fn group_sums(v: vec4<f32>) -> vec4<f32> {
     if (p.cg == 1u) {
@@ -97,11 +107,20 @@ fn group_dots(g: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
 // The statistic of each of the item's channels: the channel (batch norm: groups = 0), or the
 // image's group.
 fn stats_of(it: Item) -> vec4<u32> {
-    let c = vec4<u32>(it.col * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+    let c = channels_of(it);
     if (p.groups == 0u) {
         return c;
     }
     return vec4<u32>(it.img * p.groups) + c / vec4<u32>(p.cg);
+}
+
+// The mean and inv_std of each of the item's channels (the forward pass's, bindings 12, 10).
+fn statistics_of(it: Item) -> array<vec4<f32>, 2> {
+    let s = stats_of(it);
+    return array<vec4<f32>, 2>(
+        vec4<f32>(mean[s.x], mean[s.y], mean[s.z], mean[s.w]),
+        vec4<f32>(inv[s.x], inv[s.y], inv[s.z], inv[s.w]),
+    );
 }
 
 // The shift of each of the item's channels: its statistic's first element, as reduce.wgsl's
@@ -111,8 +130,7 @@ fn shift_of(it: Item) -> vec4<f32> {
     if (p.groups == 0u) {
         return src[it.col];
     }
-    let c = vec4<u32>(it.col * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    let f = vec4<u32>(it.base * 4u) + c / vec4<u32>(p.cg) * vec4<u32>(p.cg);
+    let f = vec4<u32>(it.base * 4u) + channels_of(it) / vec4<u32>(p.cg) * vec4<u32>(p.cg);
     return vec4<f32>(src[f.x / 4u][f.x % 4u], src[f.y / 4u][f.y % 4u], src[f.z / 4u][f.z % 4u], src[f.w / 4u][f.w % 4u]);
 }
 
@@ -122,7 +140,7 @@ fn shifted_sums(it: Item, shift: vec4<f32>) -> array<vec4<f32>, 2> {
     var b = vec4<f32>(0.0);
     let pix = p.per_image / p.c;
     for (var q = 0u; q < pix; q++) {
-        let d = src[it.base + q * it.c4 + it.col] - shift;
+        let d = src[at(it, q)] - shift;
         a += d;
         b = fma(d, d, b);
     }
@@ -136,7 +154,7 @@ fn normalised_sums(it: Item, m: vec4<f32>, k: vec4<f32>) -> array<vec4<f32>, 2> 
     var b = vec4<f32>(0.0);
     let pix = p.per_image / p.c;
     for (var q = 0u; q < pix; q++) {
-        let i = it.base + q * it.c4 + it.col;
+        let i = at(it, q);
         let v = src[i];
         a += v;
         b = fma(v, (x4[i] - m) * k, b);
@@ -176,7 +194,7 @@ fn group_norm_forward(
         let bt = beta[it.col];
         // Back from the last pixel: the first pass's last reads are the likeliest in cache.
         for (var q = pix; q > 0u; q--) {
-            let i = it.base + (q - 1u) * it.c4 + it.col;
+            let i = at(it, q - 1u);
             let xhat = (src[i] - m) * k;
             dst[i] = fma(gm, xhat, bt);
         }
@@ -193,9 +211,9 @@ fn group_norm_backward(
     let pix = p.per_image / p.c;
     for (var t = (wid.y * nwg.x + wid.x) * WG + lid; t < p.total; t += grid) {
         let it = item_of(t);
-        let s = stats_of(it);
-        let m = vec4<f32>(mean[s.x], mean[s.y], mean[s.z], mean[s.w]);
-        let k = vec4<f32>(inv[s.x], inv[s.y], inv[s.z], inv[s.w]);
+        let st = statistics_of(it);
+        let m = st[0];
+        let k = st[1];
         let sums = normalised_sums(it, m, k);
         write_sums(it, sums);
         let gm = gamma[it.col];
@@ -205,7 +223,7 @@ fn group_norm_backward(
         let tk = f * group_dots(gm, sums[1]);
         let tb = f * group_dots(gm, sums[0]);
         for (var q = pix; q > 0u; q--) { // (back, as in the forward pass)
-            let i = it.base + (q - 1u) * it.c4 + it.col;
+            let i = at(it, q - 1u);
             dst[i] = fma(ta, src[i], fma(tk, (x4[i] - m) * k, tb));
         }
     }
@@ -233,9 +251,7 @@ fn image_sums_normalised(
     let grid = nwg.x * nwg.y * WG;
     for (var t = (wid.y * nwg.x + wid.x) * WG + lid; t < p.total; t += grid) {
         let it = item_of(t);
-        let s = stats_of(it);
-        let m = vec4<f32>(mean[s.x], mean[s.y], mean[s.z], mean[s.w]);
-        let k = vec4<f32>(inv[s.x], inv[s.y], inv[s.z], inv[s.w]);
-        write_sums(it, normalised_sums(it, m, k));
+        let st = statistics_of(it);
+        write_sums(it, normalised_sums(it, st[0], st[1]));
     }
 }
