@@ -117,15 +117,21 @@ def loss(p, x, y):
     return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
 
-@jax.jit
-def step(p, m, v, t, x, y, lr=0.009, b1=0.9, b2=0.999, eps=1e-8):
-    value, g = jax.value_and_grad(loss)(p, x, y)
-    t = t + 1
-    m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
-    v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    p = jax.tree.map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
-    return p, m, v, t, value
+def make_step(loss, lr, b1=0.9, b2=0.999, eps=1e-8):
+    """A jitted training step of `loss(params, x, y)` with Adam (cs231n's update)."""
+    @jax.jit
+    def step(p, m, v, t, x, y):
+        value, g = jax.value_and_grad(loss)(p, x, y)
+        t = t + 1
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        p = jax.tree.map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
+        return p, m, v, t, value
+    return step
+
+
+step = make_step(loss, 0.009)
 
 
 predict = jax.jit(lambda p, x: jnp.argmax(scores(p, x), axis=1))

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cpu;
 use crate::error::Result;
 use crate::gpu::{Gpu, Tensor};
+use crate::nn::{GpuNet, Sequential, ThreeLayer};
 
 mod profile;
 mod roofline;
@@ -769,30 +770,50 @@ pub fn layer_records(
             || adam.step(gpu, &mut w, &dw),
         )?);
     }
-    if wanted("train_step", "signs") {
-        out.push(train_step_signs(gpu, o)?);
+    // One training step (forward, loss, backward, Adam, as `GpuNet::step` records it) of each
+    // model at batch 64 on 64x64x3 images, 6 classes. The rates count the dense multiply-adds:
+    // `signs`, both convolutions' forward and filter gradient and the second one's data
+    // gradient, nearly all of its arithmetic; the three-layer convnet (cs231n's defaults: conv
+    // 7x7 -> 32, 2x2 max pool, affine 100, affine), its convolution's forward and filter
+    // gradient and each affine layer's three products.
+    let conv1 = 64.0 * 64.0 * 64.0 * 8.0 * 48.0;
+    let conv2 = 64.0 * 8.0 * 8.0 * 16.0 * 32.0;
+    let conv7 = 64.0 * 64.0 * 64.0 * 32.0 * 147.0;
+    let affine = 64.0 * (32.0 * 32.0 * 32.0 * 100.0 + 100.0 * 6.0);
+    for (shape, net, lr, macs) in [
+        (
+            "signs",
+            Sequential::signs((64, 64, 3), 6),
+            0.009,
+            2.0 * conv1 + 3.0 * conv2,
+        ),
+        (
+            "three_layer",
+            Sequential::three_layer((64, 64, 3), 6, ThreeLayer::default()),
+            1e-3,
+            2.0 * conv7 + 3.0 * affine,
+        ),
+    ] {
+        if wanted("train_step", shape) {
+            out.push(train_step(gpu, o, shape, &net, lr, 2.0 * macs)?);
+        }
     }
     Ok(out)
 }
 
-/// One training step of seed 001's network at batch 64 on 64x64x3 images, 6 classes (forward,
-/// loss, backward, Adam), as `GpuNet::step` records it; the rate counts the two convolutions'
-/// multiply-adds (forward, filter gradient, and the second one's data gradient), which are
-/// nearly all of the step's arithmetic.
-fn train_step_signs(gpu: &Gpu, o: &Options) -> Result<Record> {
-    use crate::data::Dataset;
-    use crate::nn::{GpuNet, Sequential};
-    let data = Dataset::synthetic(64, 64, 1);
-    let net = Sequential::signs((64, 64, 3), 6);
-    let mut model = GpuNet::new(gpu, &net, &net.init(1)?, crate::AdamConfig::new(0.009))?;
-    let conv1 = 64.0 * 64.0 * 64.0 * 8.0 * 48.0;
-    let conv2 = 64.0 * 8.0 * 8.0 * 16.0 * 32.0;
-    let flops = 2.0 * (2.0 * conv1 + 3.0 * conv2);
-    let name = (
-        "train_step",
-        "signs",
-        "batch 64 of 64x64x3, 6 classes".into(),
-    );
+/// One training step of `net` at batch 64 on the built-in set's 64x64x3 images, 6 classes,
+/// rated at `flops`.
+fn train_step(
+    gpu: &Gpu,
+    o: &Options,
+    shape: &'static str,
+    net: &Sequential,
+    lr: f64,
+    flops: f64,
+) -> Result<Record> {
+    let data = crate::data::Dataset::synthetic(64, 64, 1);
+    let mut model = GpuNet::new(gpu, net, &net.init(1)?, crate::AdamConfig::new(lr))?;
+    let name = ("train_step", shape, "batch 64 of 64x64x3, 6 classes".into());
     compute_record(gpu, name, flops, o, || {
         model.step(&data.x, &data.y).map(drop)
     })

@@ -1,6 +1,8 @@
 //! The fully connected layer and the softmax loss on the GPU; kernels: `shaders/matmul.wgsl`
-//! (a tiled matrix product through workgroup memory), `shaders/softmax.wgsl`, and the
-//! deterministic reduction for `db` and the loss.
+//! (a tiled matrix product through workgroup memory, and one thread per four columns of a row
+//! for small products), `shaders/matmul_lanes.wgsl` (lanes on columns with the rows of A
+//! broadcast, for CPU adapters), `shaders/softmax.wgsl`, and the deterministic reduction for
+//! `db` and the loss. Every product kernel gives the same bits.
 
 use super::kernels::{uniform, Access, Kernel};
 use super::launch::{count, WG};
@@ -42,33 +44,55 @@ pub(crate) const MATMUL: Kernel = Kernel::new::<MatmulParams>(
     "matmul.wgsl",
     include_str!("../../shaders/matmul.wgsl"),
     "matmul",
-    &[
-        (1, Access::Read),
-        (2, Access::Read),
-        (3, Access::Read),
-        (4, Access::Write),
-    ],
+    &MATMUL_BINDINGS,
 );
+
+/// The bindings of every product kernel: a, b, the bias, c.
+const MATMUL_BINDINGS: [(u32, Access); 4] = [
+    (1, Access::Read),
+    (2, Access::Read),
+    (3, Access::Read),
+    (4, Access::Write),
+];
 
 /// One thread per four columns of a row of the product, no workgroup memory: for products under
 /// [`TUNE_MIN_MACS`] multiply-adds (seed 001's fully connected layer), where the tiled kernel's
 /// barriers cost more than its loads save. The same bits as [`MATMUL`].
-pub(crate) const MATMUL_DOT: Kernel = MATMUL.entry(
-    "matmul_dot",
+pub(crate) const MATMUL_DOT: Kernel = MATMUL.entry("matmul_dot", &MATMUL_BINDINGS);
+
+/// `matmul_lanes`: lanes on four columns each, the rows' elements of A loaded once per subgroup
+/// and broadcast (`SG` lanes, `R` rows a lane): for CPU adapters with fixed-size subgroups,
+/// where the tiled kernel's barriers and lane-by-lane loads made a large product 100x slower
+/// than the convolutions. The same bits as [`MATMUL`].
+pub(crate) const MATMUL_LANES: Kernel = Kernel::new::<MatmulParams>(
+    "matmul_lanes.wgsl",
+    concat!(
+        include_str!("../../shaders/matmul.wgsl"),
+        include_str!("../../shaders/matmul_lanes.wgsl")
+    ),
+    "matmul_lanes",
     &[
         (1, Access::Read),
         (2, Access::Read),
         (3, Access::Read),
         (4, Access::Write),
+        (5, Access::Read),
     ],
 );
 
-/// The two kernels of a matrix product.
+/// The kernels of a matrix product (`Lanes(sg, r)`: `matmul_lanes` with `SG = sg`, `R = r`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Product {
     Tiled,
     Dot,
+    Lanes(u32, u32),
 }
+
+/// Rows a lane of `matmul_lanes` takes, in the order offered. On lavapipe, 64 x 32768 x 100
+/// (x @ w of seed 002's convnet on 64x64 images) and its two backward products took 24, 34 and
+/// 38 ms with 16 rows, 27, 45 and 49 ms with 8, 42-78 ms and more with 4, 280-290 ms and
+/// 0.55 s together in the tiled kernel.
+const LANES_ROWS: [u32; 2] = [16, 8];
 
 pub(crate) const SOFTMAX: Kernel = Kernel::new::<SoftmaxParams>(
     "softmax.wgsl",
@@ -145,11 +169,16 @@ impl Gpu {
             ..MatmulParams::default()
         };
         // Small products take the one-thread-per-element kernel untimed (tests force either).
+        // Larger ones on CPU adapters with fixed-size subgroups take the lanes kernel (the tiled
+        // one, ten times slower there, is not even timed), else the tiled one.
         let macs = (m * n * kk) as f64;
-        let candidates: &[Product] = if macs < TUNE_MIN_MACS {
-            &[Product::Dot, Product::Tiled]
+        let lanes = self.matmul_lanes((m, n, kk));
+        let candidates: Vec<Product> = if macs < TUNE_MIN_MACS {
+            vec![Product::Dot, Product::Tiled]
+        } else if lanes.is_empty() {
+            vec![Product::Tiled]
         } else {
-            &[Product::Tiled]
+            lanes
         };
         let key = TuneKey {
             op: TunedOp::Matmul,
@@ -175,6 +204,9 @@ impl Gpu {
                 Product::Tiled => (&MATMUL, tiles as u64 * 64, kk.div_ceil(16) as u64 * 26 + 22),
                 // Each thread: four columns of a row of C.
                 Product::Dot => (&MATMUL_DOT, (m * n.div_ceil(4)) as u64, kk as u64 + 4),
+                // No grid-stride loop beyond the tiles each workgroup takes, counted in its
+                // iterations: its tiles x (kk / SG steps and the tail).
+                Product::Lanes(sg, r) => (&MATMUL_LANES, 1, self.lanes_grid((m, n, kk), sg, r).1),
             };
             self.check_loops(
                 "matrix product",
@@ -182,21 +214,54 @@ impl Gpu {
                 per_thread,
                 &[a.t.shape(), b.t.shape()],
             )?;
-            self.launch(
-                kernel,
-                &[],
-                1,
-                &[
-                    Arg::Whole(a.t),
-                    Arg::Whole(b.t),
-                    Arg::Whole(bias.unwrap_or(a.t)),
-                    Arg::Whole(c),
-                ],
-                |_| Ok((p, threads.div_ceil(64))),
-            )
+            let v4b = b.stride_k == 1 && n.is_multiple_of(4) && b.stride_row.is_multiple_of(4);
+            let (consts, workgroups) = match product {
+                Product::Lanes(sg, r) => (
+                    vec![("SG", sg), ("R", r), ("V4B", u32::from(v4b))],
+                    self.lanes_grid((m, n, kk), sg, r).0,
+                ),
+                _ => (vec![], threads.div_ceil(64)),
+            };
+            let mut args = vec![
+                Arg::Whole(a.t),
+                Arg::Whole(b.t),
+                Arg::Whole(bias.unwrap_or(a.t)),
+                Arg::Whole(c),
+            ];
+            if matches!(product, Product::Lanes(..)) {
+                args.push(Arg::Whole(b.t));
+            }
+            self.launch(kernel, &consts, 1, &args, |_| Ok((p, workgroups)))
         };
-        let product = self.pick(key, macs, candidates, launch)?;
+        let product = self.pick(key, macs, &candidates, launch)?;
         launch(product)
+    }
+
+    /// The `matmul_lanes` variants for a product of `(m, n, kk)`, where the adapter runs a
+    /// workgroup as the lanes of one core (`Gpu::lanes_first`) with fixed-size subgroups of at
+    /// most 16 lanes and the kernel's loops stay within the loop budget.
+    fn matmul_lanes(&self, dims: (usize, usize, usize)) -> Vec<Product> {
+        let Some(sg) = self.quirks().subgroup.filter(|&sg| sg <= 16) else {
+            return vec![];
+        };
+        if !self.lanes_first() {
+            return vec![];
+        }
+        LANES_ROWS
+            .into_iter()
+            .filter(|&r| self.within_loop_budget(self.lanes_grid(dims, sg, r).1))
+            .map(|r| Product::Lanes(sg, r))
+            .collect()
+    }
+
+    /// `matmul_lanes`' workgroups for `(m, n, kk)` with `sg` lanes and `r` rows a lane (its
+    /// tiles, capped as the convolutions' window kernels are), and the loop iterations each runs.
+    fn lanes_grid(&self, (m, n, kk): (usize, usize, usize), sg: u32, r: u32) -> (u64, u64) {
+        let (sg, r) = (sg as usize, r as usize);
+        let tiles = (m.div_ceil(r) * n.div_ceil(4 * sg)) as u64;
+        let steps = kk.div_ceil(sg) as u64;
+        let workgroups = self.window_workgroups(tiles, steps).max(1);
+        (workgroups, tiles.div_ceil(workgroups) * (steps + 1))
     }
 
     /// `(N, D, M)` of an affine layer, checking the shapes.

@@ -314,6 +314,16 @@ mod tests {
         ] {
             all.push((k, vec![("WG", 8)]));
         }
+        for sg in [4, 8, 16] {
+            for r in [4, 8, 16] {
+                for v4b in [0, 1] {
+                    all.push((
+                        super::super::affine::MATMUL_LANES,
+                        vec![("SG", sg), ("R", r), ("V4B", v4b)],
+                    ));
+                }
+            }
+        }
         for k in [super::super::norm::APPLY4, super::super::norm::NORM_DX4] {
             for grouped in [0, 1] {
                 for stream in [0, 1, 4] {
