@@ -93,6 +93,9 @@ fn every_conv_kernel_variant_matches_cpu_reference() {
         // channels, 16 outputs; enough pixels that the filter gradient's runs (10 pixels) take
         // its 4- and 8-pixel steps.
         ([2, 16, 32, 16], [3, 3, 16, 32], ConvParams::new(1, 1)),
+        // 49 taps (seed 002's convnet: 7x7, 3 -> 32, padding 3; rows of 13 pixels, segments
+        // past the row's end): the filter gradient's channel-lane kernels.
+        ([2, 12, 13, 3], [7, 7, 3, 32], ConvParams::new(1, 3)),
         // 13 input channels (rows not whole vec4s), 30 outputs (the last lane's last two
         // channels store nothing), rows longer than several segments, filter-gradient runs of
         // 6 pixels.
@@ -146,6 +149,9 @@ fn every_conv_variant_gives_the_same_bits() {
         ),
         // cifar's layer: the channel-lane kernels with 4 and 2 output channels a lane.
         ([2, 16, 32, 16], [3, 3, 16, 32], ConvParams::new(1, 1)),
+        // Seed 002's convnet's layer (7x7, 3 -> 32, padding 3): 49 taps, the filter gradient's
+        // channel-lane kernels with 4 and 2 output channels a lane.
+        ([2, 12, 13, 3], [7, 7, 3, 32], ConvParams::new(1, 3)),
     ];
     for (case, (input, weights, params)) in cases.into_iter().enumerate() {
         let mut rng = NumpyRng::seed(5 + case as u32);

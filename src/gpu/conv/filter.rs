@@ -418,8 +418,10 @@ impl Gpu {
     /// The channel-lane variants of the split filter gradient, where they apply: an adapter
     /// with fixed-size subgroups, stride 1 along the width, all the output channels in whole
     /// subgroups of one workgroup of at most 32 lanes, slices within the loop budget. With one
-    /// output channel a lane (at most 4 input channels; first) and with 4 or 2 (at most
-    /// [`LANES_K_MAX`] input channels and [`LANES_LINES_MAX`] multiply-adds a run; second).
+    /// output channel a lane (at most 4 input channels and [`LANES_TAPS_MAX`] taps; first) and
+    /// with 4 or 2 (at most [`LANES_K_MAX`] input channels and [`LANES_LINES_MAX`]
+    /// multiply-adds a run, any number of taps: seed 002's 7x7 filter gradient, 3 -> 32
+    /// channels over 64x64x64 images, 83-122 -> 33.5-35 ms on lavapipe; second).
     fn filter_lanes_variants(
         &self,
         k: &KernelGeometry,
@@ -434,7 +436,6 @@ impl Gpu {
             let wg = c_pad / cpl;
             let (_, iterations) = self.lanes_workgroups(k, (slices, run), r);
             k.s_w == 1
-                && taps <= LANES_TAPS_MAX
                 && wg <= 32
                 && wg >= sg as usize
                 && wg.is_multiple_of(sg as usize)
@@ -457,7 +458,7 @@ impl Gpu {
                 vec![buffer]
             }
         };
-        let one = if k.c_in <= 4 && fits(LANES_PIXELS, 1) {
+        let one = if k.c_in <= 4 && taps <= LANES_TAPS_MAX && fits(LANES_PIXELS, 1) {
             with_textures((LANES_PIXELS, 1))
         } else {
             Vec::new()
@@ -611,15 +612,22 @@ pub(crate) fn specializations() -> Vec<(Kernel, Vec<(&'static str, u32)>)> {
             }
         }
     }
-    // 4 and 2 output channels a lane (cifar's layer: 16 input channels, 32 outputs).
-    for (wg, cpl, r, s0) in [(8, 4, 4, None), (16, 2, 4, Some(0)), (16, 2, 8, Some(2))] {
-        for tex in [false, true]
-            .into_iter()
-            .take(1 + usize::from(s0.is_some()))
-        {
-            let consts = lanes_consts((3, 3, 16), wg, cpl, r, 8, s0, tex);
-            let kernel = if tex { FILTER_LANES_TEX } else { FILTER_LANES };
-            out.push((kernel, consts.to_vec()));
+    // 4 and 2 output channels a lane (cifar's layer: 16 input channels, 32 outputs; seed 002's
+    // convnet's: 7x7 taps, 3 input channels, 32 outputs, rows starting 3 floats into a vec4).
+    for (shape, s0s) in [((3, 3, 16), [0, 2]), ((7, 7, 3), [3, 3])] {
+        for (wg, cpl, r, s0) in [
+            (8, 4, 4, None),
+            (16, 2, 4, Some(s0s[0])),
+            (16, 2, 8, Some(s0s[1])),
+        ] {
+            for tex in [false, true]
+                .into_iter()
+                .take(1 + usize::from(s0.is_some()))
+            {
+                let consts = lanes_consts(shape, wg, cpl, r, 8, s0, tex);
+                let kernel = if tex { FILTER_LANES_TEX } else { FILTER_LANES };
+                out.push((kernel, consts.to_vec()));
+            }
         }
     }
     out
