@@ -92,7 +92,7 @@ enum Product {
 /// (x @ w of seed 002's convnet on 64x64 images) and its two backward products took 24, 34 and
 /// 38 ms with 16 rows, 27, 45 and 49 ms with 8, 42-78 ms and more with 4, 280-290 ms and
 /// 0.55 s together in the tiled kernel.
-const LANES_ROWS: [u32; 2] = [16, 8];
+pub(crate) const LANES_ROWS: [u32; 2] = [16, 8];
 
 pub(crate) const SOFTMAX: Kernel = Kernel::new::<SoftmaxParams>(
     "softmax.wgsl",
@@ -172,13 +172,15 @@ impl Gpu {
         // Larger ones on CPU adapters with fixed-size subgroups take the lanes kernel (the tiled
         // one, ten times slower there, is not even timed), else the tiled one.
         let macs = (m * n * kk) as f64;
-        let lanes = self.matmul_lanes((m, n, kk));
         let candidates: Vec<Product> = if macs < TUNE_MIN_MACS {
             vec![Product::Dot, Product::Tiled]
-        } else if lanes.is_empty() {
-            vec![Product::Tiled]
         } else {
-            lanes
+            let lanes = self.matmul_lanes((m, n, kk));
+            if lanes.is_empty() {
+                vec![Product::Tiled]
+            } else {
+                lanes
+            }
         };
         let key = TuneKey {
             op: TunedOp::Matmul,
@@ -199,14 +201,35 @@ impl Gpu {
             .map(|v| v as i64),
         };
         let launch = |product| {
-            let (kernel, threads, per_thread) = match product {
+            // The kernel, its threads (in its grid-stride loop), each one's loop iterations, its
+            // constants and its workgroups.
+            let (kernel, threads, per_thread, consts, workgroups) = match product {
                 // Each thread: tiles x k-steps x (8 loads + 16 products) + 16 stores.
-                Product::Tiled => (&MATMUL, tiles as u64 * 64, kk.div_ceil(16) as u64 * 26 + 22),
+                Product::Tiled => {
+                    let per_thread = kk.div_ceil(16) as u64 * 26 + 22;
+                    (&MATMUL, tiles as u64 * 64, per_thread, vec![], tiles as u64)
+                }
                 // Each thread: four columns of a row of C.
-                Product::Dot => (&MATMUL_DOT, (m * n.div_ceil(4)) as u64, kk as u64 + 4),
+                Product::Dot => {
+                    let threads = (m * n.div_ceil(4)) as u64;
+                    (
+                        &MATMUL_DOT,
+                        threads,
+                        kk as u64 + 4,
+                        vec![],
+                        threads.div_ceil(64),
+                    )
+                }
                 // No grid-stride loop beyond the tiles each workgroup takes, counted in its
-                // iterations: its tiles x (kk / SG steps and the tail).
-                Product::Lanes(sg, r) => (&MATMUL_LANES, 1, self.lanes_grid((m, n, kk), sg, r).1),
+                // iterations: its tiles x (kk / SG steps and the tail). B's four columns are
+                // one vec4 where they are contiguous and every row starts a vec4.
+                Product::Lanes(sg, r) => {
+                    let (workgroups, per_wg) = self.lanes_grid((m, n, kk), sg, r);
+                    let v4b =
+                        b.stride_k == 1 && n.is_multiple_of(4) && b.stride_row.is_multiple_of(4);
+                    let consts = vec![("SG", sg), ("R", r), ("V4B", u32::from(v4b))];
+                    (&MATMUL_LANES, 1, per_wg, consts, workgroups)
+                }
             };
             self.check_loops(
                 "matrix product",
@@ -214,20 +237,13 @@ impl Gpu {
                 per_thread,
                 &[a.t.shape(), b.t.shape()],
             )?;
-            let v4b = b.stride_k == 1 && n.is_multiple_of(4) && b.stride_row.is_multiple_of(4);
-            let (consts, workgroups) = match product {
-                Product::Lanes(sg, r) => (
-                    vec![("SG", sg), ("R", r), ("V4B", u32::from(v4b))],
-                    self.lanes_grid((m, n, kk), sg, r).0,
-                ),
-                _ => (vec![], threads.div_ceil(64)),
-            };
             let mut args = vec![
                 Arg::Whole(a.t),
                 Arg::Whole(b.t),
                 Arg::Whole(bias.unwrap_or(a.t)),
                 Arg::Whole(c),
             ];
+            // matmul_lanes also reads b as vec4s.
             if matches!(product, Product::Lanes(..)) {
                 args.push(Arg::Whole(b.t));
             }

@@ -315,7 +315,7 @@ mod tests {
             all.push((k, vec![("WG", 8)]));
         }
         for sg in [4, 8, 16] {
-            for r in [4, 8, 16] {
+            for r in super::super::affine::LANES_ROWS {
                 for v4b in [0, 1] {
                     all.push((
                         super::super::affine::MATMUL_LANES,
