@@ -27,20 +27,7 @@
 
 override WG: u32 = 64u;
 
-struct Params {
-    total: u32,      // elements, or statistics
-    c: u32,          // channels
-    per_image: u32,  // H * W * C
-    groups: u32,     // 0: batch norm; else groups per sample
-    cg: u32,         // channels per group (1 for batch norm)
-    n: f32,          // elements per statistic
-    eps: f32,
-    momentum: f32,
-    update: u32,     // finish_stats: update the running statistics; finish_grads (group norm):
-                     // also the per-channel sums (dbeta, dgamma)
-    train: u32,      // norm_dx: train-mode formula
-    rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
-}
+// @splice(norm_params.wgsl)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<f32>;

@@ -28,19 +28,7 @@
 
 override WG: u32 = 64u;
 
-struct Params {
-    total: u32,      // threads: images * C / 4
-    c: u32,
-    per_image: u32,  // H * W * C
-    groups: u32,
-    cg: u32,         // (group_norm_*: 1, 2 or 4)
-    n: f32,          // elements per statistic: H * W * cg
-    eps: f32,
-    momentum: f32,
-    update: u32,
-    train: u32,
-    rows: u32,
-}
+// @splice(norm_params.wgsl)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;

@@ -13,19 +13,7 @@ override WG: u32 = 64u;
 // 0: batch norm (statistics per channel); 1: group norm (per image and group of channels).
 override GROUPED: u32 = 0u;
 
-struct Params {
-    total: u32,      // vec4s
-    c: u32,
-    per_image: u32,  // H * W * C
-    groups: u32,     // 0: batch norm
-    cg: u32,
-    n: f32,
-    eps: f32,
-    momentum: f32,
-    update: u32,
-    train: u32,
-    rows: u32,       // finish_stats, finish_grads: partial sums per segment and column
-}
+// @splice(norm_params.wgsl)
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;

@@ -20,6 +20,10 @@ const SNIPPETS: &[(&str, &str)] = &[
     ),
     ("texel.wgsl", include_str!("../../shaders/texel.wgsl")),
     ("pick.wgsl", include_str!("../../shaders/pick.wgsl")),
+    (
+        "norm_params.wgsl",
+        include_str!("../../shaders/norm_params.wgsl"),
+    ),
 ];
 
 /// `source` with each `// @splice(FILE)` line replaced by that snippet's lines.
